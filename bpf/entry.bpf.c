@@ -1,0 +1,327 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/* Per-interface entry programs. One copy is loaded for every managed
+ * interface with its constants (role, counter slot, chain bank, fault rules,
+ * log prefix) frozen into read-only data, so the fast path needs no lookup to
+ * learn who it is. The entry parses the packet once into the per-CPU context
+ * and tail-calls the first stage of its (role, hook) chain. */
+#include <linux/if_ether.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/in.h>
+#include <linux/tcp.h>
+#include <linux/udp.h>
+#include <linux/in6.h>
+#include <sluice/bpf/sluice.h>
+
+const volatile __u32 sl_cfg_slot = 0;
+const volatile __u32 sl_cfg_role = SL_ROLE_WORKLOAD;
+const volatile __u32 sl_cfg_l3_device = 0; /* no Ethernet header (tun, wireguard) */
+const volatile __u32 sl_cfg_malformed_rule = SL_FAULT_DROP;
+const volatile __u32 sl_cfg_missed_rule = SL_FAULT_DROP;
+const volatile __u32 sl_cfg_jump_base[SL_HOOK_COUNT] = {};
+const volatile char sl_cfg_log_prefix[SL_HOOK_COUNT][SL_LOG_PREFIX_LEN] = {};
+
+enum parse_result {
+	PARSE_OK = 0,
+	PARSE_NON_IP,
+	PARSE_L2_SHORT,
+	PARSE_L3_SHORT,
+	PARSE_IHL,
+	PARSE_IP_LEN,
+	PARSE_L4_SHORT,
+	PARSE_VERSION,
+};
+
+/* Makes [0, len) of the packet readable through skb->data, pulling
+ * non-linear data in when needed. Fails when the packet is shorter. */
+static __always_inline int ensure_linear(struct __sk_buff *skb, __u32 len)
+{
+	if ((long)skb->data + len <= (long)skb->data_end)
+		return 0;
+	if (skb->len < len)
+		return -1;
+	if (bpf_skb_pull_data(skb, len))
+		return -1;
+	return (long)skb->data + len <= (long)skb->data_end ? 0 : -1;
+}
+
+static __always_inline int parse_l4(struct __sk_buff *skb, struct sl_pkt_ctx *ctx,
+				    __u32 l3_end)
+{
+	__u32 off = ctx->l4_off;
+	__u32 need;
+
+	switch (ctx->ip_proto) {
+	case IPPROTO_TCP:
+		need = sizeof(struct tcphdr);
+		break;
+	case IPPROTO_UDP:
+		need = sizeof(struct udphdr);
+		break;
+	case IPPROTO_ICMP:
+	case IPPROTO_ICMPV6:
+		need = 8;
+		break;
+	default:
+		return PARSE_OK; /* no ports to extract */
+	}
+	if (off + need > l3_end)
+		return PARSE_L4_SHORT;
+	if (off > 1024 || ensure_linear(skb, off + need))
+		return PARSE_L4_SHORT;
+
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	void *l4 = data + off;
+
+	if (ctx->ip_proto == IPPROTO_TCP) {
+		struct tcphdr *tcp = l4;
+
+		if ((void *)(tcp + 1) > data_end)
+			return PARSE_L4_SHORT;
+		if (tcp->doff < 5 || off + tcp->doff * 4u > l3_end)
+			return PARSE_L4_SHORT;
+		ctx->sport = tcp->source;
+		ctx->dport = tcp->dest;
+		ctx->tcp_flags = ((__u8 *)tcp)[13];
+	} else if (ctx->ip_proto == IPPROTO_UDP) {
+		struct udphdr *udp = l4;
+
+		if ((void *)(udp + 1) > data_end)
+			return PARSE_L4_SHORT;
+		ctx->sport = udp->source;
+		ctx->dport = udp->dest;
+	} else {
+		__u8 *icmp = l4;
+
+		if ((void *)(icmp + 8) > data_end)
+			return PARSE_L4_SHORT;
+		ctx->dport = bpf_htons(((__u16)icmp[0] << 8) | icmp[1]);
+		ctx->sport = *(__be16 *)(icmp + 4); /* echo identifier */
+	}
+	return PARSE_OK;
+}
+
+static __always_inline int parse_ipv4(struct __sk_buff *skb, struct sl_pkt_ctx *ctx)
+{
+	__u32 l3 = ctx->l3_off;
+
+	if (ensure_linear(skb, l3 + sizeof(struct iphdr)))
+		return PARSE_L3_SHORT;
+
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct iphdr *ip = data + l3;
+
+	if ((void *)(ip + 1) > data_end)
+		return PARSE_L3_SHORT;
+	if (ip->version != 4)
+		return PARSE_VERSION;
+	if (ip->ihl < 5)
+		return PARSE_IHL;
+
+	__u32 hdr_len = ip->ihl * 4u;
+	__u32 tot_len = bpf_ntohs(ip->tot_len);
+	__u32 avail = skb->len - l3;
+
+	/* tot_len 0 is legal only for BIG TCP super-packets above 64 KiB. */
+	if (tot_len == 0 && avail > 0xffff)
+		tot_len = avail;
+	if (tot_len < hdr_len || tot_len > avail)
+		return PARSE_IP_LEN;
+
+	ctx->ip_proto = ip->protocol;
+	ctx->saddr[0] = ip->saddr;
+	ctx->daddr[0] = ip->daddr;
+	ctx->l4_off = l3 + hdr_len;
+
+	__u16 frag = bpf_ntohs(ip->frag_off);
+	if (frag & 0x3fff) {
+		ctx->flags |= SL_PKT_F_FRAGMENT;
+		if (frag & 0x1fff) {
+			ctx->flags |= SL_PKT_F_LATER_FRAGMENT;
+			return PARSE_OK;
+		}
+	}
+	return parse_l4(skb, ctx, l3 + tot_len);
+}
+
+#define MAX_IPV6_EXT_HEADERS 6
+
+static __always_inline int parse_ipv6(struct __sk_buff *skb, struct sl_pkt_ctx *ctx)
+{
+	__u32 l3 = ctx->l3_off;
+
+	if (ensure_linear(skb, l3 + sizeof(struct ipv6hdr)))
+		return PARSE_L3_SHORT;
+
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct ipv6hdr *ip6 = data + l3;
+
+	if ((void *)(ip6 + 1) > data_end)
+		return PARSE_L3_SHORT;
+	if (ip6->version != 6)
+		return PARSE_VERSION;
+
+	__u32 payload = bpf_ntohs(ip6->payload_len);
+	__u32 avail = skb->len - l3;
+
+	if (payload == 0 && avail > 0xffff + sizeof(struct ipv6hdr))
+		payload = avail - sizeof(struct ipv6hdr); /* jumbogram / BIG TCP */
+	if (payload + sizeof(struct ipv6hdr) > avail)
+		return PARSE_IP_LEN;
+
+	__builtin_memcpy(ctx->saddr, &ip6->saddr, 16);
+	__builtin_memcpy(ctx->daddr, &ip6->daddr, 16);
+
+	__u32 l3_end = l3 + sizeof(struct ipv6hdr) + payload;
+	__u32 off = l3 + sizeof(struct ipv6hdr);
+	__u8 next = ip6->nexthdr;
+
+#pragma unroll
+	for (int i = 0; i < MAX_IPV6_EXT_HEADERS; i++) {
+		if (next != IPPROTO_HOPOPTS && next != IPPROTO_ROUTING &&
+		    next != IPPROTO_DSTOPTS && next != IPPROTO_FRAGMENT)
+			break;
+		__u8 ext[8];
+
+		if (off + 8 > l3_end || bpf_skb_load_bytes(skb, off, ext, sizeof(ext)))
+			return PARSE_L4_SHORT;
+		if (next == IPPROTO_FRAGMENT) {
+			__u16 frag = ((__u16)ext[2] << 8) | ext[3];
+
+			ctx->flags |= SL_PKT_F_FRAGMENT;
+			if (frag & 0xfff8) {
+				ctx->flags |= SL_PKT_F_LATER_FRAGMENT;
+				ctx->ip_proto = ext[0];
+				ctx->l4_off = off + 8;
+				return PARSE_OK;
+			}
+			off += 8;
+		} else {
+			off += (ext[1] + 1u) * 8;
+		}
+		next = ext[0];
+	}
+	ctx->ip_proto = next;
+	ctx->l4_off = off;
+	return parse_l4(skb, ctx, l3_end);
+}
+
+static __always_inline int parse_packet(struct __sk_buff *skb, struct sl_pkt_ctx *ctx)
+{
+	__u16 proto;
+
+	if (sl_cfg_l3_device) {
+		proto = bpf_ntohs(skb->protocol);
+		ctx->l3_off = 0;
+	} else {
+		if (ensure_linear(skb, ETH_HLEN))
+			return PARSE_L2_SHORT;
+		void *data = (void *)(long)skb->data;
+		void *data_end = (void *)(long)skb->data_end;
+		struct ethhdr *eth = data;
+
+		if ((void *)(eth + 1) > data_end)
+			return PARSE_L2_SHORT;
+		proto = bpf_ntohs(eth->h_proto);
+		ctx->flags |= SL_PKT_F_L2;
+		ctx->l3_off = ETH_HLEN;
+	}
+	if (proto == ETH_P_IP) {
+		ctx->l3_proto = ETH_P_IP;
+		return parse_ipv4(skb, ctx);
+	}
+	if (proto == ETH_P_IPV6) {
+		ctx->l3_proto = ETH_P_IPV6;
+		return parse_ipv6(skb, ctx);
+	}
+	return PARSE_NON_IP;
+}
+
+static __always_inline __u32 malformed_reason(int result, int pass)
+{
+	switch (result) {
+	case PARSE_L2_SHORT:
+		return pass ? SL_R_PASSED_MALFORMED_L2_SHORT : SL_R_MALFORMED_L2_SHORT;
+	case PARSE_L3_SHORT:
+		return pass ? SL_R_PASSED_MALFORMED_L3_SHORT : SL_R_MALFORMED_L3_SHORT;
+	case PARSE_IHL:
+		return pass ? SL_R_PASSED_MALFORMED_IHL : SL_R_MALFORMED_IHL;
+	case PARSE_IP_LEN:
+		return pass ? SL_R_PASSED_MALFORMED_IP_LEN : SL_R_MALFORMED_IP_LEN;
+	case PARSE_L4_SHORT:
+		return pass ? SL_R_PASSED_MALFORMED_L4_SHORT : SL_R_MALFORMED_L4_SHORT;
+	default:
+		return pass ? SL_R_PASSED_MALFORMED_VERSION : SL_R_MALFORMED_VERSION;
+	}
+}
+
+static __always_inline int sl_entry(struct __sk_buff *skb, __u32 hook)
+{
+	struct sl_pkt_ctx *ctx = sl_pkt_ctx_get();
+	__u32 zero = 0;
+
+	if (!ctx)
+		return TC_ACT_SHOT; /* cannot happen: a 1-entry per-CPU array */
+	__builtin_memset(ctx, 0, sizeof(*ctx));
+	ctx->ifindex = skb->ifindex;
+	ctx->hook = hook;
+	ctx->role = sl_cfg_role;
+	ctx->counter_base = sl_counter_base(sl_cfg_slot, hook);
+	ctx->jump_base = sl_cfg_jump_base[hook];
+	ctx->missed_rule = sl_cfg_missed_rule;
+	ctx->pkt_len = skb->len;
+	ctx->mark = skb->mark;
+
+	struct sl_settings *settings = bpf_map_lookup_elem(&sl_settings, &zero);
+	if (settings && settings->log_level) {
+		ctx->log_level = settings->log_level;
+		ctx->start_ns = bpf_ktime_get_ns();
+		__builtin_memcpy(ctx->log_prefix, (const void *)sl_cfg_log_prefix[hook],
+				 SL_LOG_PREFIX_LEN);
+		SL_DEBUG(ctx, "New packet at ifindex=%d; len=%d mark=%x", skb->ifindex,
+			 skb->len, skb->mark);
+	}
+
+	int parsed = parse_packet(skb, ctx);
+	if (parsed == PARSE_NON_IP) {
+		SL_DEBUG(ctx, "Not IP (ethertype/protocol %x): pass", bpf_ntohs(skb->protocol));
+		return sl_finish(skb, ctx, TC_ACT_OK, SL_R_NON_IP);
+	}
+	if (parsed != PARSE_OK) {
+		int pass = sl_cfg_malformed_rule == SL_FAULT_PASS;
+
+		SL_DEBUG(ctx, "Malformed packet (parse error %d)", parsed);
+		return sl_finish(skb, ctx, pass ? TC_ACT_OK : TC_ACT_SHOT,
+				 malformed_reason(parsed, pass));
+	}
+	if (ctx->log_level >= SL_LOG_DEBUG) {
+		if (ctx->l3_proto == ETH_P_IP)
+			SL_DEBUG(ctx, "IP proto=%d s=%pI4 d=%pI4", ctx->ip_proto, ctx->saddr,
+				 ctx->daddr);
+		else
+			SL_DEBUG(ctx, "IPv6 proto=%d s=%pI6 d=%pI6", ctx->ip_proto, ctx->saddr,
+				 ctx->daddr);
+		SL_DEBUG(ctx, "ports: s=%d d=%d flags=%x", bpf_ntohs(ctx->sport),
+			 bpf_ntohs(ctx->dport), ctx->tcp_flags);
+	}
+
+	bpf_tail_call(skb, &sl_jump, ctx->jump_base);
+	return sl_missed_tail_call(skb, ctx);
+}
+
+SEC("tc")
+int sl_entry_ingress(struct __sk_buff *skb)
+{
+	return sl_entry(skb, SL_HOOK_INGRESS);
+}
+
+SEC("tc")
+int sl_entry_egress(struct __sk_buff *skb)
+{
+	return sl_entry(skb, SL_HOOK_EGRESS);
+}
+
+char LICENSE[] SEC("license") = "GPL";

@@ -1,0 +1,118 @@
+// The kernel side the core owns: pinned shared maps, chains in sl_jump,
+// per-interface entry programs on clsact, sl_ifstate, the registry.
+#pragma once
+
+#include <array>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "sluice/core/config.hpp"
+#include "sluice/core/links.hpp"
+#include "sluice/core/pipeline.hpp"
+#include "sluice/core/plugin_host.hpp"
+#include "sluice/core/unique_fd.hpp"
+
+struct core_bpf;
+struct entry_bpf;
+
+namespace sluice {
+
+// Holds an exclusive lock for one instance so two daemons never fight over
+// the same pins; waits up to `wait_seconds` for a predecessor to exit.
+class InstanceLock {
+ public:
+  InstanceLock(const NodeConfig& config, int wait_seconds);
+ private:
+  UniqueFd fd_;
+};
+
+// Refuses (with a clear error) to reuse a pin directory made by a different
+// layout, or that does not belong to Sluice at all.
+void check_pin_layout(const NodeConfig& config);
+
+// The entry programs of one interface, loaded with its constants frozen in.
+// Used by Dataplane::attach and by tests/benchmarks (BPF_PROG_TEST_RUN).
+struct EntrySettings {
+  std::string ifname;
+  sl_role role = SL_ROLE_WORKLOAD;
+  std::uint32_t slot = 0;
+  std::uint32_t bank = 0;
+  bool has_ethernet = true;
+  RoleRules rules;
+};
+class EntryProgram {
+ public:
+  EntryProgram(const NodeConfig& config, const EntrySettings& settings);
+  ~EntryProgram();
+  EntryProgram(const EntryProgram&) = delete;
+  EntryProgram& operator=(const EntryProgram&) = delete;
+  int fd(sl_hook hook) const;
+
+ private:
+  entry_bpf* skel_ = nullptr;
+};
+
+class Dataplane {
+ public:
+  explicit Dataplane(const NodeConfig& config);
+  ~Dataplane();
+  Dataplane(const Dataplane&) = delete;
+  Dataplane& operator=(const Dataplane&) = delete;
+
+  void set_log_level(sl_log_level level);
+
+  // Writes complete chains into the bank the attached programs do not use.
+  // fd_of returns a stage's program fd, or -1 to leave a hole (a stage
+  // whose plugin failed: the hook then applies its missed-tail-call rule).
+  void stage_chains(const std::array<Chain, SL_CHAINS>& chains,
+                    const std::function<int(const DeclaredStage&)>& fd_of);
+  // Records plugins and stages for sluicectl.
+  void write_registry(const std::vector<LoadedPlugin>& plugins,
+                      const std::array<Chain, SL_CHAINS>& chains);
+  // Makes the staged bank the one new attachments use (after every managed
+  // interface was switched to it).
+  void commit_bank();
+
+  // Attaches (or atomically replaces) the entry programs on an interface.
+  void attach(const LinkInfo& link, sl_role role);
+  // Takes our filters (and the clsact qdisc if we made it) off an interface
+  // that Sluice no longer manages.
+  void detach(int ifindex);
+  // Forgets an interface that disappeared (the kernel already dropped its
+  // filters with the device).
+  void forget(int ifindex);
+
+  bool is_attached(int ifindex) const { return attached_.count(ifindex) != 0; }
+  struct Attachment {
+    sl_role role;
+    std::string name;
+    bool has_ethernet;
+    std::uint32_t bank;
+  };
+  const std::map<int, Attachment>& attachments() const { return attached_; }
+  // Interfaces recorded in sl_ifstate by an earlier run.
+  std::vector<int> recorded_interfaces() const;
+  std::uint32_t bank() const { return bank_; }
+  int map_fd(const char* name) const;  // one of the shared/core maps by name
+  int chain_end_fd() const;
+
+  // Removes every filter, the clsact qdiscs Sluice created, and all pins.
+  static void cleanup(const NodeConfig& config);
+
+ private:
+  std::uint32_t allocate_slot();
+  void zero_counters(std::uint32_t slot);
+
+  const NodeConfig& config_;
+  struct CoreSkeleton {
+    void operator()(core_bpf* skel) const;
+  };
+  std::unique_ptr<core_bpf, CoreSkeleton> core_;
+  std::uint32_t bank_ = 0;  // bank staged for (and used by) new attachments
+  std::map<int, Attachment> attached_;
+};
+
+}  // namespace sluice

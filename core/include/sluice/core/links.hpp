@@ -1,0 +1,43 @@
+// Network interfaces of the daemon's network namespace: initial dump and
+// live add/change/remove events (libnl-route-3 cache manager).
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace sluice {
+
+struct LinkInfo {
+  int ifindex = 0;
+  std::string name;
+  bool has_ethernet = true;  // false for L3 devices (tun, wireguard): no L2 header
+  bool up = false;
+};
+
+enum class LinkEvent { added, changed, removed };
+
+class LinkWatcher {
+ public:
+  using Callback = std::function<void(LinkEvent, const LinkInfo&)>;
+  explicit LinkWatcher(Callback callback);
+  ~LinkWatcher();
+  LinkWatcher(const LinkWatcher&) = delete;
+  LinkWatcher& operator=(const LinkWatcher&) = delete;
+
+  std::vector<LinkInfo> snapshot() const;
+  int fd() const;             // poll for readability, then call process()
+  // Delivers pending events to the callback. Returns false when events were
+  // lost (socket overrun): the caller must reconcile against snapshot().
+  bool process();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// One-shot dump without watching (sluicectl, cleanup).
+std::vector<LinkInfo> list_links();
+
+}  // namespace sluice

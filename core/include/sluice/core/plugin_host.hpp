@@ -1,0 +1,65 @@
+// Loading plugins: ABI check from the file (before any plugin code runs),
+// Boost.DLL load, configuration, dependency order, BPF load.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <boost/dll/shared_library.hpp>
+
+#include "sluice/core/config.hpp"
+
+namespace sluice {
+
+// Reads the exported sluice_plugin_abi descriptor straight from the ELF file
+// without loading it. Throws Error naming the file when it is not a Sluice
+// plugin (no descriptor, bad magic).
+PluginAbiDescriptor read_plugin_descriptor(const std::string& path);
+
+// Empty when the descriptor is compatible with this daemon, else why not.
+std::string check_plugin_abi(const PluginAbiDescriptor& descriptor, const std::string& path);
+
+enum class PluginState { failed, configured, loaded };
+
+struct LoadedPlugin {
+  std::string name;
+  std::string path;
+  std::string version;
+  std::uint16_t abi_major = 0, abi_minor = 0;
+  PluginState state = PluginState::failed;
+  std::string error;  // why it failed, naming the plugin
+  std::vector<std::string> requires_plugins;
+  std::vector<StageSpec> stages;
+  // Destroyed in reverse order: the plugin object before its library.
+  std::optional<boost::dll::shared_library> library;
+  std::unique_ptr<Plugin> plugin;
+};
+
+class PluginHost {
+ public:
+  PluginHost(const NodeConfig& config, Host& host);
+  ~PluginHost();
+
+  // Opens, checks and configures every enabled plugin, in dependency order.
+  // A plugin that fails is kept with its error; the others go on. With
+  // `strict` (sluiced --check-config) a configuration error is thrown.
+  void open_and_configure(bool strict);
+  // Loads BPF for every configured plugin; failures are recorded.
+  void load_bpf();
+  void shutdown(bool cleanup);
+
+  std::vector<LoadedPlugin>& plugins() { return plugins_; }
+  const std::vector<LoadedPlugin>& plugins() const { return plugins_; }
+
+ private:
+  void open_one(LoadedPlugin& entry, bool strict);
+  void order_by_dependencies();
+
+  const NodeConfig& config_;
+  Host& host_;
+  std::vector<LoadedPlugin> plugins_;
+};
+
+}  // namespace sluice

@@ -1,0 +1,403 @@
+#include "sluice/core/dataplane.hpp"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <set>
+#include <thread>
+
+#include "core_bpf.skel.h"
+#include "entry_bpf.skel.h"
+#include "sluice/core/bpf_loader.hpp"
+#include "sluice/core/error.hpp"
+#include "sluice/core/tc.hpp"
+
+namespace sluice {
+
+namespace {
+
+std::uint64_t realtime_ns() {
+  return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                        std::chrono::system_clock::now().time_since_epoch())
+                                        .count());
+}
+
+template <std::size_t N>
+void copy_name(char (&out)[N], const std::string& in) {
+  std::memset(out, 0, N);
+  std::memcpy(out, in.data(), std::min(in.size(), N - 1));
+}
+
+// Calico's trace prefix: the name padded with '-' to 15 characters, then
+// "-I: " or "-E: ".
+void log_prefix(volatile char* out, const std::string& ifname, sl_hook hook) {
+  char prefix[SL_LOG_PREFIX_LEN] = {};
+  std::memset(prefix, '-', 15);
+  std::memcpy(prefix, ifname.data(), std::min<std::size_t>(ifname.size(), 15));
+  std::memcpy(prefix + 15, hook == SL_HOOK_INGRESS ? "-I: " : "-E: ", 4);
+  for (std::size_t i = 0; i < SL_LOG_PREFIX_LEN; ++i) out[i] = prefix[i];
+}
+
+void update_or_throw(int map_fd, const void* key, const void* value, const char* what) {
+  if (bpf_map_update_elem(map_fd, key, value, BPF_ANY) != 0)
+    throw Error(std::string("cannot update map ") + what + ": " + errno_text(errno));
+}
+
+}  // namespace
+
+EntryProgram::EntryProgram(const NodeConfig& config, const EntrySettings& settings) {
+  std::string pin_root = config.map_pin_dir();
+  LIBBPF_OPTS(bpf_object_open_opts, opts, .pin_root_path = pin_root.c_str());
+  skel_ = entry_bpf__open_opts(&opts);
+  if (!skel_) throw Error("cannot open the entry BPF object: " + errno_text(errno));
+  auto* ro = skel_->rodata;
+  ro->sl_cfg_slot = settings.slot;
+  ro->sl_cfg_role = settings.role;
+  ro->sl_cfg_l3_device = settings.has_ethernet ? 0 : 1;
+  ro->sl_cfg_malformed_rule = settings.rules.malformed;
+  ro->sl_cfg_missed_rule = settings.rules.missed_tail_call;
+  for (unsigned h = 0; h < SL_HOOK_COUNT; ++h) {
+    ro->sl_cfg_jump_base[h] = sl_jump_base(settings.bank, settings.role, h);
+    log_prefix(ro->sl_cfg_log_prefix[h], settings.ifname, static_cast<sl_hook>(h));
+  }
+  try {
+    load_with_verifier_log("loading the entry program for interface " + settings.ifname,
+                           [&] { return entry_bpf__load(skel_); });
+  } catch (...) {
+    entry_bpf__destroy(skel_);
+    throw;
+  }
+}
+
+EntryProgram::~EntryProgram() { entry_bpf__destroy(skel_); }
+
+int EntryProgram::fd(sl_hook hook) const {
+  return bpf_program__fd(hook == SL_HOOK_INGRESS ? skel_->progs.sl_entry_ingress
+                                                 : skel_->progs.sl_entry_egress);
+}
+
+int Dataplane::map_fd(const char* name) const {
+  struct bpf_map* map = bpf_object__find_map_by_name(core_->obj, name);
+  if (!map) throw Error(std::string("the core object has no map ") + name);
+  return bpf_map__fd(map);
+}
+
+int Dataplane::chain_end_fd() const { return bpf_program__fd(core_->progs.sl_chain_end); }
+
+void Dataplane::CoreSkeleton::operator()(core_bpf* skel) const { core_bpf__destroy(skel); }
+
+InstanceLock::InstanceLock(const NodeConfig& config, int wait_seconds) {
+  make_dirs("/run/sluice");
+  std::string id = config.pin_dir();
+  for (char& c : id)
+    if (c == '/') c = '_';
+  std::string path = "/run/sluice/" + id + ".lock";
+  fd_.reset(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  if (!fd_) throw Error("cannot open lock file " + path + ": " + errno_text(errno));
+  for (int tries = 0;; ++tries) {
+    if (flock(fd_.get(), LOCK_EX | LOCK_NB) == 0) return;
+    if (tries == 0)
+      spdlog::info("another sluiced holds instance {}; waiting up to {}s for it to exit",
+                   config.pin_dir(), wait_seconds);
+    if (tries >= wait_seconds * 10)
+      throw Error("another sluiced is running for " + config.pin_dir() + " (lock " + path +
+                  "): stop it first, or give this one another [bpf] instance");
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+}
+
+void check_pin_layout(const NodeConfig& config) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (!fs::exists(config.pin_dir(), ec)) return;
+  std::string meta_path = config.map_pin_dir() + "/" SL_MAP_META;
+  if (!fs::exists(meta_path, ec)) {
+    if (fs::is_empty(config.pin_dir(), ec)) return;
+    throw Error(config.pin_dir() + " exists but holds no Sluice layout marker (" + meta_path +
+                "): it is not Sluice's, or an interrupted start left it. Pick another [bpf] "
+                "instance, or remove it (sluiced --cleanup) if it is Sluice's.");
+  }
+  UniqueFd fd(bpf_obj_get(meta_path.c_str()));
+  if (!fd) throw Error("cannot open " + meta_path + ": " + errno_text(errno));
+  struct bpf_map_info info {};
+  __u32 info_len = sizeof(info);
+  if (bpf_obj_get_info_by_fd(fd.get(), &info, &info_len) != 0 ||
+      info.value_size < offsetof(sl_meta, active_bank))
+    throw Error(meta_path + " is not a Sluice layout marker");
+  std::vector<char> value(info.value_size);
+  __u32 zero = 0;
+  if (bpf_map_lookup_elem(fd.get(), &zero, value.data()) != 0)
+    throw Error("cannot read " + meta_path + ": " + errno_text(errno));
+  sl_meta meta{};
+  std::memcpy(&meta, value.data(), std::min<std::size_t>(value.size(), sizeof(meta)));
+  if (meta.magic == 0) return;  // created but never initialised: reuse
+  if (meta.magic != SL_LAYOUT_MAGIC || meta.layout != SL_LAYOUT_VERSION ||
+      info.value_size != sizeof(sl_meta))
+    throw Error("the pins under " + config.pin_dir() + " use map layout " +
+                std::to_string(meta.layout) + "; this sluiced uses layout " +
+                std::to_string(SL_LAYOUT_VERSION) +
+                ". Reusing them would misread live state. Remove them with the sluiced that "
+                "made them (sluiced --cleanup), or use another [bpf] instance.");
+}
+
+Dataplane::Dataplane(const NodeConfig& config) : config_(config) {
+  install_libbpf_logging();
+  ensure_bpffs(config.bpf_root);
+  check_pin_layout(config);
+  make_dirs(config.map_pin_dir());
+
+  std::string pin_root = config.map_pin_dir();
+  LIBBPF_OPTS(bpf_object_open_opts, opts, .pin_root_path = pin_root.c_str());
+  core_.reset(core_bpf__open_opts(&opts));
+  if (!core_) throw Error("cannot open the core BPF object: " + errno_text(errno));
+  load_with_verifier_log("loading the core BPF object",
+                         [&] { return core_bpf__load(core_.get()); });
+
+  __u32 zero = 0;
+  sl_meta meta{};
+  bpf_map_lookup_elem(bpf_map__fd(core_->maps.sl_meta), &zero, &meta);
+  if (meta.magic != SL_LAYOUT_MAGIC) {
+    meta = sl_meta{};
+    meta.magic = SL_LAYOUT_MAGIC;
+    meta.layout = SL_LAYOUT_VERSION;
+    meta.active_bank = 1;  // so the first install stages bank 0
+  }
+  copy_name(meta.node, config.node_name);
+  update_or_throw(bpf_map__fd(core_->maps.sl_meta), &zero, &meta, SL_MAP_META);
+  bank_ = meta.active_bank;
+
+  // Interfaces an earlier run attached keep their counter slots.
+  int ifstate_fd = bpf_map__fd(core_->maps.sl_ifstate);
+  for (int ifindex : recorded_interfaces()) {
+    sl_ifstate state{};
+    __u32 key = static_cast<__u32>(ifindex);
+    if (bpf_map_lookup_elem(ifstate_fd, &key, &state) == 0)
+      spdlog::debug("found {} (ifindex {}) from an earlier run, slot {}", state.name, ifindex,
+                    state.slot);
+  }
+}
+
+Dataplane::~Dataplane() = default;
+
+std::vector<int> Dataplane::recorded_interfaces() const {
+  std::vector<int> out;
+  int fd = bpf_map__fd(core_->maps.sl_ifstate);
+  __u32 key = 0, next = 0;
+  const __u32* prev = nullptr;
+  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+    out.push_back(static_cast<int>(next));
+    key = next;
+    prev = &key;
+  }
+  return out;
+}
+
+void Dataplane::set_log_level(sl_log_level level) {
+  __u32 zero = 0;
+  sl_settings settings{};
+  bpf_map_lookup_elem(bpf_map__fd(core_->maps.sl_settings), &zero, &settings);
+  settings.log_level = level;
+  update_or_throw(bpf_map__fd(core_->maps.sl_settings), &zero, &settings, SL_MAP_SETTINGS);
+  if (level != SL_LOG_OFF) ensure_tracefs();
+}
+
+void Dataplane::stage_chains(const std::array<Chain, SL_CHAINS>& chains,
+                             const std::function<int(const DeclaredStage&)>& fd_of) {
+  std::uint32_t bank = 0;
+  __u32 zero = 0;
+  sl_meta meta{};
+  if (bpf_map_lookup_elem(bpf_map__fd(core_->maps.sl_meta), &zero, &meta) == 0)
+    bank = meta.active_bank == 0 ? 1 : 0;
+  int jump_fd = bpf_map__fd(core_->maps.sl_jump);
+  int end_fd = bpf_program__fd(core_->progs.sl_chain_end);
+  for (const Chain& chain : chains) {
+    __u32 base = sl_jump_base(bank, chain.role, chain.hook);
+    __u32 pos = 0;
+    for (const DeclaredStage& stage : chain.stages) {
+      __u32 slot = base + pos++;
+      int fd = fd_of(stage);
+      if (fd >= 0)
+        update_or_throw(jump_fd, &slot, &fd, SL_MAP_JUMP);
+      else
+        bpf_map_delete_elem(jump_fd, &slot);
+    }
+    __u32 end_slot = base + pos++;
+    update_or_throw(jump_fd, &end_slot, &end_fd, SL_MAP_JUMP);
+    for (; pos < SL_MAX_STAGES; ++pos) {
+      __u32 slot = base + pos;
+      bpf_map_delete_elem(jump_fd, &slot);
+    }
+  }
+  bank_ = bank;
+}
+
+void Dataplane::commit_bank() {
+  __u32 zero = 0;
+  sl_meta meta{};
+  bpf_map_lookup_elem(bpf_map__fd(core_->maps.sl_meta), &zero, &meta);
+  meta.active_bank = bank_;
+  meta.generation++;
+  meta.installed_ns = realtime_ns();
+  update_or_throw(bpf_map__fd(core_->maps.sl_meta), &zero, &meta, SL_MAP_META);
+}
+
+void Dataplane::write_registry(const std::vector<LoadedPlugin>& plugins,
+                               const std::array<Chain, SL_CHAINS>& chains) {
+  int fd = bpf_map__fd(core_->maps.sl_registry);
+  std::vector<sl_registry_entry> entries;
+  for (const auto& p : plugins) {
+    sl_registry_entry e{};
+    e.kind = SL_REG_PLUGIN;
+    e.status = p.state == PluginState::loaded ? 0 : 1;
+    copy_name(e.plugin, p.name);
+    copy_name(e.version, p.version);
+    copy_name(e.message, p.error);
+    e.abi_major = p.abi_major;
+    e.abi_minor = p.abi_minor;
+    entries.push_back(e);
+    for (const auto& stage : p.stages) {
+      sl_registry_entry s{};
+      s.kind = SL_REG_STAGE;
+      s.status = e.status;
+      copy_name(s.plugin, p.name);
+      copy_name(s.name, stage.name);
+      s.roles = stage.roles;
+      s.hooks = stage.hooks;
+      s.order = stage.order;
+      if (p.state == PluginState::loaded) {
+        struct bpf_prog_info info {};
+        __u32 len = sizeof(info);
+        if (bpf_obj_get_info_by_fd(p.plugin->stage_fd(stage.name), &info, &len) == 0)
+          s.prog_id = info.id;
+      }
+      entries.push_back(s);
+    }
+  }
+  (void)chains;
+  if (entries.size() > SL_REGISTRY_SLOTS)
+    throw Error("too many plugins and stages for the registry (" +
+                std::to_string(entries.size()) + " > " + std::to_string(SL_REGISTRY_SLOTS) + ")");
+  entries.resize(SL_REGISTRY_SLOTS);
+  for (__u32 i = 0; i < SL_REGISTRY_SLOTS; ++i)
+    update_or_throw(fd, &i, &entries[i], SL_MAP_REGISTRY);
+}
+
+std::uint32_t Dataplane::allocate_slot() {
+  std::set<std::uint32_t> used;
+  int fd = bpf_map__fd(core_->maps.sl_ifstate);
+  for (int ifindex : recorded_interfaces()) {
+    sl_ifstate state{};
+    __u32 key = static_cast<__u32>(ifindex);
+    if (bpf_map_lookup_elem(fd, &key, &state) == 0) used.insert(state.slot);
+  }
+  for (std::uint32_t slot = 0; slot < SL_MAX_IFACES; ++slot)
+    if (!used.count(slot)) return slot;
+  throw Error("all " + std::to_string(SL_MAX_IFACES) + " interface slots are in use");
+}
+
+void Dataplane::zero_counters(std::uint32_t slot) {
+  int fd = bpf_map__fd(core_->maps.sl_counters);
+  int cpus = libbpf_num_possible_cpus();
+  std::vector<sl_counter> zeros(static_cast<std::size_t>(cpus > 0 ? cpus : 1));
+  for (__u32 hook = 0; hook < SL_HOOK_COUNT; ++hook)
+    for (__u32 reason = 0; reason < SL_REASON_COUNT; ++reason) {
+      __u32 index = sl_counter_base(slot, hook) + reason;
+      bpf_map_update_elem(fd, &index, zeros.data(), BPF_ANY);
+    }
+}
+
+void Dataplane::attach(const LinkInfo& link, sl_role role) {
+  int ifstate_fd = bpf_map__fd(core_->maps.sl_ifstate);
+  __u32 key = static_cast<__u32>(link.ifindex);
+  sl_ifstate state{};
+  bool known = bpf_map_lookup_elem(ifstate_fd, &key, &state) == 0;
+  if (!known) {
+    state.slot = allocate_slot();
+    state.attached_ns = realtime_ns();
+    zero_counters(state.slot);
+  }
+
+  EntryProgram entry(config_, EntrySettings{link.name, role, state.slot, bank_,
+                                            link.has_ethernet, config_.rules[role]});
+  ClsactQdisc qdisc(link.ifindex, link.name);
+  attach_tc_filter(link.ifindex, link.name, SL_HOOK_INGRESS,
+                   entry.fd(SL_HOOK_INGRESS));
+  attach_tc_filter(link.ifindex, link.name, SL_HOOK_EGRESS,
+                   entry.fd(SL_HOOK_EGRESS));
+  qdisc.keep();
+
+  state.role = role;
+  state.bank = bank_;
+  state.flags |= SL_IF_F_INGRESS | SL_IF_F_EGRESS;
+  if (qdisc.created()) state.flags |= SL_IF_F_QDISC_OURS;
+  state.flags = link.has_ethernet ? (state.flags & ~SL_IF_F_L3) : (state.flags | SL_IF_F_L3);
+  copy_name(state.name, link.name);
+  update_or_throw(ifstate_fd, &key, &state, SL_MAP_IFSTATE);
+  attached_[link.ifindex] = Attachment{role, link.name, link.has_ethernet, bank_};
+  spdlog::info("attached to {} (ifindex {}) as {}, slot {}{}", link.name, link.ifindex,
+               role_name(role), state.slot, qdisc.created() ? ", created clsact" : "");
+}
+
+void Dataplane::detach(int ifindex) {
+  int ifstate_fd = bpf_map__fd(core_->maps.sl_ifstate);
+  __u32 key = static_cast<__u32>(ifindex);
+  sl_ifstate state{};
+  bool known = bpf_map_lookup_elem(ifstate_fd, &key, &state) == 0;
+  detach_tc_filter(ifindex, SL_HOOK_INGRESS);
+  detach_tc_filter(ifindex, SL_HOOK_EGRESS);
+  if (known && (state.flags & SL_IF_F_QDISC_OURS)) destroy_clsact(ifindex);
+  bpf_map_delete_elem(ifstate_fd, &key);
+  attached_.erase(ifindex);
+  spdlog::info("detached from {} (ifindex {})", known ? state.name : "?", ifindex);
+}
+
+void Dataplane::forget(int ifindex) {
+  __u32 key = static_cast<__u32>(ifindex);
+  bpf_map_delete_elem(bpf_map__fd(core_->maps.sl_ifstate), &key);
+  auto it = attached_.find(ifindex);
+  if (it != attached_.end()) {
+    spdlog::info("forgot {} (ifindex {}): the interface is gone", it->second.name, ifindex);
+    attached_.erase(it);
+  }
+}
+
+void Dataplane::cleanup(const NodeConfig& config) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  std::string ifstate_path = config.map_pin_dir() + "/" SL_MAP_IFSTATE;
+  std::set<int> live;
+  for (const auto& link : list_links()) live.insert(link.ifindex);
+  if (fs::exists(ifstate_path, ec)) {
+    UniqueFd fd(bpf_obj_get(ifstate_path.c_str()));
+    if (!fd) throw Error("cannot open " + ifstate_path + ": " + errno_text(errno));
+    __u32 key = 0, next = 0;
+    const __u32* prev = nullptr;
+    while (bpf_map_get_next_key(fd.get(), prev, &next) == 0) {
+      sl_ifstate state{};
+      if (bpf_map_lookup_elem(fd.get(), &next, &state) == 0 && live.count(next)) {
+        detach_tc_filter(static_cast<int>(next), SL_HOOK_INGRESS);
+        detach_tc_filter(static_cast<int>(next), SL_HOOK_EGRESS);
+        if (state.flags & SL_IF_F_QDISC_OURS) destroy_clsact(static_cast<int>(next));
+        spdlog::info("removed Sluice from {} (ifindex {}){}", state.name, next,
+                     (state.flags & SL_IF_F_QDISC_OURS) ? " and its clsact qdisc" : "");
+      }
+      key = next;
+      prev = &key;
+    }
+  }
+  if (fs::exists(config.pin_dir(), ec)) {
+    fs::remove_all(config.pin_dir(), ec);
+    if (ec) throw Error("cannot remove " + config.pin_dir() + ": " + ec.message());
+    spdlog::info("removed pins under {}", config.pin_dir());
+  }
+}
+
+}  // namespace sluice

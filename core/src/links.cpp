@@ -1,0 +1,97 @@
+#include "sluice/core/links.hpp"
+
+#include <linux/if.h>
+#include <linux/if_arp.h>
+#include <netlink/cache.h>
+#include <netlink/netlink.h>
+#include <netlink/route/link.h>
+
+#include "sluice/core/error.hpp"
+
+namespace sluice {
+
+namespace {
+
+LinkInfo to_info(struct rtnl_link* link) {
+  LinkInfo info;
+  info.ifindex = rtnl_link_get_ifindex(link);
+  const char* name = rtnl_link_get_name(link);
+  info.name = name ? name : "";
+  unsigned arptype = rtnl_link_get_arptype(link);
+  info.has_ethernet = arptype == ARPHRD_ETHER;
+  info.up = (rtnl_link_get_flags(link) & IFF_UP) != 0;
+  return info;
+}
+
+std::string nl_error(int err) { return nl_geterror(err); }
+
+}  // namespace
+
+struct LinkWatcher::Impl {
+  Callback callback;
+  struct nl_cache_mngr* manager = nullptr;
+  struct nl_cache* cache = nullptr;
+
+  ~Impl() {
+    if (manager) nl_cache_mngr_free(manager);  // frees the cache too
+  }
+
+  static void on_change(struct nl_cache*, struct nl_object* object, int action, void* arg) {
+    auto* self = static_cast<Impl*>(arg);
+    auto* link = reinterpret_cast<struct rtnl_link*>(object);
+    LinkEvent event = action == NL_ACT_NEW   ? LinkEvent::added
+                      : action == NL_ACT_DEL ? LinkEvent::removed
+                                             : LinkEvent::changed;
+    self->callback(event, to_info(link));
+  }
+};
+
+LinkWatcher::LinkWatcher(Callback callback) : impl_(std::make_unique<Impl>()) {
+  impl_->callback = std::move(callback);
+  int rc = nl_cache_mngr_alloc(nullptr, NETLINK_ROUTE, NL_AUTO_PROVIDE, &impl_->manager);
+  if (rc < 0) throw Error("cannot open a netlink route socket: " + nl_error(rc));
+  rc = nl_cache_mngr_add(impl_->manager, "route/link", &Impl::on_change, impl_.get(),
+                         &impl_->cache);
+  if (rc < 0) throw Error("cannot subscribe to link events over netlink: " + nl_error(rc));
+}
+
+LinkWatcher::~LinkWatcher() = default;
+
+std::vector<LinkInfo> LinkWatcher::snapshot() const {
+  std::vector<LinkInfo> out;
+  for (auto* obj = nl_cache_get_first(impl_->cache); obj; obj = nl_cache_get_next(obj))
+    out.push_back(to_info(reinterpret_cast<struct rtnl_link*>(obj)));
+  return out;
+}
+
+int LinkWatcher::fd() const { return nl_cache_mngr_get_fd(impl_->manager); }
+
+bool LinkWatcher::process() {
+  int rc = nl_cache_mngr_data_ready(impl_->manager);
+  if (rc >= 0) return true;
+  // Lost events (ENOBUFS under load): refill from a fresh dump and let the
+  // caller reconcile.
+  if (struct nl_sock* sock = nl_socket_alloc()) {
+    if (nl_connect(sock, NETLINK_ROUTE) == 0) nl_cache_refill(sock, impl_->cache);
+    nl_socket_free(sock);
+  }
+  return false;
+}
+
+std::vector<LinkInfo> list_links() {
+  struct nl_sock* sock = nl_socket_alloc();
+  if (!sock) throw Error("cannot allocate a netlink socket");
+  std::unique_ptr<struct nl_sock, void (*)(struct nl_sock*)> sock_guard(sock, nl_socket_free);
+  int rc = nl_connect(sock, NETLINK_ROUTE);
+  if (rc < 0) throw Error("cannot connect to netlink: " + nl_error(rc));
+  struct nl_cache* cache = nullptr;
+  rc = rtnl_link_alloc_cache(sock, AF_UNSPEC, &cache);
+  if (rc < 0) throw Error("cannot list network interfaces: " + nl_error(rc));
+  std::unique_ptr<struct nl_cache, void (*)(struct nl_cache*)> cache_guard(cache, nl_cache_free);
+  std::vector<LinkInfo> out;
+  for (auto* obj = nl_cache_get_first(cache); obj; obj = nl_cache_get_next(obj))
+    out.push_back(to_info(reinterpret_cast<struct rtnl_link*>(obj)));
+  return out;
+}
+
+}  // namespace sluice

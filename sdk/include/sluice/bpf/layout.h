@@ -1,0 +1,216 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* Pinned layout of Sluice's shared maps and of the per-packet context.
+ *
+ * This header is the one place for map names, sizes and value layouts. It is
+ * plain C so that BPF objects, the daemon, sluicectl and third-party plugins
+ * all compile the same definitions. Any change that alters a pinned map's
+ * key/value size or meaning bumps SL_LAYOUT_VERSION; the daemon then refuses
+ * to reuse pins of the old layout (see sdk/ABI.md).
+ */
+#ifndef SLUICE_BPF_LAYOUT_H
+#define SLUICE_BPF_LAYOUT_H
+
+#include <linux/types.h>
+
+#define SL_LAYOUT_VERSION 1u
+#define SL_LAYOUT_MAGIC 0x534c4345u /* "SLCE" */
+
+/* Pin directory: <bpf.root>/<bpf.instance>/ ; maps live in its "maps" folder. */
+#define SL_PIN_MAPS_SUBDIR "maps"
+
+/* Shared map names (also their pin names under maps/). */
+#define SL_MAP_STATE "sl_state"       /* per-CPU packet context */
+#define SL_MAP_JUMP "sl_jump"         /* PROG_ARRAY holding every chain */
+#define SL_MAP_COUNTERS "sl_counters" /* per-CPU counters */
+#define SL_MAP_SETTINGS "sl_settings" /* runtime settings (log level) */
+#define SL_MAP_META "sl_meta"         /* layout marker + active chain bank */
+#define SL_MAP_IFSTATE "sl_ifstate"   /* ifindex -> managed interface */
+#define SL_MAP_REGISTRY "sl_registry" /* loaded plugins and their stages */
+#define SL_MAP_EVENTS "sl_events"     /* ring buffer of packet events */
+
+/* Roles, in the order the chains are laid out in sl_jump. */
+enum sl_role {
+	SL_ROLE_WORKLOAD = 0,
+	SL_ROLE_DATA = 1,
+	SL_ROLE_TUNNEL = 2,
+	SL_ROLE_L3 = 3,
+	SL_ROLE_COUNT = 4,
+};
+
+enum sl_hook {
+	SL_HOOK_INGRESS = 0, /* packets arriving on the interface (tc ingress) */
+	SL_HOOK_EGRESS = 1,  /* packets leaving through the interface (tc egress) */
+	SL_HOOK_COUNT = 2,
+};
+
+enum sl_log_level {
+	SL_LOG_OFF = 0,
+	SL_LOG_INFO = 1,
+	SL_LOG_DEBUG = 2,
+};
+
+/* Chain geometry. sl_jump = SL_BANKS x (role, hook) chains x SL_MAX_STAGES.
+ * Two banks let a restarting daemon write complete new chains beside the live
+ * ones and switch interfaces over atomically (entry programs carry their bank
+ * in read-only data and are replaced in place). */
+#define SL_MAX_STAGES 16u
+#define SL_CHAINS ((unsigned)SL_ROLE_COUNT * (unsigned)SL_HOOK_COUNT)
+#define SL_BANKS 2u
+#define SL_JUMP_SLOTS (SL_BANKS * SL_CHAINS * SL_MAX_STAGES)
+
+static inline __u32 sl_jump_base(__u32 bank, __u32 role, __u32 hook)
+{
+	return ((bank * SL_CHAINS) + role * SL_HOOK_COUNT + hook) * SL_MAX_STAGES;
+}
+
+/* Counters: per-CPU array indexed by [interface slot][hook][reason]. */
+#define SL_MAX_IFACES 1024u
+#define SL_REASON_COUNT 64u
+#define SL_COUNTER_SLOTS (SL_MAX_IFACES * SL_HOOK_COUNT * SL_REASON_COUNT)
+
+static inline __u32 sl_counter_base(__u32 iface_slot, __u32 hook)
+{
+	return (iface_slot * SL_HOOK_COUNT + hook) * SL_REASON_COUNT;
+}
+
+struct sl_counter {
+	__u64 packets;
+	__u64 bytes;
+};
+
+enum sl_reason {
+#define SL_REASON(id, num, name, kind) id = num,
+#include "reasons.def"
+#undef SL_REASON
+};
+
+/* Rule for packets the entry cannot parse, or whose chain has a hole. */
+enum sl_fault_rule {
+	SL_FAULT_DROP = 0,
+	SL_FAULT_PASS = 1,
+};
+
+/* sl_settings[0] */
+struct sl_settings {
+	__u32 log_level; /* enum sl_log_level */
+	__u32 reserved[7];
+};
+
+/* sl_meta[0] */
+struct sl_meta {
+	__u32 magic;         /* SL_LAYOUT_MAGIC */
+	__u32 layout;        /* SL_LAYOUT_VERSION of whoever created the pins */
+	__u32 active_bank;   /* bank the attached entry programs jump into */
+	__u32 generation;    /* bumped on every chain install */
+	__u64 installed_ns;  /* CLOCK_REALTIME of the last chain install */
+	char node[64];       /* [node] name of the daemon that installed */
+};
+
+#define SL_IFNAME_LEN 16
+#define SL_LOG_PREFIX_LEN 20 /* 15 dash-padded name chars + "-I:" + ' ' + NUL */
+
+/* sl_ifstate: key = ifindex */
+#define SL_IF_F_QDISC_OURS (1u << 0) /* we created clsact; --cleanup deletes it */
+#define SL_IF_F_INGRESS (1u << 1)    /* ingress entry attached */
+#define SL_IF_F_EGRESS (1u << 2)     /* egress entry attached */
+#define SL_IF_F_L3 (1u << 3)         /* no Ethernet header */
+struct sl_ifstate {
+	__u32 slot;  /* counter slot */
+	__u32 role;  /* enum sl_role */
+	__u32 flags; /* SL_IF_F_* */
+	__u32 bank;  /* chain bank the attached entry uses */
+	char name[SL_IFNAME_LEN];
+	__u64 attached_ns; /* CLOCK_REALTIME when first attached */
+};
+
+/* sl_registry: array of records describing plugins and stages, written by
+ * the daemon on every chain install so sluicectl can explain the pipeline
+ * while the daemon is down. */
+#define SL_REGISTRY_SLOTS 64u
+#define SL_REG_NAME_LEN 32
+enum sl_registry_kind {
+	SL_REG_EMPTY = 0,
+	SL_REG_PLUGIN = 1,
+	SL_REG_STAGE = 2,
+};
+struct sl_registry_entry {
+	__u32 kind;        /* enum sl_registry_kind */
+	__u32 status;      /* 0 ok, otherwise failed (see message) */
+	char plugin[SL_REG_NAME_LEN];
+	char name[SL_REG_NAME_LEN];    /* stage name (stages) */
+	char version[SL_REG_NAME_LEN]; /* plugin version (plugins) */
+	__u32 abi_major, abi_minor;    /* plugins */
+	__u32 roles;  /* bit per enum sl_role (stages) */
+	__u32 hooks;  /* bit per enum sl_hook (stages) */
+	__s32 order;  /* stage order number */
+	__u32 prog_id; /* kernel program id of the stage */
+	char message[128]; /* failure text for status != 0 */
+};
+
+/* Per-packet context, one per CPU (sl_state[0]); the entry program zeroes it
+ * and fills it for every packet, stages read and extend it. Field offsets are
+ * part of the plugin ABI: append only (see sdk/ABI.md). */
+#define SL_PKT_F_L2 (1u << 0)       /* has an Ethernet header */
+#define SL_PKT_F_FRAGMENT (1u << 1) /* IP fragment: L4 fields only on the first */
+#define SL_PKT_F_LATER_FRAGMENT (1u << 2) /* not the first fragment: no L4 header */
+
+struct sl_pkt_ctx {
+	__u64 start_ns;     /* entry time when logging, else 0 */
+	__u32 ifindex;
+	__u32 counter_base; /* sl_counter_base(slot, hook) */
+	__u32 pkt_len;      /* skb->len at entry */
+	__u16 jump_base;    /* first slot of this packet's chain in sl_jump */
+	__u8 stage_pos;     /* position of the running stage in its chain */
+	__u8 hook;          /* enum sl_hook */
+	__u8 role;          /* enum sl_role */
+	__u8 log_level;     /* enum sl_log_level, sampled at entry */
+	__u8 missed_rule;   /* enum sl_fault_rule for holes in the chain */
+	__u8 flags;         /* SL_PKT_F_* */
+	__u16 l3_proto;     /* ETH_P_IP / ETH_P_IPV6, host order; 0 for non-IP */
+	__u8 ip_proto;      /* IPPROTO_* of the L4 header */
+	__u8 tcp_flags;     /* TCP flags byte */
+	__u16 l3_off;       /* offset of the IP header */
+	__u16 l4_off;       /* offset of the L4 header (0 if none) */
+	__be32 saddr[4];    /* IPv4 in [0], IPv6 all four */
+	__be32 daddr[4];
+	__be16 sport;       /* TCP/UDP ports; ICMP: sport = id, dport = type<<8|code */
+	__be16 dport;
+	__u32 redirect_ifindex; /* set by sl_set_redirect(), applied at chain end */
+	__u32 redirect_flags;
+	__u32 mark;
+	__u64 scratch[4];   /* free for plugins to hand data down the chain */
+	char log_prefix[SL_LOG_PREFIX_LEN]; /* filled only when logging */
+};
+
+/* Events in sl_events (ring buffer), streamed by `sluicectl monitor`. Any
+ * stage may emit them with sl_emit_packet_event() from <sluice/bpf/events.h>. */
+#define SL_EVENTS_RING_BYTES (1u << 20)
+enum sl_event_kind {
+	SL_EV_PACKET = 1,
+};
+enum sl_event_verdict {
+	SL_EV_CONTINUE = 0,         /* chain goes on: no verdict yet */
+	SL_EV_REDIRECT_PENDING = 1, /* a stage set a redirect the chain end applies */
+};
+struct sl_packet_event {
+	__u32 kind;      /* SL_EV_PACKET */
+	__u32 ifindex;
+	__u64 ts_ns;     /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
+	__u8 hook;       /* enum sl_hook */
+	__u8 role;       /* enum sl_role */
+	__u8 ip_proto;
+	__u8 tcp_flags;
+	__u16 l3_proto;  /* ETH_P_IP / ETH_P_IPV6 */
+	__u8 stage_pos;  /* position of the emitting stage in the chain */
+	__u8 flags;      /* SL_PKT_F_* */
+	__be16 sport;
+	__be16 dport;
+	__u32 len;
+	__u32 verdict;   /* enum sl_event_verdict: the verdict so far */
+	__u32 redirect_ifindex;
+	__be32 saddr[4];
+	__be32 daddr[4];
+	char emitter[16]; /* plugin or stage that emitted it */
+};
+
+#endif /* SLUICE_BPF_LAYOUT_H */

@@ -1,0 +1,147 @@
+// The C++ plugin interface of Sluice (ABI 1.0). See sdk/ABI.md for the rules.
+//
+// A plugin is a shared library that exports two symbols:
+//   sluice_plugin_abi     a PluginAbiDescriptor (plain data, checked first)
+//   sluice_plugin_create  sluice::Plugin* () — called only after the check
+// Use SLUICE_PLUGIN(ClassName, "name", "version") once in the plugin to
+// define both.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <boost/config.hpp>
+
+#include <sluice/bpf/layout.h>
+
+
+namespace sluice {
+
+inline constexpr std::uint32_t kPluginAbiMagic = 0x534c5047;  // "SLPG"
+inline constexpr std::uint16_t kPluginAbiMajor = 1;
+inline constexpr std::uint16_t kPluginAbiMinor = 0;
+
+// The C++ standard library ABI the plugin was compiled against: plugins and
+// the daemon exchange std::string and std::vector, so these must agree.
+#if defined(_GLIBCXX_USE_CXX11_ABI) && _GLIBCXX_USE_CXX11_ABI
+inline constexpr std::uint32_t kCxxAbiTag = 0x6c696231;  // libstdc++, C++11 ABI
+#else
+inline constexpr std::uint32_t kCxxAbiTag = 0x6c696230;  // libstdc++, old ABI / other
+#endif
+
+// Plain data, readable before any of the plugin's code runs. Never reorder;
+// a minor version may only append fields (size tells how many are present).
+struct PluginAbiDescriptor {
+  std::uint32_t magic;
+  std::uint16_t major;
+  std::uint16_t minor;
+  std::uint32_t size;  // sizeof(PluginAbiDescriptor) as the plugin saw it
+  std::uint32_t cxx_abi;
+  std::uint32_t layout;  // SL_LAYOUT_VERSION of the BPF maps it was built for
+  char name[32];
+  char version[32];
+};
+
+// Where a stage runs.
+inline constexpr std::uint32_t role_bit(sl_role role) { return 1u << role; }
+inline constexpr std::uint32_t kAllRoles = (1u << SL_ROLE_COUNT) - 1;
+inline constexpr std::uint32_t hook_bit(sl_hook hook) { return 1u << hook; }
+inline constexpr std::uint32_t kBothHooks = (1u << SL_HOOK_COUNT) - 1;
+
+// Order numbers reserved for built-in stages (sdk/ABI.md): third parties
+// should pick values between them.
+namespace order {
+inline constexpr int kFirst = 0;
+inline constexpr int kConntrack = 100;
+inline constexpr int kPolicy = 200;
+inline constexpr int kNat = 300;
+inline constexpr int kEncap = 400;
+inline constexpr int kLog = 900;
+}  // namespace order
+
+struct StageSpec {
+  std::string name;     // unique within the plugin
+  std::string program;  // SEC("tc") program name in the plugin's BPF object
+  std::uint32_t roles = kAllRoles;
+  std::uint32_t hooks = kBothHooks;
+  int order = 500;
+};
+
+// A configuration error with its position, thrown by Plugin::configure.
+struct ConfigError : std::runtime_error {
+  ConfigError(std::string file_, std::uint32_t line_, std::uint32_t column_, std::string key_,
+              const std::string& message)
+      : std::runtime_error(message),
+        file(std::move(file_)),
+        line(line_),
+        column(column_),
+        key(std::move(key_)) {}
+  std::string file;
+  std::uint32_t line;
+  std::uint32_t column;
+  std::string key;  // dotted path, e.g. plugins.log.order
+};
+
+// The node configuration as the plugin sees it: it parses `text` itself (with
+// <sluice/config.hpp>) and reads its own [plugins.<name>] table, so no
+// third-party C++ type crosses the plugin boundary.
+struct ConfigSource {
+  std::string path;
+  std::string text;
+  std::string table;  // "plugins.<name>"
+};
+
+enum class LogLevel { debug, info, warn, error };
+
+// Services the daemon offers to plugins.
+class Host {
+ public:
+  virtual ~Host() = default;
+  virtual std::string node_name() const = 0;
+  // <bpf.root>/<bpf.instance>: plugins pin their own maps below it.
+  virtual std::string pin_dir() const = 0;
+  // Where Sluice's shared maps are pinned. Open every BPF object with
+  // bpf_object_open_opts.pin_root_path = map_pin_dir() so the shared maps
+  // (and the plugin's own LIBBPF_PIN_BY_NAME maps) are reused across
+  // restarts instead of created anew.
+  virtual std::string map_pin_dir() const = 0;
+  // Runs `load` (e.g. [&] { return my_bpf__load(skel); }) while capturing
+  // libbpf's output; a non-zero result throws std::runtime_error carrying
+  // the verifier log, naming `what`.
+  virtual void load_bpf(std::string_view what, const std::function<int()>& load) = 0;
+  virtual void log(LogLevel level, std::string_view message) = 0;
+};
+
+class Plugin {
+ public:
+  virtual ~Plugin() = default;
+  virtual std::string description() const = 0;
+  // Plugins that must be loaded before this one (their maps, their stages).
+  virtual std::vector<std::string> requires_plugins() const { return {}; }
+  // Validate [plugins.<name>]; throw ConfigError naming the key on bad input.
+  virtual void configure(const ConfigSource& config) = 0;
+  // The stages this plugin contributes, given its configuration.
+  virtual std::vector<StageSpec> stages() const = 0;
+  // Load BPF (through host.load_bpf_object) and fill maps from config.
+  virtual void load(Host& host) = 0;
+  // File descriptor of a loaded stage program, by StageSpec::name.
+  virtual int stage_fd(std::string_view stage) const = 0;
+  // The daemon is stopping. Leave the dataplane running unless `cleanup`.
+  virtual void shutdown(bool cleanup) { (void)cleanup; }
+};
+
+}  // namespace sluice
+
+#define SLUICE_PLUGIN(ClassName, NameLiteral, VersionLiteral)                                   \
+  extern "C" BOOST_SYMBOL_EXPORT const ::sluice::PluginAbiDescriptor sluice_plugin_abi;         \
+  const ::sluice::PluginAbiDescriptor sluice_plugin_abi = {                                     \
+      ::sluice::kPluginAbiMagic, ::sluice::kPluginAbiMajor,  ::sluice::kPluginAbiMinor,        \
+      sizeof(::sluice::PluginAbiDescriptor), ::sluice::kCxxAbiTag, SL_LAYOUT_VERSION,           \
+      NameLiteral,               VersionLiteral};                                               \
+  extern "C" BOOST_SYMBOL_EXPORT ::sluice::Plugin* sluice_plugin_create();                      \
+  ::sluice::Plugin* sluice_plugin_create() { return new ClassName(); }
