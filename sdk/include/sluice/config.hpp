@@ -33,9 +33,11 @@ class Table {
 
   [[noreturn]] void fail_at(const toml::node* node, std::string_view key,
                             const std::string& message) const {
-    const toml::source_region& where = node ? node->source() : table_->source();
-    throw ConfigError(file_, where.begin.line, where.begin.column, key_path(key),
-                      message);
+    fail_at_region(node ? node->source() : table_->source(), key, message);
+  }
+  [[noreturn]] void fail_at_region(const toml::source_region& where, std::string_view key,
+                                   const std::string& message) const {
+    throw ConfigError(file_, where.begin.line, where.begin.column, key_path(key), message);
   }
   [[noreturn]] void fail(std::string_view key, const std::string& message) const {
     fail_at(table_->get(key), key, message);
@@ -49,8 +51,10 @@ class Table {
       if (!known) {
         std::string list;
         for (auto name : allowed) list += (list.empty() ? "" : ", ") + std::string(name);
-        fail_at(&node, key.str(),
-                "unknown key '" + std::string(key.str()) + "' (allowed here: " + list + ")");
+        // Blame the key itself, not its value.
+        fail_at_region(key.source().begin.line ? key.source() : node.source(), key.str(),
+                       "unknown key '" + std::string(key.str()) + "' (allowed here: " + list +
+                           ")");
       }
     }
   }

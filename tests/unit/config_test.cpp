@@ -1,0 +1,148 @@
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "sluice/core/config.hpp"
+
+using namespace sluice;
+
+namespace {
+
+// Parses `text` and returns the ConfigError it must raise.
+ConfigError expect_error(const std::string& text) {
+  try {
+    parse_config(text, "node.toml");
+  } catch (const ConfigError& error) {
+    return error;
+  }
+  ADD_FAILURE() << "no error for:\n" << text;
+  return ConfigError("", 0, 0, "", "");
+}
+
+}  // namespace
+
+TEST(Config, DefaultsWhenEmpty) {
+  NodeConfig cfg = parse_config("", "empty.toml");
+  EXPECT_EQ(cfg.bpf_root, "/sys/fs/bpf");
+  EXPECT_EQ(cfg.instance, "sluice");
+  EXPECT_EQ(cfg.pin_dir(), "/sys/fs/bpf/sluice");
+  EXPECT_EQ(cfg.map_pin_dir(), "/sys/fs/bpf/sluice/maps");
+  EXPECT_EQ(cfg.log_level, SL_LOG_OFF);
+  EXPECT_EQ(cfg.interfaces.by_role[SL_ROLE_WORKLOAD], std::vector<std::string>{"cali*"});
+  EXPECT_EQ(cfg.interfaces.by_role[SL_ROLE_DATA],
+            (std::vector<std::string>{"eth*", "ens*", "en*"}));
+  EXPECT_EQ(cfg.interfaces.by_role[SL_ROLE_TUNNEL], std::vector<std::string>{"vxlan.sluice"});
+  EXPECT_EQ(cfg.interfaces.by_role[SL_ROLE_L3], std::vector<std::string>{"wg*"});
+  EXPECT_EQ(cfg.rules[SL_ROLE_WORKLOAD].missed_tail_call, SL_FAULT_DROP);
+  EXPECT_EQ(cfg.rules[SL_ROLE_DATA].missed_tail_call, SL_FAULT_PASS);
+  EXPECT_TRUE(cfg.enabled_plugins.empty());
+  EXPECT_FALSE(cfg.node_name.empty());
+}
+
+TEST(Config, ReadsEveryDocumentedKey) {
+  NodeConfig cfg = parse_config(R"(
+[node]
+name = "n1"
+[bpf]
+root = "/run/bpf/"
+instance = "lab-n1"
+log_level = "debug"
+[interfaces]
+workload = ["veth*"]
+data = ["uplink0"]
+tunnel = ["vx*"]
+l3 = ["tun*"]
+ignore = ["veth-skip*"]
+[pipeline.data]
+malformed = "drop"
+missed_tail_call = "drop"
+[plugins]
+dir = "/opt/sluice/plugins"
+enabled = ["log", "other"]
+[plugins.log]
+order = 10
+[state]
+source = "file"
+dir = "/var/lib/sluice"
+)",
+                                "full.toml");
+  EXPECT_EQ(cfg.node_name, "n1");
+  EXPECT_EQ(cfg.bpf_root, "/run/bpf");  // trailing slash dropped
+  EXPECT_EQ(cfg.pin_dir(), "/run/bpf/lab-n1");
+  EXPECT_EQ(cfg.log_level, SL_LOG_DEBUG);
+  EXPECT_EQ(cfg.interfaces.ignore, std::vector<std::string>{"veth-skip*"});
+  EXPECT_EQ(cfg.rules[SL_ROLE_DATA].malformed, SL_FAULT_DROP);
+  EXPECT_EQ(cfg.rules[SL_ROLE_WORKLOAD].malformed, SL_FAULT_DROP);
+  EXPECT_EQ(cfg.plugin_dir, "/opt/sluice/plugins");
+  EXPECT_EQ(cfg.enabled_plugins, (std::vector<std::string>{"log", "other"}));
+  EXPECT_EQ(cfg.state_dir, "/var/lib/sluice");
+}
+
+TEST(Config, UnknownTopLevelKeyNamesLineColumnAndKey) {
+  ConfigError e = expect_error("[node]\nname = \"x\"\n\n[bpff]\nroot = \"/x\"\n");
+  EXPECT_EQ(e.file, "node.toml");
+  EXPECT_EQ(e.line, 4u);
+  EXPECT_EQ(e.key, "bpff");
+  EXPECT_NE(std::string(e.what()).find("unknown key"), std::string::npos);
+}
+
+TEST(Config, UnknownNestedKeyIsAnError) {
+  ConfigError e = expect_error("[bpf]\nroot = \"/sys/fs/bpf\"\nlog_levle = \"debug\"\n");
+  EXPECT_EQ(e.line, 3u);
+  EXPECT_EQ(e.column, 1u);
+  EXPECT_EQ(e.key, "bpf.log_levle");
+  EXPECT_NE(std::string(e.what()).find("log_level"), std::string::npos)
+      << "the message lists the allowed keys";
+}
+
+TEST(Config, WrongTypeNamesTheKey) {
+  ConfigError e = expect_error("[interfaces]\nworkload = \"cali*\"\n");
+  EXPECT_EQ(e.line, 2u);
+  EXPECT_EQ(e.key, "interfaces.workload");
+  EXPECT_NE(std::string(e.what()).find("list of strings"), std::string::npos);
+}
+
+TEST(Config, BadChoiceListsTheChoices) {
+  ConfigError e = expect_error("[bpf]\nlog_level = \"verbose\"\n");
+  EXPECT_EQ(e.key, "bpf.log_level");
+  EXPECT_NE(std::string(e.what()).find("off, info, debug"), std::string::npos);
+  ConfigError rule = expect_error("[pipeline.workload]\nmalformed = \"accept\"\n");
+  EXPECT_EQ(rule.key, "pipeline.workload.malformed");
+  EXPECT_EQ(rule.line, 2u);
+}
+
+TEST(Config, RejectsBadValues) {
+  EXPECT_EQ(expect_error("[bpf]\nroot = \"relative/path\"\n").key, "bpf.root");
+  EXPECT_EQ(expect_error("[bpf]\ninstance = \"a/b\"\n").key, "bpf.instance");
+  EXPECT_EQ(expect_error("[bpf]\ninstance = \"..\"\n").key, "bpf.instance");
+  EXPECT_EQ(expect_error("[plugins]\nenabled = [\"log\", \"log\"]\n").key, "plugins.enabled");
+  EXPECT_EQ(expect_error("[plugins]\nenabled = [\"../evil\"]\n").key, "plugins.enabled");
+  EXPECT_EQ(expect_error("[plugins]\nfoo = 1\n").key, "plugins.foo");
+  EXPECT_EQ(expect_error("[state]\nsource = \"etcd\"\n").key, "state.source");
+  EXPECT_EQ(expect_error("[interfaces]\nignore = [\"\"]\n").key, "interfaces.ignore");
+}
+
+TEST(Config, SyntaxErrorHasAPosition) {
+  ConfigError e = expect_error("[bpf]\nroot = \"/sys/fs/bpf\n");
+  EXPECT_EQ(e.file, "node.toml");
+  EXPECT_EQ(e.line, 2u);
+  EXPECT_GT(e.column, 0u);
+  std::string formatted = format_config_error(e);
+  EXPECT_EQ(formatted.rfind("node.toml:2:", 0), 0u) << formatted;
+}
+
+TEST(Config, MissingFileIsAClearError) {
+  try {
+    load_config("/nonexistent/sluice.toml");
+    FAIL() << "no error";
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(e.file, "/nonexistent/sluice.toml");
+    EXPECT_NE(std::string(e.what()).find("cannot read"), std::string::npos);
+  }
+}
+
+TEST(Config, ShippedConfigIsValid) {
+  NodeConfig cfg = load_config(SLUICE_SOURCE_DIR "/configs/sluice.toml");
+  EXPECT_EQ(cfg.enabled_plugins, std::vector<std::string>{"log"});
+  EXPECT_EQ(cfg.instance, "sluice");
+}

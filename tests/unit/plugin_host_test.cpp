@@ -1,0 +1,164 @@
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "sluice/core/error.hpp"
+#include "sluice/core/plugin_host.hpp"
+
+using namespace sluice;
+
+namespace {
+
+const std::string kFixtureDir = SLUICE_TEST_PLUGIN_DIR;
+
+class NullHost final : public Host {
+ public:
+  std::string node_name() const override { return "test"; }
+  std::string pin_dir() const override { return "/nonexistent"; }
+  std::string map_pin_dir() const override { return "/nonexistent/maps"; }
+  void load_bpf(std::string_view, const std::function<int()>& load) override { load(); }
+  void log(LogLevel, std::string_view) override {}
+};
+
+NodeConfig config_with(const std::string& plugins_toml) {
+  return parse_config("[plugins]\ndir = \"" + kFixtureDir + "\"\n" + plugins_toml, "node.toml");
+}
+
+const LoadedPlugin& find(const PluginHost& host, const std::string& name) {
+  for (const auto& p : host.plugins())
+    if (p.name == name) return p;
+  throw std::runtime_error("no plugin " + name);
+}
+
+}  // namespace
+
+TEST(PluginAbi, ReadsTheDescriptorFromTheFile) {
+  PluginAbiDescriptor d = read_plugin_descriptor(kFixtureDir + "/good_plugin.so");
+  EXPECT_EQ(d.magic, kPluginAbiMagic);
+  EXPECT_EQ(d.major, kPluginAbiMajor);
+  EXPECT_EQ(d.minor, kPluginAbiMinor);
+  EXPECT_EQ(d.size, sizeof(PluginAbiDescriptor));
+  EXPECT_STREQ(d.name, "good_plugin");
+  EXPECT_STREQ(d.version, "1.2.3");
+  EXPECT_EQ(check_plugin_abi(d, "good_plugin.so"), "");
+}
+
+TEST(PluginAbi, OtherMajorIsRefusedNamingBothVersions) {
+  PluginAbiDescriptor d = read_plugin_descriptor(kFixtureDir + "/wrong_major_plugin.so");
+  EXPECT_EQ(d.major, 2);
+  std::string why = check_plugin_abi(d, "wrong_major_plugin.so");
+  EXPECT_NE(why.find("ABI 2.0"), std::string::npos) << why;
+  EXPECT_NE(why.find("ABI 1.0"), std::string::npos) << why;
+}
+
+TEST(PluginAbi, NewerMinorLayoutAndToolchainAreRefused) {
+  PluginAbiDescriptor d = read_plugin_descriptor(kFixtureDir + "/good_plugin.so");
+  PluginAbiDescriptor newer = d;
+  newer.minor = kPluginAbiMinor + 1;
+  EXPECT_NE(check_plugin_abi(newer, "p.so").find("newer"), std::string::npos);
+  PluginAbiDescriptor layout = d;
+  layout.layout = SL_LAYOUT_VERSION + 1;
+  EXPECT_NE(check_plugin_abi(layout, "p.so").find("layout"), std::string::npos);
+  PluginAbiDescriptor toolchain = d;
+  toolchain.cxx_abi ^= 1;
+  EXPECT_NE(check_plugin_abi(toolchain, "p.so").find("C++ standard library"), std::string::npos);
+}
+
+TEST(PluginAbi, LibraryWithoutDescriptorIsNotAPlugin) {
+  try {
+    read_plugin_descriptor(kFixtureDir + "/not_a_plugin.so");
+    FAIL() << "accepted a library without a descriptor";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("not a Sluice plugin"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(read_plugin_descriptor("/etc/hostname"), Error);
+}
+
+TEST(PluginHostTest, LoadsAndConfiguresAGoodPlugin) {
+  NullHost host;
+  NodeConfig cfg = config_with("enabled = [\"good_plugin\"]\n[plugins.good_plugin]\norder = 42\n");
+  PluginHost plugins(cfg, host);
+  plugins.open_and_configure(false);
+  const auto& p = find(plugins, "good_plugin");
+  EXPECT_EQ(p.state, PluginState::configured) << p.error;
+  EXPECT_EQ(p.version, "1.2.3");
+  ASSERT_EQ(p.stages.size(), 1u);
+  EXPECT_EQ(p.stages[0].order, 42);
+}
+
+TEST(PluginHostTest, WrongMajorIsRefusedBeforeAnyOfItsCodeRuns) {
+  std::string marker = "/tmp/sluice-test-ctor-" + std::to_string(getpid());
+  std::filesystem::remove(marker);
+  setenv("SLUICE_TEST_CTOR_MARKER", marker.c_str(), 1);
+  NullHost host;
+  NodeConfig cfg = config_with("enabled = [\"wrong_major_plugin\", \"good_plugin\"]\n");
+  PluginHost plugins(cfg, host);
+  plugins.open_and_configure(false);
+  const auto& bad = find(plugins, "wrong_major_plugin");
+  EXPECT_EQ(bad.state, PluginState::failed);
+  EXPECT_NE(bad.error.find("ABI 2.0"), std::string::npos) << bad.error;
+  EXPECT_NE(bad.error.find("ABI 1.0"), std::string::npos) << bad.error;
+  EXPECT_FALSE(std::filesystem::exists(marker)) << "the refused plugin's constructor ran";
+  EXPECT_EQ(find(plugins, "good_plugin").state, PluginState::configured)
+      << "one broken plugin does not stop the others";
+  unsetenv("SLUICE_TEST_CTOR_MARKER");
+}
+
+TEST(PluginHostTest, MissingPluginFileNamesThePath) {
+  NullHost host;
+  NodeConfig cfg = config_with("enabled = [\"absent\"]\n");
+  PluginHost plugins(cfg, host);
+  plugins.open_and_configure(false);
+  const auto& p = find(plugins, "absent");
+  EXPECT_EQ(p.state, PluginState::failed);
+  EXPECT_NE(p.error.find(kFixtureDir + "/absent.so"), std::string::npos) << p.error;
+  EXPECT_THROW(plugins.open_and_configure(true), Error) << "--check-config is strict";
+}
+
+TEST(PluginHostTest, PluginConfigErrorNamesFileLineAndKey) {
+  NullHost host;
+  NodeConfig cfg = config_with(
+      "enabled = [\"good_plugin\", \"failing_config_plugin\"]\n"
+      "[plugins.failing_config_plugin]\n"
+      "limit = 1000\n");
+  {
+    PluginHost plugins(cfg, host);
+    plugins.open_and_configure(false);
+    const auto& p = find(plugins, "failing_config_plugin");
+    EXPECT_EQ(p.state, PluginState::failed);
+    EXPECT_NE(p.error.find("node.toml:5:"), std::string::npos) << p.error;
+    EXPECT_NE(p.error.find("plugins.failing_config_plugin.limit"), std::string::npos) << p.error;
+  }
+  PluginHost strict(cfg, host);
+  try {
+    strict.open_and_configure(true);
+    FAIL() << "strict mode accepted a bad plugin table";
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(e.line, 5u);
+    EXPECT_EQ(e.key, "plugins.failing_config_plugin.limit");
+  }
+}
+
+TEST(PluginHostTest, DependenciesComeFirstAndMissingOnesAreNamed) {
+  NullHost host;
+  {
+    NodeConfig cfg = config_with("enabled = [\"failing_config_plugin\", \"good_plugin\"]\n");
+    PluginHost plugins(cfg, host);
+    plugins.open_and_configure(false);
+    ASSERT_EQ(plugins.plugins().size(), 2u);
+    EXPECT_EQ(plugins.plugins()[0].name, "good_plugin");
+    EXPECT_EQ(plugins.plugins()[1].name, "failing_config_plugin");
+    EXPECT_EQ(plugins.plugins()[1].state, PluginState::configured) << plugins.plugins()[1].error;
+  }
+  {
+    NodeConfig cfg = config_with("enabled = [\"failing_config_plugin\"]\n");
+    PluginHost plugins(cfg, host);
+    plugins.open_and_configure(false);
+    const auto& p = find(plugins, "failing_config_plugin");
+    EXPECT_EQ(p.state, PluginState::failed);
+    EXPECT_NE(p.error.find("needs plugin 'good_plugin', which is not enabled"), std::string::npos)
+        << p.error;
+  }
+}
