@@ -1,0 +1,243 @@
+// sluicectl: the operator CLI of Sluice.
+//
+// Parsing happens in two passes so that global options may appear anywhere
+// (`sluicectl counters dump -o json` as well as `sluicectl -o json counters
+// dump`): the first pass takes the global options and the command words, the
+// second parses what is left with the chosen command's own options.
+#include <bpf/libbpf.h>
+
+#include <algorithm>
+#include <iostream>
+#include <optional>
+
+#include "cli.hpp"
+#include "sluice/core/config.hpp"
+
+using namespace sluice;
+using namespace sluice::ctl;
+
+namespace {
+
+constexpr const char* kDefaultConfig = "/etc/sluice/sluice.toml";
+
+constexpr const char* kOverview =
+    "sluicectl - inspect and steer the Sluice dataplane of this node\n"
+    "\n"
+    "Usage: sluicectl [GLOBAL OPTIONS] COMMAND [COMMAND OPTIONS]\n"
+    "\n"
+    "sluicectl reads Sluice's pinned BPF maps directly, under\n"
+    "<bpf.root>/<bpf.instance>/maps/ as set in the node configuration, so it works\n"
+    "while sluiced is stopped or restarting. It needs root (or CAP_BPF and access to\n"
+    "bpffs). Run it in the network namespace sluiced runs in to see attached filters\n"
+    "(e.g. nsenter --net=/run/netns/NAME sluicectl ...); `ip netns exec` remounts /sys\n"
+    "and hides bpffs.\n";
+
+constexpr const char* kFooter =
+    "Exit status:\n"
+    "  0  success\n"
+    "  1  operational failure: nothing pinned, unknown interface, kernel error\n"
+    "  2  bad command line or invalid configuration\n"
+    "\n"
+    "Run 'sluicectl COMMAND --help' for a command's options and examples.\n";
+
+po::options_description global_options() {
+  po::options_description options("Global options");
+  options.add_options()("help,h", "show help for sluicectl or for the given command")(
+      "config,c", po::value<std::string>()->value_name("PATH"),
+      "node configuration of the sluiced to inspect (default /etc/sluice/sluice.toml); "
+      "sluicectl takes [bpf] root and instance from it")(
+      "output,o", po::value<std::string>()->value_name("FORMAT"),
+      "'table' (default: aligned columns for people) or 'json' (stable, for scripts)");
+  return options;
+}
+
+std::vector<CommandSpec> all_commands() {
+  std::vector<CommandSpec> all;
+  for (auto group : {version_commands, ifstate_commands, counters_commands, log_level_commands,
+                     plugins_commands, monitor_commands})
+    for (auto& spec : group()) all.push_back(std::move(spec));
+  return all;
+}
+
+std::string path_text(const std::vector<std::string>& path) { return join(path, " "); }
+
+bool starts_with(const std::vector<std::string>& path, const std::vector<std::string>& prefix) {
+  return prefix.size() <= path.size() && std::equal(prefix.begin(), prefix.end(), path.begin());
+}
+
+void print_command_list(std::ostream& out, const std::vector<CommandSpec>& commands,
+                        const std::vector<std::string>& prefix) {
+  out << "Commands:\n";
+  Table table({{""}, {""}});
+  for (const auto& spec : commands)
+    if (starts_with(spec.path, prefix))
+      table.add_row({"  " + path_text(spec.path) +
+                         (spec.arguments.empty() ? "" : " " + spec.arguments),
+                     spec.summary});
+  table.print(out, /*with_header=*/false);
+}
+
+void print_overview(std::ostream& out, const std::vector<CommandSpec>& commands) {
+  out << kOverview << "\n";
+  print_command_list(out, commands, {});
+  out << "\n" << global_options() << "\n" << kFooter;
+}
+
+void print_group_help(std::ostream& out, const std::vector<CommandSpec>& commands,
+                      const std::vector<std::string>& group) {
+  out << "Usage: sluicectl [GLOBAL OPTIONS] " << path_text(group) << " SUBCOMMAND\n\n";
+  print_command_list(out, commands, group);
+  out << "\n" << global_options() << "\nRun 'sluicectl " << path_text(group)
+      << " SUBCOMMAND --help' for details.\n";
+}
+
+void print_command_help(std::ostream& out, const CommandSpec& spec,
+                        const po::options_description& own) {
+  out << "Usage: sluicectl [GLOBAL OPTIONS] " << path_text(spec.path)
+      << (spec.arguments.empty() ? "" : " " + spec.arguments) << "\n\n"
+      << spec.description << "\n";
+  if (!own.options().empty()) out << "\n" << own;
+  out << "\n" << global_options() << "\n" << kFooter;
+}
+
+// The command whose path is the longest prefix of `words`.
+const CommandSpec* find_command(const std::vector<CommandSpec>& commands,
+                                const std::vector<std::string>& words) {
+  const CommandSpec* best = nullptr;
+  for (const auto& spec : commands)
+    if (starts_with(words, spec.path) && (!best || spec.path.size() > best->path.size()))
+      best = &spec;
+  return best;
+}
+
+// True when `words` names a group of commands (e.g. "counters").
+bool is_group(const std::vector<CommandSpec>& commands, const std::vector<std::string>& words) {
+  if (words.empty()) return false;
+  return std::any_of(commands.begin(), commands.end(), [&](const CommandSpec& spec) {
+    return spec.path.size() > words.size() && starts_with(spec.path, words);
+  });
+}
+
+int usage_error(const std::string& message, const std::string& help_hint) {
+  std::cerr << "sluicectl: " << message << "\nTry 'sluicectl " << help_hint << "--help'.\n";
+  return kExitUsage;
+}
+
+int run(int argc, char** argv) {
+  const auto commands = all_commands();
+  const auto style = po::command_line_style::default_style &
+                     ~po::command_line_style::allow_guessing;
+
+  // Pass 1: global options and the command words.
+  po::options_description first_pass = global_options();
+  first_pass.add_options()("words", po::value<std::vector<std::string>>(), "");
+  po::positional_options_description words_position;
+  words_position.add("words", -1);
+  po::variables_map globals;
+  po::parsed_options parsed(nullptr);
+  try {
+    parsed = po::command_line_parser(argc, argv)
+                 .options(first_pass)
+                 .positional(words_position)
+                 .style(style)
+                 .allow_unregistered()
+                 .run();
+    po::store(parsed, globals);
+    po::notify(globals);
+  } catch (const po::error& error) {
+    return usage_error(error.what(), "");
+  }
+  std::vector<std::string> words;
+  if (globals.count("words")) words = globals["words"].as<std::vector<std::string>>();
+  bool help = globals.count("help") != 0;
+
+  const CommandSpec* spec = find_command(commands, words);
+  if (!spec) {
+    if (words.empty()) {
+      print_overview(help ? std::cout : std::cerr, commands);
+      return help ? kExitOk : kExitUsage;
+    }
+    // The longest prefix that names a group decides which help to point to.
+    std::vector<std::string> group;
+    for (const auto& word : words) {
+      group.push_back(word);
+      if (!is_group(commands, group)) {
+        group.pop_back();
+        break;
+      }
+    }
+    if (!group.empty() && (help || group.size() == words.size())) {
+      print_group_help(help ? std::cout : std::cerr, commands, group);
+      return help ? kExitOk : kExitUsage;
+    }
+    std::string unknown = words[group.size()];
+    return usage_error("unknown command '" + path_text(group) + (group.empty() ? "" : " ") +
+                           unknown + "'",
+                       group.empty() ? "" : path_text(group) + " ");
+  }
+
+  // Pass 2: the command's own options, from what pass 1 did not recognise
+  // minus the command words themselves.
+  po::options_description own("Options");
+  po::positional_options_description positional;
+  if (spec->add_options) spec->add_options(own, positional);
+  if (help) {
+    print_command_help(std::cout, *spec, own);
+    return kExitOk;
+  }
+  std::vector<std::string> rest = po::collect_unrecognized(parsed.options, po::include_positional);
+  for (const auto& word : spec->path) {
+    auto it = std::find(rest.begin(), rest.end(), word);
+    if (it != rest.end()) rest.erase(it);
+  }
+  po::variables_map vm;
+  try {
+    po::store(po::command_line_parser(rest).options(own).positional(positional).style(style).run(),
+              vm);
+    po::notify(vm);
+  } catch (const po::error& error) {
+    return usage_error(error.what(), path_text(spec->path) + " ");
+  }
+
+  Context context;
+  const std::string output =
+      globals.count("output") ? globals["output"].as<std::string>() : "table";
+  if (output == "json")
+    context.format = OutputFormat::json;
+  else if (output != "table")
+    return usage_error("unknown output format '" + output + "' (use 'table' or 'json')", "");
+
+  const bool config_given = globals.count("config") != 0;
+  const std::string config_path =
+      config_given ? globals["config"].as<std::string>() : kDefaultConfig;
+  try {
+    context.config = load_config(config_path);
+    context.config_loaded = true;
+  } catch (const ConfigError& error) {
+    // `version` must answer even on a host without a configuration; an
+    // explicitly named file that is broken is still an error.
+    if (!spec->config_optional || config_given) {
+      std::cerr << "sluicectl: invalid configuration: " << format_config_error(error) << "\n";
+      return kExitUsage;
+    }
+    context.config_error = format_config_error(error);
+  }
+  return spec->run(context, vm);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // libbpf's own messages (e.g. about absent qdiscs while probing filters)
+  // would be noise: every failure sluicectl reports carries its own context.
+  libbpf_set_print(nullptr);
+  try {
+    return run(argc, argv);
+  } catch (const CtlError& error) {
+    std::cerr << "sluicectl: " << error.what() << "\n";
+    return error.exit_code;
+  } catch (const std::exception& error) {
+    std::cerr << "sluicectl: " << error.what() << "\n";
+    return kExitFailure;
+  }
+}
