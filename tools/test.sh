@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# One command for every test: installs dependencies, builds the full tree and
+# a core-only tree (-DSLUICE_PLUGINS=""), and runs unit, BPF and end-to-end
+# tests on the real kernel with ctest. .ci/run calls exactly this.
+set -euo pipefail
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+[[ $(id -u) == 0 ]] || { echo "test: run as root (BPF, netns, tc)" >&2; exit 1; }
+"$repo/tools/install-deps.sh"
+
+full=${SLUICE_BUILD:-$repo/build}
+core_only=$repo/build-core-only
+SLUICE_BUILD=$full "$repo/tools/build.sh"
+SLUICE_BUILD=$core_only "$repo/tools/build.sh" -DSLUICE_PLUGINS= -DSLUICE_BUILD_BENCH=OFF
+
+status=0
+echo "== core-only build (no plugins)"
+ctest --test-dir "$core_only" --output-on-failure -L "unit|e2e-core" || status=1
+echo "== full build"
+ctest --test-dir "$full" --output-on-failure || status=1
+exit $status
