@@ -1,0 +1,321 @@
+// The log plugin: one stage that writes packet events to Sluice's shared ring
+// buffer (sl_events) for `sluicectl monitor`, for every packet or for those
+// matching up to LOG_MAX_RULES rules. It never changes a verdict.
+//
+// [plugins.log]
+//   order  = 900                      position in the chains
+//   filter = "off" | "all" | "match"  default: "match" when rules are given,
+//                                     otherwise "off"
+//   [[plugins.log.match]]             up to 8; a packet is logged when any
+//   interface, protocol, source,      rule matches; a rule matches when all
+//   destination, source_port,         of its fields do
+//   destination_port
+#include <arpa/inet.h>
+#include <net/if.h>
+#include <netinet/in.h>
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include <array>
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <sluice/config.hpp>
+#include <sluice/plugin.hpp>
+
+#include "log_layout.h"
+#include "log_stage.skel.h"
+
+namespace {
+
+using sluice::ConfigError;
+using sluice::config::Table;
+
+constexpr std::uint16_t kEthPIp = 0x0800;
+constexpr std::uint16_t kEthPIpv6 = 0x86DD;
+
+const char* mode_name(log_mode mode) {
+  switch (mode) {
+    case LOG_MODE_OFF: return "off";
+    case LOG_MODE_ALL: return "all";
+    case LOG_MODE_MATCH: return "match";
+  }
+  return "?";
+}
+
+struct SkeletonDestroyer {
+  void operator()(log_stage* skel) const { log_stage__destroy(skel); }
+};
+using LogSkeleton = std::unique_ptr<log_stage, SkeletonDestroyer>;
+
+// An address prefix as the stage compares it: network and mask, both in
+// network byte order, IPv4 in word 0.
+struct Prefix {
+  std::uint16_t l3_proto = 0;  // kEthPIp / kEthPIpv6
+  std::array<std::uint32_t, 4> net{};
+  std::array<std::uint32_t, 4> mask{};
+};
+
+// "10.0.0.0/8", "10.1.2.3", "fd00::/64", "fd00::1". Returns an error text,
+// or an empty string on success.
+std::string parse_prefix(const std::string& text, Prefix& out) {
+  std::string address = text;
+  std::optional<int> length;
+  if (auto slash = text.find('/'); slash != std::string::npos) {
+    address = text.substr(0, slash);
+    std::string digits = text.substr(slash + 1);
+    int value = -1;
+    auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
+    if (digits.empty() || ec != std::errc() || end != digits.data() + digits.size())
+      return "'" + text + "' has an invalid prefix length (expected ADDRESS/LENGTH)";
+    length = value;
+  }
+  std::array<unsigned char, 16> bytes{};
+  int max_length;
+  if (inet_pton(AF_INET, address.c_str(), bytes.data()) == 1) {
+    out.l3_proto = kEthPIp;
+    max_length = 32;
+  } else if (inet_pton(AF_INET6, address.c_str(), bytes.data()) == 1) {
+    out.l3_proto = kEthPIpv6;
+    max_length = 128;
+  } else {
+    return "'" + text + "' is not an IPv4 or IPv6 address or prefix";
+  }
+  int bits = length.value_or(max_length);
+  if (bits < 0 || bits > max_length)
+    return "'" + text + "': prefix length must be 0.." + std::to_string(max_length);
+
+  std::array<unsigned char, 16> mask_bytes{};
+  for (int i = 0; i < max_length / 8; ++i) {
+    int left = bits - i * 8;
+    mask_bytes[i] = left >= 8 ? 0xff : left <= 0 ? 0 : static_cast<unsigned char>(0xff << (8 - left));
+  }
+  for (int i = 0; i < max_length / 8; ++i)
+    if (bytes[i] & ~mask_bytes[i]) {
+      std::array<unsigned char, 16> network{};
+      for (int j = 0; j < 16; ++j) network[j] = bytes[j] & mask_bytes[j];
+      char buffer[INET6_ADDRSTRLEN] = {};
+      inet_ntop(max_length == 32 ? AF_INET : AF_INET6, network.data(), buffer, sizeof(buffer));
+      return "'" + text + "' has host bits set: did you mean " + buffer + "/" +
+             std::to_string(bits) + "?";
+    }
+  std::memcpy(out.net.data(), bytes.data(), 16);
+  std::memcpy(out.mask.data(), mask_bytes.data(), 16);
+  return {};
+}
+
+struct ProtocolName {
+  const char* name;
+  int number;
+};
+constexpr ProtocolName kProtocols[] = {
+    {"tcp", IPPROTO_TCP}, {"udp", IPPROTO_UDP}, {"icmp", IPPROTO_ICMP},
+    {"icmpv6", IPPROTO_ICMPV6}, {"sctp", IPPROTO_SCTP},
+};
+
+std::string protocol_name(int number) {
+  for (const auto& protocol : kProtocols)
+    if (protocol.number == number) return protocol.name;
+  return std::to_string(number);
+}
+
+int parse_protocol(const Table& rule) {
+  const toml::node* node = rule.node("protocol");
+  if (node->is_integer()) {
+    return static_cast<int>(rule.get_int("protocol", 0, 1, 255));
+  }
+  if (!node->is_string())
+    rule.fail("protocol", "expected a protocol name (tcp, udp, icmp, icmpv6, sctp) or a number");
+  std::string text(node->as_string()->get());
+  for (const auto& protocol : kProtocols)
+    if (text == protocol.name) return protocol.number;
+  int value = -1;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (!text.empty() && ec == std::errc() && end == text.data() + text.size() && value >= 1 &&
+      value <= 255)
+    return value;
+  rule.fail("protocol", "unknown protocol '" + text +
+                            "' (expected tcp, udp, icmp, icmpv6, sctp or a number 1..255)");
+}
+
+struct MatchRule {
+  std::string interface;  // resolved to an ifindex at load time
+  log_rule rule{};
+};
+
+MatchRule parse_rule(const Table& table) {
+  table.expect_only({"interface", "protocol", "source", "destination", "source_port",
+                     "destination_port"});
+  MatchRule out;
+  log_rule& rule = out.rule;
+  rule.fields = LOG_F_USED;
+  if (table.raw().empty()) {
+    const auto& where = table.raw().source();
+    throw ConfigError(table.file(), where.begin.line, where.begin.column, table.path(),
+                      "an empty match rule matches every packet: set filter = \"all\" instead, "
+                      "or give it at least one of interface, protocol, source, destination, "
+                      "source_port, destination_port");
+  }
+
+  if (table.has("interface")) {
+    out.interface = table.get_string("interface", "");
+    if (out.interface.empty() || out.interface.size() >= IF_NAMESIZE ||
+        out.interface.find_first_of("/: \t") != std::string::npos || out.interface == "." ||
+        out.interface == "..")
+      table.fail("interface", "'" + out.interface + "' is not a valid interface name (1.." +
+                                  std::to_string(IF_NAMESIZE - 1) +
+                                  " characters, no '/', ':' or spaces)");
+    rule.fields |= LOG_F_IFINDEX;
+  }
+
+  std::uint16_t l3_proto = 0;
+  const char* family_key = nullptr;
+  auto prefix = [&](const char* key, std::uint32_t field, __be32* net, __be32* mask) {
+    if (!table.has(key)) return;
+    Prefix parsed;
+    if (std::string why = parse_prefix(table.get_string(key, ""), parsed); !why.empty())
+      table.fail(key, why);
+    if (l3_proto && l3_proto != parsed.l3_proto)
+      table.fail(key, std::string("mixes IPv4 and IPv6 with ") + family_key +
+                          ": no packet can match this rule");
+    l3_proto = parsed.l3_proto;
+    family_key = key;
+    std::memcpy(net, parsed.net.data(), 16);
+    std::memcpy(mask, parsed.mask.data(), 16);
+    rule.fields |= field;
+  };
+  prefix("source", LOG_F_SRC, rule.src, rule.src_mask);
+  prefix("destination", LOG_F_DST, rule.dst, rule.dst_mask);
+  if (l3_proto) {
+    rule.fields |= LOG_F_L3_PROTO;
+    rule.l3_proto = l3_proto;
+  }
+
+  int protocol = -1;
+  if (table.has("protocol")) {
+    protocol = parse_protocol(table);
+    if (protocol == IPPROTO_ICMP && l3_proto == kEthPIpv6)
+      table.fail("protocol", "icmp never carries IPv6 addresses: use icmpv6");
+    if (protocol == IPPROTO_ICMPV6 && l3_proto == kEthPIp)
+      table.fail("protocol", "icmpv6 never carries IPv4 addresses: use icmp");
+    rule.fields |= LOG_F_IP_PROTO;
+    rule.ip_proto = static_cast<__u8>(protocol);
+  }
+
+  auto port = [&](const char* key, std::uint32_t field, __be16& out_port) {
+    if (!table.has(key)) return;
+    auto value = static_cast<std::uint16_t>(table.get_int(key, 0, 0, 65535));
+    if (protocol != -1 && protocol != IPPROTO_TCP && protocol != IPPROTO_UDP &&
+        protocol != IPPROTO_SCTP)
+      table.fail(key, "ports exist only for tcp, udp and sctp, not protocol " +
+                          protocol_name(protocol));
+    out_port = htons(value);
+    rule.fields |= field;
+  };
+  port("source_port", LOG_F_SPORT, rule.sport);
+  port("destination_port", LOG_F_DPORT, rule.dport);
+  return out;
+}
+
+class LogPlugin final : public sluice::Plugin {
+ public:
+  std::string description() const override {
+    return "packet events for `sluicectl monitor` (all packets or matching ones)";
+  }
+
+  void configure(const sluice::ConfigSource& source) override {
+    sluice::config::PluginTable plugin_table(source);
+    const Table& table = plugin_table.table();
+    table.expect_only({"order", "filter", "match"});
+    order_ = static_cast<int>(table.get_int("order", sluice::order::kLog, 0, 65535));
+
+    std::vector<Table> rule_tables = table.get_table_list("match");
+    if (rule_tables.size() > LOG_MAX_RULES)
+      throw ConfigError(rule_tables[LOG_MAX_RULES].file(),
+                        rule_tables[LOG_MAX_RULES].raw().source().begin.line,
+                        rule_tables[LOG_MAX_RULES].raw().source().begin.column,
+                        rule_tables[LOG_MAX_RULES].path(),
+                        "too many match rules: at most " + std::to_string(LOG_MAX_RULES));
+    rules_.clear();
+    for (const Table& rule_table : rule_tables) rules_.push_back(parse_rule(rule_table));
+
+    if (table.has("filter")) {
+      std::string filter = table.get_choice("filter", "off", {"off", "all", "match"});
+      mode_ = filter == "all" ? LOG_MODE_ALL : filter == "match" ? LOG_MODE_MATCH : LOG_MODE_OFF;
+    } else {
+      mode_ = rules_.empty() ? LOG_MODE_OFF : LOG_MODE_MATCH;
+    }
+    if (mode_ == LOG_MODE_MATCH && rules_.empty())
+      table.fail("filter", "filter = \"match\" needs at least one [[" + table.path() +
+                               ".match]] rule");
+    if (mode_ != LOG_MODE_MATCH && !rules_.empty())
+      table.fail("filter", std::string("filter = \"") + mode_name(mode_) +
+                               "\" but match rules are given: set filter = \"match\" to use "
+                               "them, or remove them");
+  }
+
+  std::vector<sluice::StageSpec> stages() const override {
+    return {sluice::StageSpec{"log", "log_packet", sluice::kAllRoles, sluice::kBothHooks,
+                              order_}};
+  }
+
+  void load(sluice::Host& host) override {
+    std::string pin_root = host.map_pin_dir();
+    LIBBPF_OPTS(bpf_object_open_opts, opts, .pin_root_path = pin_root.c_str());
+    LogSkeleton skel(log_stage__open_opts(&opts));
+    if (!skel)
+      throw std::runtime_error("cannot open the log stage BPF object: " +
+                               std::string(std::strerror(errno)));
+    skel->rodata->log_mode = mode_;
+    skel->rodata->log_rule_count = static_cast<__u32>(rules_.size());
+    host.load_bpf("log stage", [&] { return log_stage__load(skel.get()); });
+
+    // Every slot is written, so rules of an earlier run never linger in the
+    // pinned map.
+    for (std::uint32_t slot = 0; slot < LOG_MAX_RULES; ++slot) {
+      log_rule value{};
+      if (slot < rules_.size()) {
+        value = rules_[slot].rule;
+        const std::string& name = rules_[slot].interface;
+        if (!name.empty()) {
+          value.ifindex = if_nametoindex(name.c_str());
+          if (value.ifindex == 0)
+            host.log(sluice::LogLevel::warn,
+                     "log: match rule " + std::to_string(slot) + ": interface '" + name +
+                         "' does not exist; the rule matches nothing until sluiced restarts "
+                         "(or reloads) with the interface present");
+        }
+      }
+      if (bpf_map__update_elem(skel->maps.log_rules, &slot, sizeof(slot), &value, sizeof(value),
+                               BPF_ANY) != 0)
+        throw std::runtime_error("cannot write log_rules[" + std::to_string(slot) +
+                                 "]: " + std::strerror(errno));
+    }
+    host.log(sluice::LogLevel::info,
+             std::string("log: filter = \"") + mode_name(mode_) + "\"" +
+                 (mode_ == LOG_MODE_MATCH ? ", " + std::to_string(rules_.size()) + " rule(s)"
+                                          : std::string()));
+    skel_ = std::move(skel);
+  }
+
+  int stage_fd(std::string_view stage) const override {
+    if (stage != "log" || !skel_) return -1;
+    return bpf_program__fd(skel_->progs.log_packet);
+  }
+
+ private:
+  int order_ = sluice::order::kLog;
+  log_mode mode_ = LOG_MODE_OFF;
+  std::vector<MatchRule> rules_;
+  LogSkeleton skel_;
+};
+
+}  // namespace
+
+SLUICE_PLUGIN(LogPlugin, "log", "0.1.0")
