@@ -5,6 +5,7 @@
 // dump`): the first pass takes the global options and the command words, the
 // second parses what is left with the chosen command's own options.
 #include <bpf/libbpf.h>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <iostream>
@@ -167,6 +168,7 @@ int run(int argc, char** argv) {
       }
     }
     if (!group.empty() && (help || group.size() == words.size())) {
+      if (!help) std::cerr << "sluicectl: '" << path_text(group) << "' needs a subcommand\n\n";
       print_group_help(help ? std::cout : std::cerr, commands, group);
       return help ? kExitOk : kExitUsage;
     }
@@ -195,6 +197,9 @@ int run(int argc, char** argv) {
     po::store(po::command_line_parser(rest).options(own).positional(positional).style(style).run(),
               vm);
     po::notify(vm);
+  } catch (const po::too_many_positional_options_error&) {
+    return usage_error("unexpected argument(s) after '" + path_text(spec->path) + "'",
+                       path_text(spec->path) + " ");
   } catch (const po::error& error) {
     return usage_error(error.what(), path_text(spec->path) + " ");
   }
@@ -231,6 +236,10 @@ int main(int argc, char** argv) {
   // libbpf's own messages (e.g. about absent qdiscs while probing filters)
   // would be noise: every failure sluicectl reports carries its own context.
   libbpf_set_print(nullptr);
+  // The core library reports what it did itself (e.g. mounting tracefs)
+  // through spdlog; make those lines look like sluicectl's own.
+  spdlog::set_pattern("sluicectl: %v");
+  spdlog::set_level(spdlog::level::info);
   try {
     return run(argc, argv);
   } catch (const CtlError& error) {

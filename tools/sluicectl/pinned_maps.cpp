@@ -25,7 +25,7 @@ std::string permission_hint(int err) {
 }  // namespace
 
 PinnedMaps::PinnedMaps(const NodeConfig& config)
-    : pin_dir_(config.pin_dir()), map_dir_(config.map_pin_dir()) {}
+    : pin_dir_(config.pin_dir()), map_dir_(config.map_pin_dir()), config_file_(config.file) {}
 
 bool PinnedMaps::anything_pinned() const {
   std::error_code ec;
@@ -39,8 +39,9 @@ bool PinnedMaps::anything_pinned() const {
 void PinnedMaps::require_compatible() {
   if (!anything_pinned())
     throw CtlError("nothing is pinned under " + pin_dir_ +
-                   " (is sluiced configured with this [bpf] root/instance? start it with "
-                   "--config pointing at the same file as sluicectl's --config)");
+                   " (is sluiced configured with this [bpf] root/instance? start it with: "
+                   "sluiced --config " +
+                   config_file_ + ")");
   auto meta = read_meta();
   if (!meta) return;  // the daemon is still initialising; the maps are ours
   if (meta->magic != SL_LAYOUT_MAGIC || meta->layout != SL_LAYOUT_VERSION)

@@ -41,6 +41,7 @@ class PinnedMaps {
  private:
   std::string pin_dir_;
   std::string map_dir_;
+  std::string config_file_;
   std::map<std::string, UniqueFd> fds_;
 };
 

@@ -1,2 +1,380 @@
+// `sluicectl plugins`: the loaded plugins and their stages (sl_registry),
+// then each chain as the kernel runs it (sl_jump), checked against the order
+// the registry implies.
+#include <bpf/bpf.h>
+
+#include <cstdio>
+#include <iostream>
+#include <map>
+
 #include "cli.hpp"
-namespace sluice::ctl { std::vector<CommandSpec> plugins_commands() { return {}; } }
+#include "pinned_maps.hpp"
+#include "sluice/core/error.hpp"
+#include "sluice/core/pipeline.hpp"
+#include "sluice/core/unique_fd.hpp"
+
+namespace sluice::ctl {
+
+namespace {
+
+constexpr const char* kChainEndProgram = "sl_chain_end";
+
+struct PluginRecord {
+  sl_registry_entry plugin{};  // kind SL_REG_PLUGIN (zeroed if only stages were recorded)
+  std::vector<sl_registry_entry> stages;
+};
+
+// Plugins in registry order, each with its stages.
+std::vector<PluginRecord> group_by_plugin(const std::vector<sl_registry_entry>& registry) {
+  std::vector<PluginRecord> out;
+  auto record_of = [&](const std::string& name) -> PluginRecord& {
+    for (auto& record : out)
+      if (fixed_string(record.plugin.plugin) == name) return record;
+    out.emplace_back();
+    std::snprintf(out.back().plugin.plugin, sizeof(out.back().plugin.plugin), "%s", name.c_str());
+    return out.back();
+  };
+  for (const auto& entry : registry) {
+    PluginRecord& record = record_of(fixed_string(entry.plugin));
+    if (entry.kind == SL_REG_PLUGIN)
+      record.plugin = entry;
+    else if (entry.kind == SL_REG_STAGE)
+      record.stages.push_back(entry);
+  }
+  return out;
+}
+
+std::string abi_text(const sl_registry_entry& plugin) {
+  return std::to_string(plugin.abi_major) + "." + std::to_string(plugin.abi_minor);
+}
+
+// "log" when the stage is named like its plugin, else "plugin/stage".
+std::string stage_label(const std::string& plugin, const std::string& stage) {
+  return plugin == stage ? stage : plugin + "/" + stage;
+}
+
+// Kernel names of programs by id (the chain end is recognised by its name).
+class ProgramNames {
+ public:
+  std::string name_of(std::uint32_t id) {
+    auto it = names_.find(id);
+    if (it != names_.end()) return it->second;
+    std::string name;
+    UniqueFd fd(bpf_prog_get_fd_by_id(id));
+    bpf_prog_info info{};
+    __u32 len = sizeof(info);
+    if (fd && bpf_obj_get_info_by_fd(fd.get(), &info, &len) == 0) name = fixed_string(info.name);
+    return names_[id] = name;
+  }
+
+ private:
+  std::map<std::uint32_t, std::string> names_;
+};
+
+struct ChainSlot {
+  enum class State { ok, missing, unknown };
+  State state = State::ok;
+  std::uint32_t prog_id = 0;
+  std::string plugin, stage, prog_name;
+  std::int32_t order = 0;
+
+  std::string label() const {
+    switch (state) {
+      case State::ok: return stage_label(plugin, stage) + "(" + std::to_string(order) + ")";
+      case State::missing: return "MISSING(" + plugin + "/" + stage + ")";
+      case State::unknown:
+        return "UNKNOWN(prog " + std::to_string(prog_id) +
+               (prog_name.empty() ? "" : " " + prog_name) + ")";
+    }
+    return {};
+  }
+};
+
+struct ChainView {
+  sl_role role;
+  sl_hook hook;
+  std::vector<ChainSlot> slots;
+  bool terminated = false;  // the chain end program is in place
+  std::vector<std::string> expected;  // labels the registry implies
+  bool order_matches = false;         // the stages (holes included) are the expected ones
+  bool matches_registry = false;      // ... and the chain is terminated
+};
+
+std::string state_name(ChainSlot::State state) {
+  switch (state) {
+    case ChainSlot::State::ok: return "ok";
+    case ChainSlot::State::missing: return "missing";
+    case ChainSlot::State::unknown: return "unknown";
+  }
+  return {};
+}
+
+// The chains the registry's stages imply, computed exactly as sluiced does.
+std::array<Chain, SL_CHAINS> expected_chains(const std::vector<sl_registry_entry>& registry) {
+  std::vector<DeclaredStage> stages;
+  for (const auto& entry : registry)
+    if (entry.kind == SL_REG_STAGE)
+      stages.push_back({fixed_string(entry.plugin),
+                        StageSpec{fixed_string(entry.name), "", entry.roles, entry.hooks,
+                                  entry.order}});
+  return compute_chains(stages);
+}
+
+const sl_registry_entry* stage_entry(const std::vector<sl_registry_entry>& registry,
+                                     const std::string& plugin, const std::string& stage) {
+  for (const auto& entry : registry)
+    if (entry.kind == SL_REG_STAGE && fixed_string(entry.plugin) == plugin &&
+        fixed_string(entry.name) == stage)
+      return &entry;
+  return nullptr;
+}
+
+const sl_registry_entry* stage_by_prog(const std::vector<sl_registry_entry>& registry,
+                                       std::uint32_t prog_id) {
+  for (const auto& entry : registry)
+    if (entry.kind == SL_REG_STAGE && entry.prog_id == prog_id) return &entry;
+  return nullptr;
+}
+
+ChainView read_chain(int jump_fd, std::uint32_t bank, const Chain& expected,
+                     const std::vector<sl_registry_entry>& registry, ProgramNames& names) {
+  ChainView view{expected.role, expected.hook, {}, false, {}, false, false};
+  for (const auto& stage : expected.stages) {
+    const auto* entry = stage_entry(registry, stage.plugin, stage.spec.name);
+    view.expected.push_back(
+        ChainSlot{ChainSlot::State::ok, entry ? entry->prog_id : 0, stage.plugin,
+                  stage.spec.name, "", stage.spec.order}
+            .label());
+  }
+
+  const std::uint32_t base = sl_jump_base(bank, expected.role, expected.hook);
+  for (std::uint32_t pos = 0; pos < SL_MAX_STAGES; ++pos) {
+    __u32 slot = base + pos;
+    __u32 prog_id = 0;
+    // From user space a PROG_ARRAY lookup yields the program's id; ENOENT
+    // means the slot is empty.
+    if (bpf_map_lookup_elem(jump_fd, &slot, &prog_id) != 0) prog_id = 0;
+
+    if (prog_id == 0) {
+      if (pos >= expected.stages.size()) break;  // no chain end: an unterminated chain
+      const DeclaredStage& want = expected.stages[pos];
+      view.slots.push_back({ChainSlot::State::missing, 0, want.plugin, want.spec.name, "",
+                            want.spec.order});
+      continue;
+    }
+    if (names.name_of(prog_id) == kChainEndProgram) {
+      view.terminated = true;
+      break;
+    }
+    if (const auto* entry = stage_by_prog(registry, prog_id))
+      view.slots.push_back({ChainSlot::State::ok, prog_id, fixed_string(entry->plugin),
+                            fixed_string(entry->name), names.name_of(prog_id), entry->order});
+    else
+      view.slots.push_back(
+          {ChainSlot::State::unknown, prog_id, "", "", names.name_of(prog_id), 0});
+  }
+
+  std::vector<std::string> actual;
+  for (const auto& slot : view.slots)
+    // A hole where the registry expects a stage is reported as MISSING, but
+    // it is the expected stage's place: it does not make the order differ.
+    actual.push_back(slot.state == ChainSlot::State::missing
+                         ? ChainSlot{ChainSlot::State::ok, 0, slot.plugin, slot.stage, "",
+                                     slot.order}
+                               .label()
+                         : slot.label());
+  view.order_matches = actual == view.expected;
+  view.matches_registry = view.terminated && view.order_matches;
+  return view;
+}
+
+std::string chain_text(const std::vector<std::string>& labels, bool terminated) {
+  std::string text = labels.empty() ? "(empty)" : join(labels, " -> ");
+  return text + (terminated ? " -> [end]"
+                            : " -> (no chain end: packets meet the missed-tail-call rule)");
+}
+
+Json plugins_json(const std::vector<PluginRecord>& plugins) {
+  Json out = Json::array();
+  for (const auto& record : plugins) {
+    const auto& p = record.plugin;
+    Json plugin = Json::object();
+    plugin["name"] = fixed_string(p.plugin);
+    plugin["version"] = fixed_string(p.version);
+    plugin["abi"] = abi_text(p);
+    plugin["status"] = p.status == 0 ? "ok" : "failed";
+    plugin["message"] = fixed_string(p.message);
+    Json stages = Json::array();
+    for (const auto& s : record.stages) {
+      Json stage = Json::object();
+      stage["name"] = fixed_string(s.name);
+      Json roles = Json::array();
+      for (auto& role : role_names(s.roles)) roles.push_back(role);
+      stage["roles"] = std::move(roles);
+      Json hooks = Json::array();
+      for (auto& hook : hook_names(s.hooks)) hooks.push_back(hook);
+      stage["hooks"] = std::move(hooks);
+      stage["order"] = s.order;
+      stage["prog_id"] = s.prog_id;
+      stages.push_back(std::move(stage));
+    }
+    plugin["stages"] = std::move(stages);
+    out.push_back(std::move(plugin));
+  }
+  return out;
+}
+
+Json chains_json(const std::vector<ChainView>& chains) {
+  Json out = Json::array();
+  for (const auto& chain : chains) {
+    Json entry = Json::object();
+    entry["role"] = role_name(chain.role);
+    entry["hook"] = hook_name(chain.hook);
+    Json stages = Json::array();
+    for (std::size_t pos = 0; pos < chain.slots.size(); ++pos) {
+      const auto& slot = chain.slots[pos];
+      Json stage = Json::object();
+      stage["position"] = pos;
+      stage["state"] = state_name(slot.state);
+      stage["plugin"] = slot.plugin;
+      stage["stage"] = slot.stage;
+      stage["order"] = slot.order;
+      stage["prog_id"] = slot.prog_id;
+      stage["prog_name"] = slot.prog_name;
+      stages.push_back(std::move(stage));
+    }
+    entry["stages"] = std::move(stages);
+    entry["terminated"] = chain.terminated;
+    entry["matches_registry"] = chain.matches_registry;
+    out.push_back(std::move(entry));
+  }
+  return out;
+}
+
+void print_tables(const std::vector<PluginRecord>& plugins) {
+  if (plugins.empty()) {
+    std::cout << "no plugins loaded (enable them in [plugins] enabled)\n";
+    return;
+  }
+  Table plugin_table({{"PLUGIN"}, {"VERSION"}, {"ABI"}, {"STATUS"}, {"MESSAGE"}});
+  Table stage_table({{"PLUGIN"},
+                     {"STAGE"},
+                     {"ROLES"},
+                     {"HOOKS"},
+                     {"ORDER", Table::Align::right},
+                     {"PROG-ID", Table::Align::right}});
+  for (const auto& record : plugins) {
+    const auto& p = record.plugin;
+    plugin_table.add_row({fixed_string(p.plugin), fixed_string(p.version), abi_text(p),
+                          p.status == 0 ? "ok" : "failed", fixed_string(p.message)});
+    for (const auto& s : record.stages)
+      stage_table.add_row({fixed_string(s.plugin), fixed_string(s.name),
+                           (s.roles & kAllRoles) == kAllRoles ? std::string("all")
+                                                              : join(role_names(s.roles), ","),
+                           join(hook_names(s.hooks), ","), std::to_string(s.order),
+                           s.prog_id ? std::to_string(s.prog_id) : "-"});
+  }
+  plugin_table.print(std::cout);
+  if (!stage_table.empty()) {
+    std::cout << "\n";
+    stage_table.print(std::cout);
+  }
+}
+
+int run_plugins(Context& context, const po::variables_map&) {
+  PinnedMaps maps(context.config);
+  maps.require_compatible();
+  auto registry = read_registry(maps);
+  auto plugins = group_by_plugin(registry);
+  auto meta = maps.read_meta();
+
+  std::vector<ChainView> chains;
+  std::string expected_problem;
+  if (meta) {
+    std::array<Chain, SL_CHAINS> expected;
+    try {
+      expected = expected_chains(registry);
+    } catch (const Error& error) {
+      // Still show what the kernel runs; only the comparison is lost.
+      expected_problem = error.what();
+      for (unsigned r = 0; r < SL_ROLE_COUNT; ++r)
+        for (unsigned h = 0; h < SL_HOOK_COUNT; ++h)
+          expected[chain_index(static_cast<sl_role>(r), static_cast<sl_hook>(h))] =
+              Chain{static_cast<sl_role>(r), static_cast<sl_hook>(h), {}};
+    }
+    int jump_fd = maps.fd(SL_MAP_JUMP, sizeof(__u32));
+    ProgramNames names;
+    for (const auto& chain : expected)
+      chains.push_back(read_chain(jump_fd, meta->active_bank, chain, registry, names));
+  }
+
+  if (context.json()) {
+    Json out = Json::object();
+    out["plugins"] = plugins_json(plugins);
+    out["active_bank"] = meta ? Json(meta->active_bank) : Json();
+    out["generation"] = meta ? Json(meta->generation) : Json();
+    out["chains"] = chains_json(chains);
+    std::cout << out.dump() << "\n";
+    return kExitOk;
+  }
+
+  print_tables(plugins);
+  std::cout << "\n";
+  if (!meta) {
+    std::cout << "no chains installed yet (" SL_MAP_META " is not initialised)\n";
+    return kExitOk;
+  }
+  std::cout << "Chains (bank " << meta->active_bank << ", generation " << meta->generation
+            << "):\n";
+  Table chain_table({{""}, {""}});
+  for (const auto& chain : chains) {
+    std::vector<std::string> labels;
+    for (const auto& slot : chain.slots) labels.push_back(slot.label());
+    std::string line = chain_text(labels, chain.terminated);
+    if (!chain.order_matches && expected_problem.empty())
+      line += "   [registry expects: " + chain_text(chain.expected, true) + "]";
+    chain_table.add_row({"  " + role_text(chain.role) + " " + hook_text(chain.hook) + ":", line});
+  }
+  chain_table.print(std::cout, /*with_header=*/false);
+  if (!expected_problem.empty())
+    std::cerr << "note: cannot compute the expected chains from the registry: "
+              << expected_problem << "\n";
+  return kExitOk;
+}
+
+}  // namespace
+
+std::vector<CommandSpec> plugins_commands() {
+  CommandSpec plugins;
+  plugins.path = {"plugins"};
+  plugins.summary = "loaded plugins, their stages and the resulting chains";
+  plugins.description =
+      "Shows what sluiced recorded in sl_registry at its last chain install: every\n"
+      "plugin with its version, the plugin ABI it was built for and its status (ok, or\n"
+      "failed with the reason), and every stage with the roles and hooks it runs on,\n"
+      "its order number and its kernel program id.\n"
+      "\n"
+      "Then the resulting chain per role and direction, read from the kernel's jump\n"
+      "map (sl_jump, active bank), e.g.\n"
+      "\n"
+      "  workload ingress:  policy(200) -> log(900) -> [end]\n"
+      "\n"
+      "  name(order)        a stage, as 'stage' or 'plugin/stage'\n"
+      "  MISSING(p/s)       the registry places stage s of plugin p here but its slot is\n"
+      "                     empty (the plugin failed): packets meet the role's\n"
+      "                     missed_tail_call rule in [pipeline.<role>]\n"
+      "  UNKNOWN(prog N)    a program the registry does not know\n"
+      "  [end]              the chain end, which hands the packet to the kernel\n"
+      "  (empty)            no stages: packets go straight to the chain end\n"
+      "\n"
+      "A chain that differs from the order the registry implies is followed by what\n"
+      "the registry expects.\n"
+      "\n"
+      "Examples:\n"
+      "  sluicectl plugins\n"
+      "  sluicectl -o json plugins";
+  plugins.run = run_plugins;
+  return {plugins};
+}
+
+}  // namespace sluice::ctl
