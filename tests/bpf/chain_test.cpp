@@ -99,6 +99,21 @@ TEST_F(Chains, SlotDeletedUnderALoadedEntry) {
   run_expect(TC_ACT_SHOT, SL_R_MISSED_TAIL_CALL);
 }
 
+TEST_F(Chains, ChainRewrittenUnderALoadedEntry) {
+  // The entry's jump into the first slot may be patched into a direct jump
+  // (constant key): rewriting the slot must still take effect at once.
+  run_chain({}, false, TC_ACT_OK, SL_R_ACCEPTED);
+  bed->set_chain(SL_ROLE_WORKLOAD, SL_HOOK_INGRESS, {fd(stages->progs.t_drop_plugin0)});
+  bed->install_chains();
+  run_expect(TC_ACT_SHOT, SL_R_PLUGIN_0);
+  bed->set_chain(SL_ROLE_WORKLOAD, SL_HOOK_INGRESS, {fd(stages->progs.t_next_1)});
+  bed->install_chains();
+  EXPECT_EQ(run_expect(TC_ACT_OK, SL_R_ACCEPTED).scratch[0], 1u);
+  bed->set_chain(SL_ROLE_WORKLOAD, SL_HOOK_INGRESS, {-1});
+  bed->install_chains();
+  run_expect(TC_ACT_SHOT, SL_R_MISSED_TAIL_CALL);
+}
+
 TEST_F(Chains, ChainEndDeletedUnderALoadedPassEntry) {
   run_chain({fd(stages->progs.t_next_1)}, true, TC_ACT_OK, SL_R_ACCEPTED);
   bed->delete_chain_slot(SL_ROLE_DATA, SL_HOOK_INGRESS, 1);
