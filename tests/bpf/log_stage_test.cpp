@@ -1,0 +1,123 @@
+// The log plugin's stage through the entry, loaded from log.so the way
+// sluiced loads it (PluginHost). Skipped when the build has no log plugin.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <optional>
+
+#include <sluice/core/bpf_loader.hpp>
+#include <sluice/core/plugin_host.hpp>
+
+#include "test_util.hpp"
+
+using namespace sluice;
+using namespace sluice::testing;
+
+namespace {
+
+class TestHost final : public Host {
+ public:
+  explicit TestHost(const NodeConfig& config) : config_(config) {}
+  std::string node_name() const override { return config_.node_name; }
+  std::string pin_dir() const override { return config_.pin_dir(); }
+  std::string map_pin_dir() const override { return config_.map_pin_dir(); }
+  void load_bpf(std::string_view what, const std::function<int()>& load) override {
+    load_with_verifier_log(what, load);
+  }
+  void log(LogLevel, std::string_view) override {}
+
+ private:
+  const NodeConfig& config_;
+};
+
+class LogStage : public ::testing::TestWithParam<const char*> {
+ protected:
+  void SetUp() override {
+    if (!std::filesystem::exists(default_plugin_dir() + "/log.so"))
+      GTEST_SKIP() << "log plugin not built (" << default_plugin_dir() << "/log.so)";
+    bed.emplace();
+    config = std::make_unique<NodeConfig>(parse_config(
+        "[node]\nname = \"t\"\n[bpf]\nroot = \"" + bed->config().bpf_root +
+            "\"\ninstance = \"" + bed->config().instance +
+            "\"\n[plugins]\nenabled = [\"log\"]\n[plugins.log]\nfilter = \"" + GetParam() +
+            "\"\n",
+        "<test>"));
+    host = std::make_unique<TestHost>(*config);
+    plugins = std::make_unique<PluginHost>(*config, *host);
+    plugins->open_and_configure(true);
+    plugins->load_bpf();
+    ASSERT_EQ(plugins->plugins().size(), 1u);
+    auto& p = plugins->plugins()[0];
+    ASSERT_EQ(p.state, PluginState::loaded) << p.error;
+    stage_fd = p.plugin->stage_fd("log");
+    ASSERT_GE(stage_fd, 0);
+  }
+  void TearDown() override {
+    plugins.reset();
+    bed.reset();
+  }
+
+  std::vector<sl_packet_event> drain_events() {
+    std::vector<sl_packet_event> events;
+    ring_buffer* rb = ring_buffer__new(
+        bed->dataplane().map_fd(SL_MAP_EVENTS),
+        [](void* out, void* data, size_t size) {
+          sl_packet_event ev{};
+          std::memcpy(&ev, data, std::min(size, sizeof(ev)));
+          static_cast<std::vector<sl_packet_event>*>(out)->push_back(ev);
+          return 0;
+        },
+        &events, nullptr);
+    EXPECT_NE(rb, nullptr);
+    if (rb) {
+      ring_buffer__consume(rb);
+      ring_buffer__free(rb);
+    }
+    return events;
+  }
+
+  std::optional<Testbed> bed;
+  std::unique_ptr<NodeConfig> config;
+  std::unique_ptr<TestHost> host;
+  std::unique_ptr<PluginHost> plugins;
+  int stage_fd = -1;
+};
+
+TEST_P(LogStage, ContinuesTheChainAndEmitsPerFilter) {
+  bool all = std::string(GetParam()) == "all";
+  drain_events();
+  bed->set_chain(SL_ROLE_WORKLOAD, SL_HOOK_EGRESS, {stage_fd});
+  bed->load_entry(SL_ROLE_WORKLOAD, kDropRules);
+  Packet pkt = PacketBuilder().ipv4("10.0.0.1", "10.0.0.2").tcp(4321, 80, kTcpSyn).payload(6).build();
+  CounterSnapshot before = bed->counters(0, SL_HOOK_EGRESS);
+  EXPECT_EQ(bed->run(pkt, SL_HOOK_EGRESS).verdict, TC_ACT_OK);
+  EXPECT_TRUE(counted_once(*bed, before, SL_R_ACCEPTED, pkt.size(), SL_HOOK_EGRESS));
+  EXPECT_EQ(bed->context().stage_pos, 1) << "the chain end ran after the log stage";
+  auto events = drain_events();
+  if (!all) {
+    EXPECT_TRUE(events.empty());
+    return;
+  }
+  ASSERT_EQ(events.size(), 1u);
+  const sl_packet_event& ev = events[0];
+  EXPECT_EQ(ev.kind, SL_EV_PACKET);
+  EXPECT_EQ(ev.hook, SL_HOOK_EGRESS);
+  EXPECT_EQ(ev.role, SL_ROLE_WORKLOAD);
+  EXPECT_EQ(ev.ip_proto, IPPROTO_TCP);
+  EXPECT_EQ(ev.tcp_flags, kTcpSyn);
+  EXPECT_EQ(ev.l3_proto, 0x0800);
+  EXPECT_EQ(ntohs(ev.sport), 4321);
+  EXPECT_EQ(ntohs(ev.dport), 80);
+  EXPECT_EQ(ev.len, pkt.size());
+  EXPECT_EQ(ev.stage_pos, 0);
+  EXPECT_EQ(ev.verdict, SL_EV_CONTINUE);
+  EXPECT_STREQ(ev.emitter, "log");
+  in_addr src{};
+  inet_pton(AF_INET, "10.0.0.1", &src);
+  EXPECT_EQ(ev.saddr[0], src.s_addr);
+}
+
+INSTANTIATE_TEST_SUITE_P(Filter, LogStage, ::testing::Values("off", "all"));
+
+}  // namespace
