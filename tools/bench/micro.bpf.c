@@ -100,4 +100,43 @@ int m_end(struct __sk_buff *skb)
 	return TC_ACT_OK;
 }
 
+/* Ring buffer submit cost by wakeup flag: a private 1 MiB ring (as big as
+ * sl_events), 128-byte records, drained by sluice-bench before each run. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1u << 20);
+} bench_ring SEC(".maps");
+
+static __always_inline int rb_emit(__u64 flags)
+{
+	__u64 *rec = bpf_ringbuf_reserve(&bench_ring, 120, 0);
+
+	if (!rec)
+		return TC_ACT_SHOT;
+	rec[0] = 1;
+	bpf_ringbuf_submit(rec, flags);
+	return TC_ACT_OK;
+}
+
+SEC("tc")
+int m_rb_default(struct __sk_buff *skb)
+{
+	(void)skb;
+	return rb_emit(0);
+}
+
+SEC("tc")
+int m_rb_no_wakeup(struct __sk_buff *skb)
+{
+	(void)skb;
+	return rb_emit(BPF_RB_NO_WAKEUP);
+}
+
+SEC("tc")
+int m_rb_force_wakeup(struct __sk_buff *skb)
+{
+	(void)skb;
+	return rb_emit(BPF_RB_FORCE_WAKEUP);
+}
+
 char LICENSE[] SEC("license") = "GPL";

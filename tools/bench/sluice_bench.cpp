@@ -283,6 +283,24 @@ int main(int argc, char** argv) {
   add("m_ktime", "bpf_ktime_get_ns (log on only)", bpf_program__fd(micro->progs.m_ktime),
         opt.repeat);
 
+    // Ring buffer submit by wakeup flag (private ring, drained before each run).
+    std::uint64_t bench_consumed = 0;
+    ring_buffer* bench_ring = ring_buffer__new(
+        bpf_map__fd(micro->maps.bench_ring),
+        [](void* c, void*, size_t) {
+          ++*static_cast<std::uint64_t*>(c);
+          return 0;
+        },
+        &bench_consumed, nullptr);
+    if (!bench_ring) throw Error("cannot open bench_ring: " + errno_text(errno));
+    auto drain_bench = [&] { ring_buffer__consume(bench_ring); };
+    add("m_rb_default", "ringbuf submit, adaptive wakeup", bpf_program__fd(micro->progs.m_rb_default),
+        room_repeat, drain_bench);
+    add("m_rb_no_wakeup", "ringbuf submit, BPF_RB_NO_WAKEUP",
+        bpf_program__fd(micro->progs.m_rb_no_wakeup), room_repeat, drain_bench);
+    add("m_rb_force_wakeup", "ringbuf submit, BPF_RB_FORCE_WAKEUP",
+        bpf_program__fd(micro->progs.m_rb_force_wakeup), room_repeat, drain_bench);
+
     // Sanity: every measured case accepts the packet.
     for (auto& c : cases) {
       if (!c.skipped.empty()) continue;
@@ -334,6 +352,7 @@ int main(int argc, char** argv) {
       }
     }
     if (ring) ring_buffer__free(ring);
+    ring_buffer__free(bench_ring);
 
     // duration is an integer ns average per call: for sub-ns precision use
     // more rounds; the ratio uses medians.
@@ -394,7 +413,9 @@ int main(int argc, char** argv) {
       std::printf("  %-38s %10s %9s %10s   %s\n", "case", "ns/packet", "vs no-op", "wall ns",
                   "spread");
       for (std::size_t i = 0; i < main_cases; ++i) row(cases[i]);
-      std::printf("\n  breakdown of the entry's fixed cost (each alone, test_run floor included):\n");
+      std::printf("\n  breakdown (each alone, test_run floor included; ringbuf cases: %u records\n"
+                  "  per call into an emptied 1 MiB ring):\n",
+                  room_repeat);
       for (std::size_t i = main_cases; i < cases.size(); ++i) row(cases[i]);
       if (log_skip.empty())
         std::printf("\n  log stage: %llu events written, %llu lost (ring full), %llu consumed\n",
