@@ -279,8 +279,11 @@ static __always_inline int sl_entry(struct __sk_buff *skb, __u32 hook)
 	if (settings && settings->log_level) {
 		ctx->log_level = settings->log_level;
 		ctx->start_ns = bpf_ktime_get_ns();
-		__builtin_memcpy(ctx->log_prefix, (const void *)sl_cfg_log_prefix[hook],
-				 SL_LOG_PREFIX_LEN);
+		/* Byte by byte: memcpy would drop the volatile and let the
+		 * compiler fold the (zero) initializer instead of the loaded value. */
+#pragma unroll
+		for (int i = 0; i < SL_LOG_PREFIX_LEN; i++)
+			ctx->log_prefix[i] = sl_cfg_log_prefix[hook][i];
 		SL_DEBUG(ctx, "New packet at ifindex=%d; len=%d mark=%x", skb->ifindex,
 			 skb->len, skb->mark);
 	}
@@ -304,8 +307,12 @@ static __always_inline int sl_entry(struct __sk_buff *skb, __u32 hook)
 		else
 			SL_DEBUG(ctx, "IPv6 proto=%d s=%pI6 d=%pI6", ctx->ip_proto, ctx->saddr,
 				 ctx->daddr);
-		SL_DEBUG(ctx, "ports: s=%d d=%d flags=%x", bpf_ntohs(ctx->sport),
-			 bpf_ntohs(ctx->dport), ctx->tcp_flags);
+		if (ctx->ip_proto == IPPROTO_ICMP || ctx->ip_proto == IPPROTO_ICMPV6)
+			SL_DEBUG(ctx, "ICMP type=%d code=%d id=%d", bpf_ntohs(ctx->dport) >> 8,
+				 bpf_ntohs(ctx->dport) & 0xff, bpf_ntohs(ctx->sport));
+		else
+			SL_DEBUG(ctx, "ports: s=%d d=%d tcp flags=%x", bpf_ntohs(ctx->sport),
+				 bpf_ntohs(ctx->dport), ctx->tcp_flags);
 	}
 
 	/* The key comes straight from frozen read-only data (hook is a constant

@@ -37,12 +37,12 @@ void copy_name(char (&out)[N], const std::string& in) {
 }
 
 // Calico's trace prefix: the name padded with '-' to 15 characters, then
-// "-I: " or "-E: ".
+// "-I:" or "-E:" (the log macros add the space).
 void log_prefix(volatile char* out, const std::string& ifname, sl_hook hook) {
   char prefix[SL_LOG_PREFIX_LEN] = {};
   std::memset(prefix, '-', 15);
   std::memcpy(prefix, ifname.data(), std::min<std::size_t>(ifname.size(), 15));
-  std::memcpy(prefix + 15, hook == SL_HOOK_INGRESS ? "-I: " : "-E: ", 4);
+  std::memcpy(prefix + 15, hook == SL_HOOK_INGRESS ? "-I:" : "-E:", 3);
   for (std::size_t i = 0; i < SL_LOG_PREFIX_LEN; ++i) out[i] = prefix[i];
 }
 

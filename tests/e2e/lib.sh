@@ -37,7 +37,7 @@ e2e_teardown() {
   if ((rc != 0)) && [[ -f $WORK/daemon.log ]]; then
     echo "---- sluiced log ----"; tail -n 40 "$WORK/daemon.log"
   fi
-  rm -rf "$WORK"
+  [[ -n ${E2E_KEEP_WORK:-} ]] || rm -rf "$WORK"
   exit $rc
 }
 

@@ -34,8 +34,8 @@ trace_pid=$!
 sleep 0.3
 ip netns exec "$NS_W1" ping -c 2 -i 0.2 -W 1 10.65.2.2 >/dev/null || fail "ping failed with debug on"
 wait $trace_pid || true
-grep -q "cali1----------I: " "$WORK/trace.txt" || { head "$WORK/trace.txt"; fail "no cali1 ingress debug lines"; }
-grep -q "cali2----------E: Final result=ALLOW (accepted). Program execution time: [0-9]*ns" "$WORK/trace.txt" \
+grep -q "cali1-----------I: " "$WORK/trace.txt" || { head "$WORK/trace.txt"; fail "no cali1 ingress debug lines"; }
+grep -q "cali2-----------E: Final result=ALLOW (accepted). Program execution time: [0-9]*ns" "$WORK/trace.txt" \
   || { grep cali2 "$WORK/trace.txt" | head; fail "no final verdict line on cali2 egress"; }
 echo "ok: $(grep -m1 'Final result' "$WORK/trace.txt" | sed 's/.*: cali/cali/')"
 
@@ -45,7 +45,7 @@ trace_pid=$!
 sleep 0.3
 ip netns exec "$NS_W1" ping -c 2 -i 0.2 -W 1 10.65.2.2 >/dev/null
 wait $trace_pid || true
-grep -q "cali1---" "$WORK/trace-off.txt" && fail "trace lines with log level off"
+grep -q "cali1----" "$WORK/trace-off.txt" && fail "trace lines with log level off"
 assert_eq "$ids_before" "$(filter_prog_id "$NS_NODE" cali1 ingress)" "program unchanged by log-level switches"
 stop_daemon
 echo PASS

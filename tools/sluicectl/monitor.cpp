@@ -315,14 +315,17 @@ int run_monitor(Context& context, const po::variables_map& vm) {
   std::cerr << "waiting for events (" << emitter_hint(maps, context.config.file)
             << "; Ctrl-C stops)\n";
   while (!g_stop_requested && !state.done()) {
-    int wait_ms = 250;
+    int wait_ms = 100;  // the longest an event waits to be shown
     if (deadline) {
       auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
           *deadline - std::chrono::steady_clock::now());
       if (left.count() <= 0) break;
       wait_ms = static_cast<int>(std::min<long long>(wait_ms, left.count()));
     }
+    // Writers wake readers only when a backlog builds (sdk/.../events.h), so
+    // besides waiting for a wakeup, drain whatever arrived quietly.
     int err = ring_buffer__poll(ring.get(), wait_ms);
+    if (err >= 0 || err == -EINTR) err = ring_buffer__consume(ring.get());
     if (err < 0 && err != -EINTR)
       throw CtlError("reading " + maps.path(SL_MAP_EVENTS) + " failed: " + errno_text(err));
   }

@@ -107,7 +107,7 @@ struct sl_meta {
 };
 
 #define SL_IFNAME_LEN 16
-#define SL_LOG_PREFIX_LEN 20 /* 15 dash-padded name chars + "-I:" + ' ' + NUL */
+#define SL_LOG_PREFIX_LEN 20 /* 15 dash-padded name chars + "-I:" + NUL */
 
 /* sl_ifstate: key = ifindex */
 #define SL_IF_F_QDISC_OURS (1u << 0) /* we created clsact; --cleanup deletes it */

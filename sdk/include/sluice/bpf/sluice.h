@@ -72,10 +72,13 @@ static __always_inline struct sl_pkt_ctx *sl_pkt_ctx_get(void)
 
 /* ---- trace log ------------------------------------------------------------- */
 
+/* The prefix ("cali1----------I:") is printed with "%s " : the kernel
+ * rejects a format where %s is directly followed by a letter or digit. */
+
 #define SL_LOG_AT(ctx, level, fmt, ...)                                              \
 	do {                                                                           \
 		if ((ctx)->log_level >= (level))                                           \
-			bpf_printk("%s" fmt, (ctx)->log_prefix, ##__VA_ARGS__);              \
+			bpf_printk("%s " fmt, (ctx)->log_prefix, ##__VA_ARGS__);             \
 	} while (0)
 
 #define SL_INFO(ctx, fmt, ...) SL_LOG_AT(ctx, SL_LOG_INFO, fmt, ##__VA_ARGS__)
@@ -113,7 +116,7 @@ static __always_inline int sl_finish(struct __sk_buff *skb, struct sl_pkt_ctx *c
 		const char *word = verdict == TC_ACT_SHOT ? "DENY" :
 				   verdict == TC_ACT_REDIRECT ? "REDIRECT" : "ALLOW";
 
-		bpf_printk("%sFinal result=%s (%s). Program execution time: %lluns",
+		bpf_printk("%s Final result=%s (%s). Program execution time: %lluns",
 			   ctx->log_prefix, word,
 			   sl_reason_names[reason & (SL_REASON_COUNT - 1)], spent);
 	}
