@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Broken frames from a workload are dropped and counted by kind of damage
+# (workload rule "drop"); the same frames from the uplink pass to the kernel
+# and are counted as passed-malformed-* (data rule "pass"). Real frames on
+# real veths, injected with AF_PACKET (BPF_PROG_TEST_RUN refuses some of them).
+source "$(dirname "$0")/lib.sh"
+e2e_init malformed
+inject="python3 $(dirname "$0")/inject_frames.py"
+
+write_config "[]"
+start_daemon
+cali1_mac=$(lab_mac "$NS_NODE" cali1)
+eth0_mac=$(lab_mac "$NS_NODE" eth0)
+
+declare -A reason=([l3-short]=l3-short [ihl]=ihl [ip-length]=ip-length [l4-short]=l4-short [ip-version]=ip-version)
+n=3
+for kind in "${!reason[@]}"; do
+  ip netns exec "$NS_W1" $inject eth0 "$cali1_mac" "$kind" $n
+  ip netns exec "$NS_EXT" $inject eth0 "$eth0_mac" "$kind" $n
+done
+ip netns exec "$NS_W1" $inject eth0 "$cali1_mac" good-udp $n
+sleep 0.2
+for kind in "${!reason[@]}"; do
+  assert_eq $n "$(counter cali1 ingress "malformed-${reason[$kind]}")" "cali1 ingress malformed-${reason[$kind]}"
+  assert_eq $n "$(counter eth0 ingress "passed-malformed-${reason[$kind]}")" "eth0 ingress passed-malformed-${reason[$kind]}"
+done
+assert_eq $n "$(counter cali1 ingress accepted)" "cali1 ingress accepted (the good frames)"
+drops=$(tc -n "$NS_NODE" -s qdisc show dev cali1 | grep -A1 clsact | sed -n 's/.*dropped \([0-9]*\).*/\1/p')
+assert_eq $((n * ${#reason[@]})) "$drops" "drops on cali1's clsact qdisc"
+stop_daemon
+echo PASS
