@@ -18,7 +18,7 @@ namespace {
 
 std::string permission_hint(int err) {
   return err == EPERM || err == EACCES
-             ? " (reading Sluice's maps needs root, or CAP_BPF and access to bpffs)"
+             ? "; reading Sluice's maps needs root (or CAP_BPF and access to bpffs)"
              : "";
 }
 

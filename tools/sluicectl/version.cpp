@@ -21,11 +21,17 @@ int run_version(Context& context, const po::variables_map&) {
   if (!context.config_loaded) {
     pins_note = "not inspected: " + context.config_error;
   } else {
-    PinnedMaps maps(context.config);
-    if (!maps.anything_pinned())
-      pins_note = "nothing pinned under " + maps.pin_dir();
-    else if (!(meta = maps.read_meta()))
-      pins_note = maps.pin_dir() + " holds no initialised " SL_MAP_META;
+    // The binary's versions are worth printing even when the pins cannot
+    // be read (e.g. without root): report why instead of failing.
+    try {
+      PinnedMaps maps(context.config);
+      if (!maps.anything_pinned())
+        pins_note = "nothing pinned under " + maps.pin_dir();
+      else if (!(meta = maps.read_meta()))
+        pins_note = maps.pin_dir() + " holds no initialised " SL_MAP_META;
+    } catch (const CtlError& error) {
+      pins_note = error.what();
+    }
   }
 
   if (context.json()) {
@@ -46,6 +52,7 @@ int run_version(Context& context, const po::variables_map&) {
       pinned["installed"] = format_utc(meta->installed_ns);
     }
     out["pinned"] = std::move(pinned);
+    if (!meta) out["pins_note"] = pins_note;
     std::cout << out.dump() << "\n";
     return kExitOk;
   }
