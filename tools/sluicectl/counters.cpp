@@ -59,6 +59,19 @@ std::string iface_option(const po::variables_map& vm) {
   return vm.count("iface") ? vm["iface"].as<std::string>() : std::string();
 }
 
+// Calls fn(index, hook, reason) for every counter entry of the interface.
+template <typename Fn>
+void for_each_counter(const ManagedInterface& iface, Fn&& fn) {
+  for (__u32 hook = 0; hook < SL_HOOK_COUNT; ++hook)
+    for (__u32 reason = 0; reason < SL_REASON_COUNT; ++reason)
+      fn(sl_counter_base(iface.state.slot, hook) + reason, static_cast<sl_hook>(hook), reason);
+}
+
+std::string entry_text(PinnedMaps& maps, __u32 index, const ManagedInterface& iface) {
+  return "entry " + std::to_string(index) + " of " + maps.path(SL_MAP_COUNTERS) +
+         " (interface " + iface.name + ", slot " + std::to_string(iface.state.slot) + ")";
+}
+
 struct CounterRow {
   const ManagedInterface* iface;
   sl_hook hook;
@@ -72,22 +85,17 @@ std::vector<CounterRow> read_counters(PinnedMaps& maps,
   std::vector<sl_counter> per_cpu(possible_cpus());
   std::vector<CounterRow> rows;
   for (const auto& iface : interfaces)
-    for (unsigned h = 0; h < SL_HOOK_COUNT; ++h)
-      for (__u32 reason = 0; reason < SL_REASON_COUNT; ++reason) {
-        __u32 index = sl_counter_base(iface.state.slot, h) + reason;
-        if (bpf_map_lookup_elem(fd, &index, per_cpu.data()) != 0)
-          throw CtlError("cannot read entry " + std::to_string(index) + " of " +
-                         maps.path(SL_MAP_COUNTERS) + " (interface " + iface.name +
-                         ", slot " + std::to_string(iface.state.slot) + "): " +
-                         errno_text(errno));
-        sl_counter total{};
-        for (const auto& cpu : per_cpu) {
-          total.packets += cpu.packets;
-          total.bytes += cpu.bytes;
-        }
-        if (total.packets || total.bytes)
-          rows.push_back({&iface, static_cast<sl_hook>(h), reason_of(reason), total});
+    for_each_counter(iface, [&](__u32 index, sl_hook hook, __u32 reason) {
+      if (bpf_map_lookup_elem(fd, &index, per_cpu.data()) != 0)
+        throw CtlError("cannot read " + entry_text(maps, index, iface) + ": " +
+                       errno_text(errno));
+      sl_counter total{};
+      for (const auto& cpu : per_cpu) {
+        total.packets += cpu.packets;
+        total.bytes += cpu.bytes;
       }
+      if (total.packets || total.bytes) rows.push_back({&iface, hook, reason_of(reason), total});
+    });
   return rows;
 }
 
@@ -141,14 +149,10 @@ int run_counters_flush(Context& context, const po::variables_map& vm) {
   std::vector<sl_counter> zeros(possible_cpus());
   std::vector<std::string> flushed;
   for (const auto& iface : interfaces) {
-    for (unsigned h = 0; h < SL_HOOK_COUNT; ++h)
-      for (__u32 reason = 0; reason < SL_REASON_COUNT; ++reason) {
-        __u32 index = sl_counter_base(iface.state.slot, h) + reason;
-        if (bpf_map_update_elem(fd, &index, zeros.data(), BPF_ANY) != 0)
-          throw CtlError("cannot zero entry " + std::to_string(index) + " of " +
-                         maps.path(SL_MAP_COUNTERS) + " (interface " + iface.name +
-                         "): " + errno_text(errno));
-      }
+    for_each_counter(iface, [&](__u32 index, sl_hook, __u32) {
+      if (bpf_map_update_elem(fd, &index, zeros.data(), BPF_ANY) != 0)
+        throw CtlError("cannot zero " + entry_text(maps, index, iface) + ": " + errno_text(errno));
+    });
     flushed.push_back(iface.name);
   }
   if (context.json()) {

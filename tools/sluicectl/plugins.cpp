@@ -3,7 +3,7 @@
 // the registry implies.
 #include <bpf/bpf.h>
 
-#include <cstdio>
+#include <algorithm>
 #include <iostream>
 #include <map>
 
@@ -20,26 +20,23 @@ namespace {
 constexpr const char* kChainEndProgram = "sl_chain_end";
 
 struct PluginRecord {
-  sl_registry_entry plugin{};  // kind SL_REG_PLUGIN (zeroed if only stages were recorded)
+  std::string name;
+  sl_registry_entry plugin{};  // kind SL_REG_PLUGIN; zeroed if only stages were recorded
   std::vector<sl_registry_entry> stages;
 };
 
 // Plugins in registry order, each with its stages.
 std::vector<PluginRecord> group_by_plugin(const std::vector<sl_registry_entry>& registry) {
   std::vector<PluginRecord> out;
-  auto record_of = [&](const std::string& name) -> PluginRecord& {
-    for (auto& record : out)
-      if (fixed_string(record.plugin.plugin) == name) return record;
-    out.emplace_back();
-    std::snprintf(out.back().plugin.plugin, sizeof(out.back().plugin.plugin), "%s", name.c_str());
-    return out.back();
-  };
   for (const auto& entry : registry) {
-    PluginRecord& record = record_of(fixed_string(entry.plugin));
+    std::string name = fixed_string(entry.plugin);
+    auto it = std::find_if(out.begin(), out.end(),
+                           [&](const PluginRecord& record) { return record.name == name; });
+    if (it == out.end()) it = out.insert(out.end(), PluginRecord{name, {}, {}});
     if (entry.kind == SL_REG_PLUGIN)
-      record.plugin = entry;
+      it->plugin = entry;
     else if (entry.kind == SL_REG_STAGE)
-      record.stages.push_back(entry);
+      it->stages.push_back(entry);
   }
   return out;
 }
@@ -48,9 +45,9 @@ std::string abi_text(const sl_registry_entry& plugin) {
   return std::to_string(plugin.abi_major) + "." + std::to_string(plugin.abi_minor);
 }
 
-// "log" when the stage is named like its plugin, else "plugin/stage".
-std::string stage_label(const std::string& plugin, const std::string& stage) {
-  return plugin == stage ? stage : plugin + "/" + stage;
+// "log(900)" when the stage is named like its plugin, else "plugin/stage(order)".
+std::string stage_text(const std::string& plugin, const std::string& stage, std::int32_t order) {
+  return (plugin == stage ? stage : plugin + "/" + stage) + "(" + std::to_string(order) + ")";
 }
 
 // Kernel names of programs by id (the chain end is recognised by its name).
@@ -80,7 +77,7 @@ struct ChainSlot {
 
   std::string label() const {
     switch (state) {
-      case State::ok: return stage_label(plugin, stage) + "(" + std::to_string(order) + ")";
+      case State::ok: return stage_text(plugin, stage, order);
       case State::missing: return "MISSING(" + plugin + "/" + stage + ")";
       case State::unknown:
         return "UNKNOWN(prog " + std::to_string(prog_id) +
@@ -120,15 +117,6 @@ std::array<Chain, SL_CHAINS> expected_chains(const std::vector<sl_registry_entry
   return compute_chains(stages);
 }
 
-const sl_registry_entry* stage_entry(const std::vector<sl_registry_entry>& registry,
-                                     const std::string& plugin, const std::string& stage) {
-  for (const auto& entry : registry)
-    if (entry.kind == SL_REG_STAGE && fixed_string(entry.plugin) == plugin &&
-        fixed_string(entry.name) == stage)
-      return &entry;
-  return nullptr;
-}
-
 const sl_registry_entry* stage_by_prog(const std::vector<sl_registry_entry>& registry,
                                        std::uint32_t prog_id) {
   for (const auto& entry : registry)
@@ -139,13 +127,8 @@ const sl_registry_entry* stage_by_prog(const std::vector<sl_registry_entry>& reg
 ChainView read_chain(int jump_fd, std::uint32_t bank, const Chain& expected,
                      const std::vector<sl_registry_entry>& registry, ProgramNames& names) {
   ChainView view{expected.role, expected.hook, {}, false, {}, false, false};
-  for (const auto& stage : expected.stages) {
-    const auto* entry = stage_entry(registry, stage.plugin, stage.spec.name);
-    view.expected.push_back(
-        ChainSlot{ChainSlot::State::ok, entry ? entry->prog_id : 0, stage.plugin,
-                  stage.spec.name, "", stage.spec.order}
-            .label());
-  }
+  for (const auto& stage : expected.stages)
+    view.expected.push_back(stage_text(stage.plugin, stage.spec.name, stage.spec.order));
 
   const std::uint32_t base = sl_jump_base(bank, expected.role, expected.hook);
   for (std::uint32_t pos = 0; pos < SL_MAX_STAGES; ++pos) {
@@ -179,9 +162,7 @@ ChainView read_chain(int jump_fd, std::uint32_t bank, const Chain& expected,
     // A hole where the registry expects a stage is reported as MISSING, but
     // it is the expected stage's place: it does not make the order differ.
     actual.push_back(slot.state == ChainSlot::State::missing
-                         ? ChainSlot{ChainSlot::State::ok, 0, slot.plugin, slot.stage, "",
-                                     slot.order}
-                               .label()
+                         ? stage_text(slot.plugin, slot.stage, slot.order)
                          : slot.label());
   view.order_matches = actual == view.expected;
   view.matches_registry = view.terminated && view.order_matches;
@@ -199,7 +180,7 @@ Json plugins_json(const std::vector<PluginRecord>& plugins) {
   for (const auto& record : plugins) {
     const auto& p = record.plugin;
     Json plugin = Json::object();
-    plugin["name"] = fixed_string(p.plugin);
+    plugin["name"] = record.name;
     plugin["version"] = fixed_string(p.version);
     plugin["abi"] = abi_text(p);
     plugin["status"] = p.status == 0 ? "ok" : "failed";
@@ -265,7 +246,7 @@ void print_tables(const std::vector<PluginRecord>& plugins) {
                      {"PROG-ID", Table::Align::right}});
   for (const auto& record : plugins) {
     const auto& p = record.plugin;
-    plugin_table.add_row({fixed_string(p.plugin), fixed_string(p.version), abi_text(p),
+    plugin_table.add_row({record.name, fixed_string(p.version), abi_text(p),
                           p.status == 0 ? "ok" : "failed", fixed_string(p.message)});
     for (const auto& s : record.stages)
       stage_table.add_row({fixed_string(s.plugin), fixed_string(s.name),
