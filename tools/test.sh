@@ -14,7 +14,7 @@ SLUICE_BUILD=$core_only "$repo/tools/build.sh" -DSLUICE_PLUGINS= -DSLUICE_BUILD_
 
 status=0
 echo "== core-only build (no plugins)"
-ctest --test-dir "$core_only" --output-on-failure -L "unit|e2e-core" || status=1
+ctest --test-dir "$core_only" --output-on-failure -L "unit|bpf|e2e-core" || status=1
 echo "== full build"
 ctest --test-dir "$full" --output-on-failure || status=1
 exit $status

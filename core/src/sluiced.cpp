@@ -13,6 +13,7 @@
 #include "sluice/core/config.hpp"
 #include "sluice/core/dataplane.hpp"
 #include "sluice/core/error.hpp"
+#include "sluice/core/node_host.hpp"
 #include "sluice/core/pipeline.hpp"
 #include "sluice/core/plugin_host.hpp"
 #include "sluice/core/version.hpp"
@@ -22,27 +23,6 @@ using namespace sluice;
 
 namespace {
 
-class DaemonHost final : public Host {
- public:
-  explicit DaemonHost(const NodeConfig& config) : config_(config) {}
-  std::string node_name() const override { return config_.node_name; }
-  std::string pin_dir() const override { return config_.pin_dir(); }
-  std::string map_pin_dir() const override { return config_.map_pin_dir(); }
-  void load_bpf(std::string_view what, const std::function<int()>& load) override {
-    load_with_verifier_log(what, load);
-  }
-  void log(LogLevel level, std::string_view message) override {
-    switch (level) {
-      case LogLevel::debug: spdlog::debug("{}", message); break;
-      case LogLevel::info: spdlog::info("{}", message); break;
-      case LogLevel::warn: spdlog::warn("{}", message); break;
-      case LogLevel::error: spdlog::error("{}", message); break;
-    }
-  }
-
- private:
-  const NodeConfig& config_;
-};
 
 class Daemon {
  public:
@@ -171,13 +151,13 @@ class Daemon {
   }
 
   const NodeConfig& config_;
-  DaemonHost host_;
+  NodeHost host_;
   PluginHost plugins_;
   std::optional<Dataplane> dataplane_;
 };
 
 int check_config(const NodeConfig& config) {
-  DaemonHost host(config);
+  NodeHost host(config);
   PluginHost plugins(config, host);
   plugins.open_and_configure(true);
   std::vector<DeclaredStage> stages;

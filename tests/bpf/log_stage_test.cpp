@@ -6,7 +6,7 @@
 #include <filesystem>
 #include <optional>
 
-#include <sluice/core/bpf_loader.hpp>
+#include <sluice/core/node_host.hpp>
 #include <sluice/core/plugin_host.hpp>
 
 #include "test_util.hpp"
@@ -16,20 +16,6 @@ using namespace sluice::testing;
 
 namespace {
 
-class TestHost final : public Host {
- public:
-  explicit TestHost(const NodeConfig& config) : config_(config) {}
-  std::string node_name() const override { return config_.node_name; }
-  std::string pin_dir() const override { return config_.pin_dir(); }
-  std::string map_pin_dir() const override { return config_.map_pin_dir(); }
-  void load_bpf(std::string_view what, const std::function<int()>& load) override {
-    load_with_verifier_log(what, load);
-  }
-  void log(LogLevel, std::string_view) override {}
-
- private:
-  const NodeConfig& config_;
-};
 
 class LogStage : public ::testing::TestWithParam<const char*> {
  protected:
@@ -43,7 +29,7 @@ class LogStage : public ::testing::TestWithParam<const char*> {
             "\"\n[plugins]\nenabled = [\"log\"]\n[plugins.log]\nfilter = \"" + GetParam() +
             "\"\n",
         "<test>"));
-    host = std::make_unique<TestHost>(*config);
+    host = std::make_unique<NodeHost>(*config);
     plugins = std::make_unique<PluginHost>(*config, *host);
     plugins->open_and_configure(true);
     plugins->load_bpf();
@@ -79,7 +65,7 @@ class LogStage : public ::testing::TestWithParam<const char*> {
 
   std::optional<Testbed> bed;
   std::unique_ptr<NodeConfig> config;
-  std::unique_ptr<TestHost> host;
+  std::unique_ptr<NodeHost> host;
   std::unique_ptr<PluginHost> plugins;
   int stage_fd = -1;
 };
