@@ -33,6 +33,7 @@
 
 #include "bench_micro.skel.h"
 #include "bench_noop.skel.h"
+#include "sluice/core/node_host.hpp"
 #include "sluice/core/bpf_loader.hpp"
 #include "sluice/core/plugin_host.hpp"
 #include "sluice/testing/testbed.hpp"
@@ -73,27 +74,11 @@ struct Case {
   }
 };
 
-class BenchHost final : public Host {
- public:
-  explicit BenchHost(const NodeConfig& config) : config_(config) {}
-  std::string node_name() const override { return config_.node_name; }
-  std::string pin_dir() const override { return config_.pin_dir(); }
-  std::string map_pin_dir() const override { return config_.map_pin_dir(); }
-  void load_bpf(std::string_view what, const std::function<int()>& load) override {
-    load_with_verifier_log(what, load);
-  }
-  void log(LogLevel level, std::string_view message) override {
-    if (level >= LogLevel::warn) spdlog::warn("{}", message);
-  }
-
- private:
-  const NodeConfig& config_;
-};
 
 // The log plugin loaded the way sluiced loads it, with one filter setting.
 struct LogPlugin {
   std::unique_ptr<NodeConfig> config;
-  std::unique_ptr<BenchHost> host;
+  std::unique_ptr<NodeHost> host;
   std::unique_ptr<PluginHost> plugins;
   int fd = -1;
   std::string error;
@@ -106,7 +91,7 @@ std::unique_ptr<LogPlugin> load_log_plugin(const NodeConfig& base, const std::st
           base.instance + "\"\n[plugins]\nenabled = [\"log\"]\n[plugins.log]\nfilter = \"" +
           filter + "\"\n",
       "<bench>"));
-  lp->host = std::make_unique<BenchHost>(*lp->config);
+  lp->host = std::make_unique<NodeHost>(*lp->config);
   lp->plugins = std::make_unique<PluginHost>(*lp->config, *lp->host);
   lp->plugins->open_and_configure(false);
   lp->plugins->load_bpf();
