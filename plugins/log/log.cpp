@@ -260,7 +260,10 @@ class LogPlugin final : public sluice::Plugin {
                                "them, or remove them");
   }
 
+  // Off means absent: no stage in any chain costs nothing at all, and the
+  // mode can only change with a restart anyway (it is compiled in).
   std::vector<sluice::StageSpec> stages() const override {
+    if (mode_ == LOG_MODE_OFF) return {};
     return {sluice::StageSpec{"log", "log_packet", sluice::kAllRoles, sluice::kBothHooks,
                               order_}};
   }

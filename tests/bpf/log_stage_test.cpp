@@ -16,6 +16,11 @@ using namespace sluice::testing;
 
 namespace {
 
+constexpr const char* kFilterAll = "filter = \"all\"";
+// The stage runs and evaluates a rule that the test's TCP packet misses.
+constexpr const char* kFilterMatchesNothing =
+    "filter = \"match\"\n[[plugins.log.match]]\nprotocol = \"sctp\"";
+
 
 class LogStage : public ::testing::TestWithParam<const char*> {
  protected:
@@ -26,8 +31,7 @@ class LogStage : public ::testing::TestWithParam<const char*> {
     config = std::make_unique<NodeConfig>(parse_config(
         "[node]\nname = \"t\"\n[bpf]\nroot = \"" + bed->config().bpf_root +
             "\"\ninstance = \"" + bed->config().instance +
-            "\"\n[plugins]\nenabled = [\"log\"]\n[plugins.log]\nfilter = \"" + GetParam() +
-            "\"\n",
+            "\"\n[plugins]\nenabled = [\"log\"]\n[plugins.log]\n" + GetParam() + "\n",
         "<test>"));
     host = std::make_unique<NodeHost>(*config);
     plugins = std::make_unique<PluginHost>(*config, *host);
@@ -71,7 +75,7 @@ class LogStage : public ::testing::TestWithParam<const char*> {
 };
 
 TEST_P(LogStage, ContinuesTheChainAndEmitsPerFilter) {
-  bool all = std::string(GetParam()) == "all";
+  bool all = std::string(GetParam()) == kFilterAll;
   drain_events();
   bed->set_chain(SL_ROLE_WORKLOAD, SL_HOOK_EGRESS, {stage_fd});
   bed->load_entry(SL_ROLE_WORKLOAD, kDropRules);
@@ -104,6 +108,18 @@ TEST_P(LogStage, ContinuesTheChainAndEmitsPerFilter) {
   EXPECT_EQ(ev.saddr[0], src.s_addr);
 }
 
-INSTANTIATE_TEST_SUITE_P(Filter, LogStage, ::testing::Values("off", "all"));
+INSTANTIATE_TEST_SUITE_P(Filter, LogStage, ::testing::Values(kFilterAll, kFilterMatchesNothing));
+
+TEST(LogStageOff, DeclaresNoStageSoItCostsNothing) {
+  if (!std::filesystem::exists(default_plugin_dir() + "/log.so"))
+    GTEST_SKIP() << "log plugin not built";
+  NodeConfig config = parse_config("[plugins]\nenabled = [\"log\"]\n[plugins.log]\nfilter = \"off\"\n", "<test>");
+  NodeHost host(config);
+  PluginHost plugins(config, host);
+  plugins.open_and_configure(true);
+  ASSERT_EQ(plugins.plugins().size(), 1u);
+  EXPECT_EQ(plugins.plugins()[0].state, PluginState::configured) << plugins.plugins()[0].error;
+  EXPECT_TRUE(plugins.plugins()[0].stages.empty());
+}
 
 }  // namespace

@@ -4,7 +4,8 @@
 //   sudo sluice-bench [--repeat N] [--rounds R] [--json]
 //
 // Cases: a no-op tc program (the floor: test_run's own loop), the entry with
-// an empty chain (chain end only), the entry with the log stage off, and
+// an empty chain (chain end only; also the cost with filter = "off", which
+// declares no stage), the entry with the log stage matching nothing, and
 // with the log stage on (filter = "all") both with room in the ring buffer
 // and with the ring full. A breakdown measures the entry's fixed pieces
 // (context lookup, zeroing, settings lookup, counter, tail call) one by one.
@@ -84,12 +85,12 @@ struct LogPlugin {
   std::string error;
 };
 
-std::unique_ptr<LogPlugin> load_log_plugin(const NodeConfig& base, const std::string& filter) {
+// `table` is the body of [plugins.log].
+std::unique_ptr<LogPlugin> load_log_plugin(const NodeConfig& base, const std::string& table) {
   auto lp = std::make_unique<LogPlugin>();
   lp->config = std::make_unique<NodeConfig>(parse_config(
       "[node]\nname = \"bench\"\n[bpf]\nroot = \"" + base.bpf_root + "\"\ninstance = \"" +
-          base.instance + "\"\n[plugins]\nenabled = [\"log\"]\n[plugins.log]\nfilter = \"" +
-          filter + "\"\n",
+          base.instance + "\"\n[plugins]\nenabled = [\"log\"]\n[plugins.log]\n" + table + "\n",
       "<bench>"));
   lp->host = std::make_unique<NodeHost>(*lp->config);
   lp->plugins = std::make_unique<PluginHost>(*lp->config, *lp->host);
@@ -192,8 +193,11 @@ int main(int argc, char** argv) {
       log_skip = "log plugin not built (" + log_so + " missing)";
     } else {
       try {
-        log_off = load_log_plugin(config, "off");
-        log_all = load_log_plugin(config, "all");
+        // filter = "off" declares no stage (its cost is case b); this is the
+        // stage present and evaluating a rule that the UDP packet misses.
+        log_off = load_log_plugin(config,
+                                  "filter = \"match\"\n[[plugins.log.match]]\nprotocol = \"sctp\"");
+        log_all = load_log_plugin(config, "filter = \"all\"");
         if (log_off->fd < 0 || log_all->fd < 0)
           log_skip = "log plugin failed: " + (log_off->error.empty() ? log_all->error : log_off->error);
       } catch (const std::exception& e) {
@@ -249,7 +253,7 @@ int main(int argc, char** argv) {
     };
     add("noop", "(a) no-op tc program", bpf_program__fd(noop->progs.bench_noop), opt.repeat);
     add("entry_empty", "(b) entry + empty chain", entry_empty->fd(SL_HOOK_INGRESS), opt.repeat);
-    add("entry_log_off", "(c) entry + log stage off",
+    add("entry_log_off", "(c) entry + log stage, no rule matches",
         entry_log_off ? entry_log_off->fd(SL_HOOK_INGRESS) : -1, opt.repeat, {}, log_skip);
     add("entry_log_on", "(d) entry + log on, ring has room",
         entry_log_all ? entry_log_all->fd(SL_HOOK_INGRESS) : -1, room_repeat, drain, log_skip);
