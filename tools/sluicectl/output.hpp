@@ -14,9 +14,11 @@
 #include <variant>
 #include <vector>
 
+#include <sluice/cli.hpp>
+
 namespace sluice::ctl {
 
-enum class OutputFormat { table, json };
+using sluice::OutputFormat;  // <sluice/cli.hpp>
 
 // Columns aligned on the widest cell; numeric columns are right-aligned so
 // magnitudes line up.

@@ -18,6 +18,8 @@
 #include <boost/config.hpp>
 
 #include <sluice/bpf/layout.h>
+#include <sluice/cli.hpp>
+#include <sluice/metrics.hpp>
 
 
 namespace sluice {
@@ -133,6 +135,12 @@ class Plugin {
   virtual int stage_fd(std::string_view stage) const = 0;
   // The daemon is stopping. Leave the dataplane running unless `cleanup`.
   virtual void shutdown(bool cleanup) { (void)cleanup; }
+  // sluicectl subcommands (called after configure(), without load(): they
+  // work from pinned maps while sluiced may be down).
+  virtual std::vector<CliCommand> cli_commands() const { return {}; }
+  // Prometheus samples, written on every scrape of sluiced's metrics
+  // endpoint (after load(), on the daemon's thread).
+  virtual void write_metrics(MetricsWriter& out) const { (void)out; }
 };
 
 }  // namespace sluice
