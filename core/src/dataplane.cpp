@@ -46,6 +46,20 @@ void log_prefix(volatile char* out, const std::string& ifname, sl_hook hook) {
   for (std::size_t i = 0; i < SL_LOG_PREFIX_LEN; ++i) out[i] = prefix[i];
 }
 
+// One line for sluicectl's table (the registry keeps 127 characters): the
+// verifier's verdict when there is one — the two lines before "processed N
+// insns" — else the error's first line. The daemon's log has the whole text.
+std::string registry_message(const std::string& error) {
+  std::string first = error.substr(0, error.find('\n'));
+  auto processed = error.find("\nprocessed ");
+  if (processed == std::string::npos) return first;
+  auto last = error.rfind('\n', processed - 1);
+  auto before = last == std::string::npos ? std::string::npos : error.rfind('\n', last - 1);
+  if (last == std::string::npos || before == std::string::npos) return first;
+  return "verifier: " + error.substr(before + 1, last - before - 1) + "; " +
+         error.substr(last + 1, processed - last - 1);
+}
+
 void update_or_throw(int map_fd, const void* key, const void* value, const char* what) {
   if (bpf_map_update_elem(map_fd, key, value, BPF_ANY) != 0)
     throw Error(std::string("cannot update map ") + what + ": " + errno_text(errno));
@@ -259,7 +273,7 @@ void Dataplane::write_registry(const std::vector<LoadedPlugin>& plugins,
     e.status = p.state == PluginState::loaded ? 0 : 1;
     copy_name(e.plugin, p.name);
     copy_name(e.version, p.version);
-    copy_name(e.message, p.error);
+    copy_name(e.message, registry_message(p.error));
     e.abi_major = p.abi_major;
     e.abi_minor = p.abi_minor;
     entries.push_back(e);

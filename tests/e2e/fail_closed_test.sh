@@ -1,14 +1,30 @@
 #!/usr/bin/env bash
-# A plugin whose stage is missing from the chain (here: it declares a stage
-# but loads no program) leaves a hole: workload hooks fail closed with reason
+# A plugin whose BPF the verifier refuses is reported with the verifier's
+# log, the daemon keeps running with the rest, and the refused stage stays in
+# the chains as a hole: workload hooks fail closed with reason
 # missed-tail-call, uplinks follow their "pass" rule, both counted.
 source "$(dirname "$0")/lib.sh"
 e2e_init failclosed
 
-write_config '["good_plugin"]'
-sed -i "s|^dir = .*|dir = \"$E2E_BUILD/tests/unit/fixture_plugins\"|" "$CONFIG"
+plugin_dir=$WORK/plugins
+mkdir -p "$plugin_dir"
+ln -s "$E2E_BUILD/tests/unit/fixture_plugins/verifier_reject.so" "$plugin_dir/"
+enabled='["verifier_reject"]'
+if [[ -f $E2E_BUILD/lib/sluice/plugins/log.so ]]; then
+  ln -s "$E2E_BUILD/lib/sluice/plugins/log.so" "$plugin_dir/"
+  enabled='["verifier_reject", "log"]'
+fi
+write_config "$enabled" '[plugins.log]
+filter = "all"'
+sed -i "s|^dir = .*|dir = \"$plugin_dir\"|" "$CONFIG"
 start_daemon
-grep -q "good_plugin" "$WORK/daemon.log" || fail "the daemon did not report the broken plugin"
+grep -q "plugin 'verifier_reject' failed to load its BPF programs" "$WORK/daemon.log" \
+  || fail "the daemon did not report the refused plugin"
+grep -q "invalid access to packet" "$WORK/daemon.log" || fail "the verifier's log is not in the report"
+echo "ok: verifier rejection reported with the kernel's log"
+if [[ $enabled == *log* ]]; then
+  grep -q "plugin log .* loaded" "$WORK/daemon.log" || fail "the log plugin did not load beside the broken one"
+fi
 
 N=20
 ip netns exec "$NS_W2" "$UDP_STREAM" recv 7001 $N 3 >"$WORK/recv.out" &
@@ -31,6 +47,6 @@ echo "ok: tc shows $drops drops"
 
 ctl plugins | tee "$WORK/plugins.out"
 grep -qi "fail" "$WORK/plugins.out" || fail "sluicectl plugins does not show the failure"
-grep -q "MISSING" "$WORK/plugins.out" || fail "sluicectl plugins does not show the hole"
+grep -q "MISSING(verifier_reject" "$WORK/plugins.out" || fail "sluicectl plugins does not show the hole"
 stop_daemon
 echo PASS
