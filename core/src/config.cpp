@@ -1,5 +1,6 @@
 #include "sluice/core/config.hpp"
 
+#include <arpa/inet.h>
 #include <unistd.h>
 
 #include <climits>
@@ -107,7 +108,7 @@ NodeConfig parse_config(const std::string& text, const std::string& path) {
 
   toml::table root = config::parse(text, path);
   config::Table top(root, path, "");
-  top.expect_only({"node", "bpf", "interfaces", "pipeline", "plugins", "state"});
+  top.expect_only({"node", "bpf", "interfaces", "pipeline", "plugins", "state", "metrics"});
 
   if (auto node = top.table("node")) {
     node->expect_only({"name"});
@@ -185,7 +186,70 @@ NodeConfig parse_config(const std::string& text, const std::string& path) {
     if (cfg.state_dir.empty() || cfg.state_dir[0] != '/')
       state->fail("dir", "must be an absolute path");
   }
+
+  if (auto metrics = top.table("metrics")) {
+    metrics->expect_only({"listen"});
+    cfg.metrics_listen = metrics->get_string("listen", cfg.metrics_listen);
+    std::string why;
+    if (!cfg.metrics_listen.empty() && !parse_listen_address(cfg.metrics_listen, why))
+      metrics->fail("listen", why);
+  }
   return cfg;
+}
+
+std::optional<ListenAddress> parse_listen_address(std::string_view text, std::string& why) {
+  const std::string hint =
+      " (expected ADDRESS:PORT such as \"127.0.0.1:9464\", \"[::1]:9464\" or "
+      "\"localhost:9464\"; \"\" disables)";
+  auto colon = text.rfind(':');
+  if (colon == std::string_view::npos || colon == 0 || colon + 1 == text.size()) {
+    why = "'" + std::string(text) + "' is not ADDRESS:PORT" + hint;
+    return std::nullopt;
+  }
+  std::string host(text.substr(0, colon));
+  std::string_view port_text = text.substr(colon + 1);
+  unsigned port = 0;
+  for (char c : port_text) {
+    if (c < '0' || c > '9' || port > 65535) {
+      port = 0;
+      break;
+    }
+    port = port * 10 + static_cast<unsigned>(c - '0');
+  }
+  if (port == 0 || port > 65535) {
+    why = "'" + std::string(port_text) + "' is not a port number (1..65535)" + hint;
+    return std::nullopt;
+  }
+  ListenAddress out;
+  out.port = static_cast<std::uint16_t>(port);
+  if (host == "localhost") host = "127.0.0.1";
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    out.address = host.substr(1, host.size() - 2);
+    in6_addr addr{};
+    if (inet_pton(AF_INET6, out.address.c_str(), &addr) != 1) {
+      why = "'" + host + "' is not an IPv6 address" + hint;
+      return std::nullopt;
+    }
+    if (IN6_IS_ADDR_UNSPECIFIED(&addr)) {
+      why = "'" + host + "' listens on every address: name one (e.g. [::1])" + hint;
+      return std::nullopt;
+    }
+    out.ipv6 = true;
+    out.loopback = IN6_IS_ADDR_LOOPBACK(&addr);
+    return out;
+  }
+  in_addr addr{};
+  if (host.find(':') != std::string::npos || inet_pton(AF_INET, host.c_str(), &addr) != 1) {
+    why = "'" + host + "' is not an IPv4 address, a bracketed IPv6 address or localhost" + hint;
+    return std::nullopt;
+  }
+  if (addr.s_addr == htonl(INADDR_ANY)) {
+    why = "'" + host + "' listens on every address: name one (e.g. 127.0.0.1)" + hint;
+    return std::nullopt;
+  }
+  out.address = host;
+  out.loopback = (ntohl(addr.s_addr) >> 24) == 127;
+  return out;
 }
 
 NodeConfig load_config(const std::string& path) {

@@ -37,6 +37,7 @@ TEST(Config, DefaultsWhenEmpty) {
   EXPECT_EQ(cfg.rules[SL_ROLE_DATA].missed_tail_call, SL_FAULT_PASS);
   EXPECT_TRUE(cfg.enabled_plugins.empty());
   EXPECT_FALSE(cfg.node_name.empty());
+  EXPECT_EQ(cfg.metrics_listen, "127.0.0.1:9464");
 }
 
 TEST(Config, ReadsEveryDocumentedKey) {
@@ -64,6 +65,8 @@ order = 10
 [state]
 source = "file"
 dir = "/var/lib/sluice"
+[metrics]
+listen = "[::1]:9100"
 )",
                                 "full.toml");
   EXPECT_EQ(cfg.node_name, "n1");
@@ -76,6 +79,7 @@ dir = "/var/lib/sluice"
   EXPECT_EQ(cfg.plugin_dir, "/opt/sluice/plugins");
   EXPECT_EQ(cfg.enabled_plugins, (std::vector<std::string>{"log", "other"}));
   EXPECT_EQ(cfg.state_dir, "/var/lib/sluice");
+  EXPECT_EQ(cfg.metrics_listen, "[::1]:9100");
 }
 
 TEST(Config, UnknownTopLevelKeyNamesLineColumnAndKey) {
@@ -145,4 +149,53 @@ TEST(Config, ShippedConfigIsValid) {
   NodeConfig cfg = load_config(SLUICE_SOURCE_DIR "/configs/sluice.toml");
   EXPECT_EQ(cfg.enabled_plugins, std::vector<std::string>{"log"});
   EXPECT_EQ(cfg.instance, "sluice");
+  EXPECT_EQ(cfg.metrics_listen, "127.0.0.1:9464");
+}
+
+TEST(Config, MetricsListenEmptyDisables) {
+  EXPECT_EQ(parse_config("[metrics]\nlisten = \"\"\n", "m.toml").metrics_listen, "");
+  EXPECT_EQ(parse_config("[metrics]\nlisten = \"10.0.0.1:9464\"\n", "m.toml").metrics_listen,
+            "10.0.0.1:9464");
+}
+
+TEST(Config, MetricsListenMustBeAnExplicitAddressAndPort) {
+  for (const char* bad : {"9464", ":9464", "127.0.0.1", "127.0.0.1:", "127.0.0.1:0",
+                          "127.0.0.1:70000", "127.0.0.1:94x", "0.0.0.0:9464", "[::]:9464",
+                          "example.com:9464", "::1:9464", "[zz::1]:9464"}) {
+    ConfigError e = expect_error(std::string("[node]\nname = \"n\"\n[metrics]\nlisten = \"") +
+                                 bad + "\"\n");
+    EXPECT_EQ(e.key, "metrics.listen") << bad;
+    EXPECT_EQ(e.line, 4u) << bad;
+    EXPECT_EQ(e.file, "node.toml") << bad;
+  }
+  ConfigError unknown = expect_error("[metrics]\nport = 9464\n");
+  EXPECT_EQ(unknown.key, "metrics.port");
+  EXPECT_NE(std::string(unknown.what()).find("listen"), std::string::npos);
+  EXPECT_NE(std::string(expect_error("[metrics]\nlisten = \"0.0.0.0:1\"\n").what())
+                .find("every address"),
+            std::string::npos);
+}
+
+TEST(Config, ParsesListenAddresses) {
+  std::string why;
+  auto v4 = parse_listen_address("127.0.0.1:9464", why);
+  ASSERT_TRUE(v4);
+  EXPECT_EQ(v4->address, "127.0.0.1");
+  EXPECT_EQ(v4->port, 9464);
+  EXPECT_FALSE(v4->ipv6);
+  EXPECT_TRUE(v4->loopback);
+  auto v6 = parse_listen_address("[::1]:1", why);
+  ASSERT_TRUE(v6);
+  EXPECT_EQ(v6->address, "::1");
+  EXPECT_TRUE(v6->ipv6);
+  EXPECT_TRUE(v6->loopback);
+  auto local = parse_listen_address("localhost:65535", why);
+  ASSERT_TRUE(local);
+  EXPECT_EQ(local->address, "127.0.0.1");
+  EXPECT_EQ(local->port, 65535);
+  auto other = parse_listen_address("192.0.2.7:80", why);
+  ASSERT_TRUE(other);
+  EXPECT_FALSE(other->loopback);
+  EXPECT_FALSE(parse_listen_address("", why));
+  EXPECT_FALSE(why.empty());
 }

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <array>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -35,10 +36,25 @@ struct NodeConfig {
   std::vector<std::string> enabled_plugins;
   std::string state_source = "file";
   std::string state_dir = "/etc/sluice/state";
+  // [metrics] listen: where sluiced serves Prometheus metrics ("" disables).
+  std::string metrics_listen = "127.0.0.1:9464";
 
   std::string pin_dir() const { return bpf_root + "/" + instance; }
   std::string map_pin_dir() const { return pin_dir() + "/" SL_PIN_MAPS_SUBDIR; }
 };
+
+// An address:port to listen on: an IPv4 literal ("127.0.0.1:9464"), an
+// IPv6 literal in brackets ("[::1]:9464") or "localhost:PORT" (127.0.0.1).
+struct ListenAddress {
+  std::string address;  // numeric, without brackets
+  std::uint16_t port = 0;
+  bool ipv6 = false;
+  bool loopback = false;
+};
+// Parses `text`; on failure returns nullopt and sets `why`. Wildcard
+// addresses (0.0.0.0, ::) are refused: metrics must not be exposed to every
+// network by accident.
+std::optional<ListenAddress> parse_listen_address(std::string_view text, std::string& why);
 
 // Reads and validates a config file; throws ConfigError (file:line:column,
 // key) on any problem, including unknown keys.
