@@ -1,52 +1,14 @@
 // `sluicectl counters dump|flush`: per interface, hook and reason packet and
 // byte counts from the per-CPU sl_counters map.
-#include <bpf/bpf.h>
-#include <bpf/libbpf.h>
-
 #include <iostream>
 
 #include "cli.hpp"
 #include "pinned_maps.hpp"
-#include "sluice/core/error.hpp"
+#include "sluice/core/counters.hpp"
 
 namespace sluice::ctl {
 
 namespace {
-
-enum class Verdict { ACCEPT, DROP };  // spelled as the kinds in reasons.def
-
-struct Reason {
-  unsigned id;
-  const char* name;
-  Verdict verdict;
-};
-
-constexpr Reason kReasons[] = {
-#define SL_REASON(id, num, name, kind) {num, name, Verdict::kind},
-#include <sluice/bpf/reasons.def>
-#undef SL_REASON
-};
-
-// A reason this binary does not know (added by a newer Sluice) still shows,
-// classified by the numbering rule of reasons.def: 0..15 are accepts.
-Reason reason_of(unsigned id) {
-  for (const auto& reason : kReasons)
-    if (reason.id == id) return reason;
-  return {id, nullptr, id < 16 ? Verdict::ACCEPT : Verdict::DROP};
-}
-
-std::string reason_name(const Reason& reason) {
-  return reason.name ? reason.name : "reason-" + std::to_string(reason.id);
-}
-
-const char* verdict_name(Verdict verdict) { return verdict == Verdict::ACCEPT ? "accept" : "drop"; }
-
-// The values of a per-CPU map entry are one struct per possible CPU.
-std::size_t possible_cpus() {
-  int cpus = libbpf_num_possible_cpus();
-  if (cpus <= 0) throw CtlError("cannot count the possible CPUs: " + errno_text(cpus));
-  return static_cast<std::size_t>(cpus);
-}
 
 int counters_fd(PinnedMaps& maps) { return maps.fd(SL_MAP_COUNTERS, sizeof(sl_counter)); }
 
@@ -59,51 +21,11 @@ std::string iface_option(const po::variables_map& vm) {
   return vm.count("iface") ? vm["iface"].as<std::string>() : std::string();
 }
 
-// Calls fn(index, hook, reason) for every counter entry of the interface.
-template <typename Fn>
-void for_each_counter(const ManagedInterface& iface, Fn&& fn) {
-  for (__u32 hook = 0; hook < SL_HOOK_COUNT; ++hook)
-    for (__u32 reason = 0; reason < SL_REASON_COUNT; ++reason)
-      fn(sl_counter_base(iface.state.slot, hook) + reason, static_cast<sl_hook>(hook), reason);
-}
-
-std::string entry_text(PinnedMaps& maps, __u32 index, const ManagedInterface& iface) {
-  return "entry " + std::to_string(index) + " of " + maps.path(SL_MAP_COUNTERS) +
-         " (interface " + iface.name + ", slot " + std::to_string(iface.state.slot) + ")";
-}
-
-struct CounterRow {
-  const ManagedInterface* iface;
-  sl_hook hook;
-  Reason reason;
-  sl_counter total;
-};
-
-std::vector<CounterRow> read_counters(PinnedMaps& maps,
-                                      const std::vector<ManagedInterface>& interfaces) {
-  int fd = counters_fd(maps);
-  std::vector<sl_counter> per_cpu(possible_cpus());
-  std::vector<CounterRow> rows;
-  for (const auto& iface : interfaces)
-    for_each_counter(iface, [&](__u32 index, sl_hook hook, __u32 reason) {
-      if (bpf_map_lookup_elem(fd, &index, per_cpu.data()) != 0)
-        throw CtlError("cannot read " + entry_text(maps, index, iface) + ": " +
-                       errno_text(errno));
-      sl_counter total{};
-      for (const auto& cpu : per_cpu) {
-        total.packets += cpu.packets;
-        total.bytes += cpu.bytes;
-      }
-      if (total.packets || total.bytes) rows.push_back({&iface, hook, reason_of(reason), total});
-    });
-  return rows;
-}
-
 int run_counters_dump(Context& context, const po::variables_map& vm) {
   PinnedMaps maps(context.config);
   maps.require_compatible();
   auto interfaces = select_interfaces(maps, iface_option(vm));
-  auto rows = read_counters(maps, interfaces);
+  auto rows = read_counters(counters_fd(maps), maps.path(SL_MAP_COUNTERS), interfaces);
 
   if (context.json()) {
     Json out = Json::array();
@@ -146,13 +68,9 @@ int run_counters_flush(Context& context, const po::variables_map& vm) {
   maps.require_compatible();
   auto interfaces = select_interfaces(maps, iface_option(vm));
   int fd = counters_fd(maps);
-  std::vector<sl_counter> zeros(possible_cpus());
   std::vector<std::string> flushed;
   for (const auto& iface : interfaces) {
-    for_each_counter(iface, [&](__u32 index, sl_hook, __u32) {
-      if (bpf_map_update_elem(fd, &index, zeros.data(), BPF_ANY) != 0)
-        throw CtlError("cannot zero " + entry_text(maps, index, iface) + ": " + errno_text(errno));
-    });
+    zero_counters(fd, maps.path(SL_MAP_COUNTERS), iface);
     flushed.push_back(iface.name);
   }
   if (context.json()) {

@@ -108,25 +108,7 @@ std::optional<sl_meta> PinnedMaps::read_meta() {
 }
 
 std::vector<ManagedInterface> read_interfaces(PinnedMaps& maps) {
-  int fd = maps.fd(SL_MAP_IFSTATE, sizeof(sl_ifstate));
-  std::vector<ManagedInterface> out;
-  __u32 key = 0;
-  const __u32* prev = nullptr;
-  __u32 next = 0;
-  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
-    ManagedInterface iface;
-    iface.ifindex = next;
-    // An entry deleted between get_next_key and lookup is simply skipped.
-    if (bpf_map_lookup_elem(fd, &next, &iface.state) == 0) {
-      iface.name = fixed_string(iface.state.name);
-      out.push_back(std::move(iface));
-    }
-    key = next;
-    prev = &key;
-  }
-  std::sort(out.begin(), out.end(),
-            [](const auto& a, const auto& b) { return a.ifindex < b.ifindex; });
-  return out;
+  return read_managed_interfaces(maps.fd(SL_MAP_IFSTATE, sizeof(sl_ifstate)));
 }
 
 std::vector<ManagedInterface> select_interfaces(PinnedMaps& maps, const std::string& name) {

@@ -12,6 +12,7 @@
 #include <sluice/bpf/layout.h>
 
 #include "sluice/core/config.hpp"
+#include "sluice/core/counters.hpp"
 #include "sluice/core/unique_fd.hpp"
 
 namespace sluice::ctl {
@@ -45,14 +46,7 @@ class PinnedMaps {
   std::map<std::string, UniqueFd> fds_;
 };
 
-// A row of sl_ifstate.
-struct ManagedInterface {
-  std::uint32_t ifindex = 0;
-  sl_ifstate state{};
-  std::string name;
-};
-
-// Every managed interface, ordered by ifindex.
+// Every managed interface (sluice::ManagedInterface), ordered by ifindex.
 std::vector<ManagedInterface> read_interfaces(PinnedMaps& maps);
 // The interfaces named `name`, or all of them when `name` is empty; throws
 // CtlError listing the known names when no interface has that name.
