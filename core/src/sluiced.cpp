@@ -9,10 +9,15 @@
 
 #include <iostream>
 
+#include <bpf/bpf.h>
+
 #include "sluice/core/bpf_loader.hpp"
 #include "sluice/core/config.hpp"
+#include "sluice/core/counters.hpp"
 #include "sluice/core/dataplane.hpp"
 #include "sluice/core/error.hpp"
+#include "sluice/core/exposition.hpp"
+#include "sluice/core/metrics_server.hpp"
 #include "sluice/core/node_host.hpp"
 #include "sluice/core/pipeline.hpp"
 #include "sluice/core/plugin_host.hpp"
@@ -47,16 +52,20 @@ class Daemon {
     for (int sig : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&signals, sig);
     UniqueFd signal_fd(signalfd(-1, &signals, SFD_CLOEXEC));
     if (!signal_fd) throw Error("signalfd: " + errno_text(errno));
+    start_metrics();
 
     for (;;) {
-      pollfd fds[2] = {{watcher.fd(), POLLIN, 0}, {signal_fd.get(), POLLIN, 0}};
-      if (poll(fds, 2, -1) < 0) {
+      pollfd fds[3] = {{watcher.fd(), POLLIN, 0},
+                       {signal_fd.get(), POLLIN, 0},
+                       {metrics_ ? metrics_->fd() : -1, POLLIN, 0}};
+      if (poll(fds, 3, -1) < 0) {
         if (errno == EINTR) continue;
         throw Error("poll: " + errno_text(errno));
       }
       if (fds[0].revents & POLLIN) {
         if (!watcher.process()) reconcile_links(watcher.snapshot());
       }
+      if (metrics_ && (fds[2].revents & POLLIN)) metrics_->serve_one();
       if (fds[1].revents & POLLIN) {
         signalfd_siginfo info{};
         if (read(signal_fd.get(), &info, sizeof(info)) != sizeof(info)) continue;
@@ -150,10 +159,100 @@ class Daemon {
     }
   }
 
+  // Metrics are optional: a port that cannot be bound must never stop the
+  // daemon from managing traffic.
+  void start_metrics() {
+    if (config_.metrics_listen.empty()) {
+      spdlog::info("metrics: disabled ([metrics] listen = \"\")");
+      return;
+    }
+    std::string why;
+    auto address = parse_listen_address(config_.metrics_listen, why);
+    if (!address) {  // load_config validated it already
+      spdlog::error("metrics: {}; running without metrics", why);
+      return;
+    }
+    try {
+      metrics_.emplace(*address, [this] { return render_metrics(); });
+      spdlog::info("metrics: serving Prometheus metrics on http://{}/metrics",
+                   metrics_->endpoint());
+    } catch (const std::exception& error) {
+      spdlog::error("{}; sluiced keeps managing traffic but serves no metrics (fix [metrics] "
+                    "listen in {} and send SIGHUP)",
+                    error.what(), config_.file);
+    }
+  }
+
+  std::string render_metrics() {
+    ExpositionWriter out;
+    write_core_metrics(out);
+    for (const auto& p : plugins_.plugins()) {
+      if (p.state != PluginState::loaded || !p.plugin) continue;
+      ExpositionWriter before = out;  // a failing plugin contributes nothing
+      try {
+        p.plugin->write_metrics(out);
+      } catch (const std::exception& error) {
+        out = std::move(before);
+        spdlog::warn("metrics: plugin '{}' failed to write its metrics: {}", p.name,
+                     error.what());
+      } catch (...) {
+        out = std::move(before);
+        spdlog::warn("metrics: plugin '{}' failed to write its metrics", p.name);
+      }
+    }
+    return out.text();
+  }
+
+  void write_core_metrics(ExpositionWriter& out) {
+    try {
+      auto interfaces = read_managed_interfaces(dataplane_->map_fd(SL_MAP_IFSTATE));
+      auto rows = read_counters(dataplane_->map_fd(SL_MAP_COUNTERS),
+                                config_.map_pin_dir() + "/" SL_MAP_COUNTERS, interfaces);
+      auto labels = [](const CounterRow& row) {
+        return MetricLabels{{"interface", row.iface->name},
+                            {"hook", hook_name(row.hook)},
+                            {"reason", reason_name(row.reason)},
+                            {"verdict", verdict_name(row.reason.verdict)}};
+      };
+      for (const auto& row : rows)
+        out.counter("sluice_packets_total",
+                    "Packets seen by Sluice's entry programs, by interface, hook, reason and "
+                    "verdict (non-zero series only)",
+                    labels(row), static_cast<double>(row.total.packets));
+      for (const auto& row : rows)
+        out.counter("sluice_bytes_total",
+                    "Bytes seen by Sluice's entry programs, by interface, hook, reason and "
+                    "verdict (non-zero series only)",
+                    labels(row), static_cast<double>(row.total.bytes));
+    } catch (const std::exception& error) {
+      spdlog::warn("metrics: cannot read the counters: {}", error.what());
+    }
+    out.gauge("sluice_interfaces_managed", "Interfaces with Sluice's entry programs attached",
+              {}, static_cast<double>(dataplane_->attachments().size()));
+    for (const auto& p : plugins_.plugins())
+      out.gauge("sluice_plugin_up", "1 when the plugin is loaded, 0 when it failed",
+                {{"plugin", p.name}, {"version", p.version}},
+                p.state == PluginState::loaded ? 1 : 0);
+    sl_meta meta{};
+    __u32 zero = 0;
+    int meta_fd = -1;
+    try {
+      meta_fd = dataplane_->map_fd(SL_MAP_META);
+    } catch (const std::exception& error) {
+      spdlog::warn("metrics: {}", error.what());
+    }
+    if (meta_fd >= 0 && bpf_map_lookup_elem(meta_fd, &zero, &meta) == 0)
+      out.gauge("sluice_chain_generation",
+                "Chain installs since the pins were created (bumped by every start and reload)",
+                {}, meta.generation);
+    out.gauge("sluice_build_info", "The running sluiced", {{"version", kSluiceVersion}}, 1);
+  }
+
   const NodeConfig& config_;
   NodeHost host_;
   PluginHost plugins_;
   std::optional<Dataplane> dataplane_;
+  std::optional<MetricsServer> metrics_;
 };
 
 int check_config(const NodeConfig& config) {
