@@ -9,9 +9,11 @@
 
 #include <algorithm>
 #include <iostream>
+#include <memory>
 #include <optional>
 
 #include "cli.hpp"
+#include "plugin_commands.hpp"
 #include "sluice/core/config.hpp"
 
 using namespace sluice;
@@ -78,9 +80,36 @@ void print_command_list(std::ostream& out, const std::vector<CommandSpec>& comma
   table.print(out, /*with_header=*/false);
 }
 
-void print_overview(std::ostream& out, const std::vector<CommandSpec>& commands) {
+std::string command_synopsis(const std::vector<std::string>& path, const std::string& arguments) {
+  return path_text(path) + (arguments.empty() ? "" : " " + arguments);
+}
+
+// "Plugin commands (from <plugin>):" sections, one per plugin, for the
+// commands under `prefix`.
+void print_plugin_command_lists(std::ostream& out, const PluginCommands* plugins,
+                                const std::vector<std::string>& prefix) {
+  if (!plugins) return;
+  std::vector<std::string> order;
+  for (const auto& entry : plugins->commands())
+    if (starts_with(entry.command.path, prefix) &&
+        std::find(order.begin(), order.end(), entry.plugin) == order.end())
+      order.push_back(entry.plugin);
+  for (const auto& plugin : order) {
+    out << "\nPlugin commands (from " << plugin << "):\n";
+    Table table({{""}, {""}});
+    for (const auto& entry : plugins->commands())
+      if (entry.plugin == plugin && starts_with(entry.command.path, prefix))
+        table.add_row({"  " + command_synopsis(entry.command.path, entry.command.arguments),
+                       entry.command.summary});
+    table.print(out, /*with_header=*/false);
+  }
+}
+
+void print_overview(std::ostream& out, const std::vector<CommandSpec>& commands,
+                    const PluginCommands* plugins) {
   out << kOverview << "\n";
   print_command_list(out, commands, {});
+  print_plugin_command_lists(out, plugins, {});
   out << "\n" << global_options() << "\n" << kFooter;
 }
 
@@ -124,6 +153,131 @@ int usage_error(const std::string& message, const std::string& help_hint) {
   return kExitUsage;
 }
 
+// The plugin command whose path is the longest prefix of `words`.
+const PluginCommand* find_plugin_command(const PluginCommands& plugins,
+                                         const std::vector<std::string>& words) {
+  const PluginCommand* best = nullptr;
+  for (const auto& entry : plugins.commands())
+    if (starts_with(words, entry.command.path) &&
+        (!best || entry.command.path.size() > best->command.path.size()))
+      best = &entry;
+  return best;
+}
+
+bool is_plugin_group(const PluginCommands& plugins, const std::vector<std::string>& words) {
+  return std::any_of(plugins.commands().begin(), plugins.commands().end(),
+                     [&](const PluginCommand& entry) {
+                       return entry.command.path.size() > words.size() &&
+                              starts_with(entry.command.path, words);
+                     });
+}
+
+struct GlobalSettings {
+  std::string config_path;
+  bool config_given = false;
+  OutputFormat format = OutputFormat::table;
+};
+
+// Loads the plugins for the overview (`sluicectl --help`); quiet when the
+// configuration cannot be read: the built-in commands are listed anyway.
+std::unique_ptr<PluginCommands> plugins_for_overview(const GlobalSettings& settings,
+                                                     const std::vector<CommandSpec>& builtins,
+                                                     NodeConfig& config) {
+  try {
+    config = load_config(settings.config_path);
+    return std::make_unique<PluginCommands>(config, builtins, std::cerr);
+  } catch (const std::exception&) {
+    return nullptr;
+  }
+}
+
+// Everything that is not a built-in command: a plugin's command, its help,
+// the help of a plugin's group, or an unknown command.
+int run_plugin_command(const GlobalSettings& settings, const std::vector<CommandSpec>& builtins,
+                       const std::vector<std::string>& words, bool help,
+                       const po::parsed_options& parsed) {
+  NodeConfig config;
+  try {
+    config = load_config(settings.config_path);
+  } catch (const ConfigError& error) {
+    std::cerr << "sluicectl: '" << words.front()
+              << "' is not a built-in command, and plugin commands are unavailable: invalid "
+                 "configuration: "
+              << format_config_error(error) << "\n";
+    return kExitUsage;
+  }
+  PluginCommands plugins(config, builtins, std::cerr);
+
+  const PluginCommand* found = find_plugin_command(plugins, words);
+  if (!found) {
+    if (is_plugin_group(plugins, words)) {
+      std::ostream& out = help ? std::cout : std::cerr;
+      if (!help) out << "sluicectl: '" << path_text(words) << "' needs a subcommand\n\n";
+      out << "Usage: sluicectl [GLOBAL OPTIONS] " << path_text(words) << " SUBCOMMAND\n";
+      print_plugin_command_lists(out, &plugins, words);
+      out << "\n" << global_options() << "\nRun 'sluicectl " << path_text(words)
+          << " SUBCOMMAND --help' for details.\n";
+      return help ? kExitOk : kExitUsage;
+    }
+    // Plugin commands conventionally start with the plugin's name.
+    if (const LoadedPlugin* failed = plugins.failed_plugin(words.front())) {
+      std::cerr << "sluicectl: plugin '" << failed->name
+                << "' could not be loaded, so its commands are unavailable: " << failed->error
+                << "\n";
+      return kExitFailure;
+    }
+    std::vector<std::string> group = words;
+    while (!group.empty() && !is_plugin_group(plugins, group)) group.pop_back();
+    std::cerr << "sluicectl: unknown command '" << path_text(words) << "'\n";
+    for (const LoadedPlugin* failed : plugins.failed())
+      std::cerr << "  (plugin '" << failed->name
+                << "' could not be loaded; it may provide it: " << failed->error << ")\n";
+    std::cerr << "Try 'sluicectl " << (group.empty() ? "" : path_text(group) + " ")
+              << "--help'.\n";
+    return kExitUsage;
+  }
+
+  const CliCommand& command = found->command;
+  const std::string name = path_text(command.path);
+  if (help) {
+    std::cout << "Usage: sluicectl [GLOBAL OPTIONS] "
+              << command_synopsis(command.path, command.arguments) << "\n\n"
+              << command.description << "\n\n(a command of the plugin '" << found->plugin
+              << "')\n\n"
+              << global_options() << "\n"
+              << kFooter;
+    return kExitOk;
+  }
+  // What pass 1 did not take, minus the command words: the command's own.
+  std::vector<std::string> args = po::collect_unrecognized(parsed.options, po::include_positional);
+  for (const auto& word : command.path) {
+    auto it = std::find(args.begin(), args.end(), word);
+    if (it != args.end()) args.erase(it);
+  }
+  CliContext context;
+  context.config_path = config.file;
+  context.pin_dir = config.pin_dir();
+  context.map_pin_dir = config.map_pin_dir();
+  context.format = settings.format;
+  context.args = std::move(args);
+  context.out = &std::cout;
+  context.err = &std::cerr;
+  try {
+    int rc = command.run(context);
+    std::cout.flush();
+    return rc;
+  } catch (const std::exception& error) {
+    std::cout.flush();
+    std::cerr << "sluicectl: " << name << " (plugin '" << found->plugin
+              << "'): " << error.what() << "\n";
+  } catch (...) {
+    std::cout.flush();
+    std::cerr << "sluicectl: " << name << " (plugin '" << found->plugin
+              << "'): failed with an unknown exception\n";
+  }
+  return kExitFailure;
+}
+
 int run(int argc, char** argv) {
   const auto commands = all_commands();
   const auto style = po::command_line_style::default_style &
@@ -152,10 +306,23 @@ int run(int argc, char** argv) {
   if (globals.count("words")) words = globals["words"].as<std::vector<std::string>>();
   bool help = globals.count("help") != 0;
 
+  GlobalSettings settings;
+  settings.config_given = globals.count("config") != 0;
+  settings.config_path =
+      settings.config_given ? globals["config"].as<std::string>() : kDefaultConfig;
+  const std::string output =
+      globals.count("output") ? globals["output"].as<std::string>() : "table";
+  if (output == "json")
+    settings.format = OutputFormat::json;
+  else if (output != "table")
+    return usage_error("unknown output format '" + output + "' (use 'table' or 'json')", "");
+
   const CommandSpec* spec = find_command(commands, words);
   if (!spec) {
     if (words.empty()) {
-      print_overview(help ? std::cout : std::cerr, commands);
+      NodeConfig config;
+      auto plugins = plugins_for_overview(settings, commands, config);
+      print_overview(help ? std::cout : std::cerr, commands, plugins.get());
       return help ? kExitOk : kExitUsage;
     }
     // The longest prefix that names a group decides which help to point to.
@@ -172,6 +339,7 @@ int run(int argc, char** argv) {
       print_group_help(help ? std::cout : std::cerr, commands, group);
       return help ? kExitOk : kExitUsage;
     }
+    if (group.empty()) return run_plugin_command(settings, commands, words, help, parsed);
     std::string unknown = words[group.size()];
     return usage_error("unknown command '" + path_text(group) + (group.empty() ? "" : " ") +
                            unknown + "'",
@@ -205,18 +373,10 @@ int run(int argc, char** argv) {
   }
 
   Context context;
-  const std::string output =
-      globals.count("output") ? globals["output"].as<std::string>() : "table";
-  if (output == "json")
-    context.format = OutputFormat::json;
-  else if (output != "table")
-    return usage_error("unknown output format '" + output + "' (use 'table' or 'json')", "");
-
-  const bool config_given = globals.count("config") != 0;
-  const std::string config_path =
-      config_given ? globals["config"].as<std::string>() : kDefaultConfig;
+  context.format = settings.format;
+  const bool config_given = settings.config_given;
   try {
-    context.config = load_config(config_path);
+    context.config = load_config(settings.config_path);
     context.config_loaded = true;
   } catch (const ConfigError& error) {
     // `version` must answer even on a host without a configuration; an
