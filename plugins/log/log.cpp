@@ -12,6 +12,7 @@
 //   destination_port
 #include <arpa/inet.h>
 #include <net/if.h>
+#include <unistd.h>
 #include <netinet/in.h>
 
 #include <bpf/bpf.h>
@@ -26,7 +27,12 @@
 #include <string>
 #include <vector>
 
+#include <ostream>
+
+#include <sluice/cli.hpp>
 #include <sluice/config.hpp>
+#include <sluice/metrics.hpp>
+#include <sluice/output.hpp>
 #include <sluice/plugin.hpp>
 
 #include "log_layout.h"
@@ -223,6 +229,188 @@ MatchRule parse_rule(const Table& table) {
   return out;
 }
 
+
+// Owns a file descriptor (a pinned map opened by path) and closes it once.
+class MapFd {
+ public:
+  explicit MapFd(int fd) : fd_(fd) {}
+  MapFd(const MapFd&) = delete;
+  MapFd& operator=(const MapFd&) = delete;
+  MapFd(MapFd&& other) noexcept : fd_(other.fd_) { other.fd_ = -1; }
+  MapFd& operator=(MapFd&&) = delete;
+  ~MapFd() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  int get() const { return fd_; }
+  explicit operator bool() const { return fd_ >= 0; }
+
+ private:
+  int fd_;
+};
+
+// Opens <map_pin_dir>/<name> and checks its value size; throws with the pin
+// path and what to do.
+MapFd open_pinned_map(const std::string& map_pin_dir, const char* name,
+                      std::uint32_t value_size) {
+  std::string path = map_pin_dir + "/" + name;
+  MapFd fd(bpf_obj_get(path.c_str()));
+  if (!fd) {
+    int err = errno;
+    if (err == ENOENT)
+      throw std::runtime_error("map " + std::string(name) + " is not pinned (" + path +
+                               " is missing): is sluiced running with the log plugin enabled "
+                               "and this configuration?");
+    throw std::runtime_error("cannot open map " + path + ": " + std::strerror(err) +
+                             (err == EPERM || err == EACCES
+                                  ? " (reading Sluice's maps needs root or CAP_BPF)"
+                                  : ""));
+  }
+  bpf_map_info info{};
+  __u32 info_len = sizeof(info);
+  if (bpf_obj_get_info_by_fd(fd.get(), &info, &info_len) != 0)
+    throw std::runtime_error("cannot inspect map " + path + ": " + std::strerror(errno));
+  if (info.value_size != value_size)
+    throw std::runtime_error("map " + path + " has " + std::to_string(info.value_size) +
+                             "-byte values, this log plugin expects " +
+                             std::to_string(value_size) +
+                             ": use the plugin that came with the running sluiced");
+  return fd;
+}
+
+// log_stats summed over all CPUs.
+struct LogTotals {
+  std::uint64_t events = 0;
+  std::uint64_t lost = 0;
+};
+
+LogTotals read_log_totals(int stats_fd) {
+  int cpus = libbpf_num_possible_cpus();
+  if (cpus <= 0) throw std::runtime_error("cannot count the possible CPUs");
+  std::vector<log_stats> per_cpu(static_cast<std::size_t>(cpus));
+  std::uint32_t zero = 0;
+  if (bpf_map_lookup_elem(stats_fd, &zero, per_cpu.data()) != 0)
+    throw std::runtime_error(std::string("cannot read " LOG_MAP_STATS ": ") +
+                             std::strerror(errno));
+  LogTotals totals;
+  for (const auto& cpu : per_cpu) {
+    totals.events += cpu.events;
+    totals.lost += cpu.lost;
+  }
+  return totals;
+}
+
+int prefix_length(const __be32* mask, int words) {
+  int bits = 0;
+  for (int i = 0; i < words; ++i) bits += __builtin_popcount(ntohl(mask[i]));
+  return bits;
+}
+
+std::string prefix_text(const __be32* net, const __be32* mask, std::uint16_t l3_proto) {
+  bool v6 = l3_proto == kEthPIpv6;
+  char buffer[INET6_ADDRSTRLEN] = {};
+  inet_ntop(v6 ? AF_INET6 : AF_INET, net, buffer, sizeof(buffer));
+  int bits = prefix_length(mask, v6 ? 4 : 1);
+  return std::string(buffer) + (bits == (v6 ? 128 : 32) ? "" : "/" + std::to_string(bits));
+}
+
+// A rule of the pinned log_rules map as the fields of a [[plugins.log.match]].
+sluice::output::Json rule_json(const log_rule& rule) {
+  auto out = sluice::output::Json::object();
+  if (rule.fields & LOG_F_IFINDEX) {
+    char name[IF_NAMESIZE] = {};
+    out["interface"] = rule.ifindex && if_indextoname(rule.ifindex, name)
+                           ? std::string(name)
+                           : "ifindex " + std::to_string(rule.ifindex);
+  }
+  if (rule.fields & LOG_F_IP_PROTO) out["protocol"] = protocol_name(rule.ip_proto);
+  if (rule.fields & LOG_F_SRC) out["source"] = prefix_text(rule.src, rule.src_mask, rule.l3_proto);
+  if (rule.fields & LOG_F_DST)
+    out["destination"] = prefix_text(rule.dst, rule.dst_mask, rule.l3_proto);
+  if (rule.fields & LOG_F_SPORT) out["source_port"] = static_cast<unsigned>(ntohs(rule.sport));
+  if (rule.fields & LOG_F_DPORT)
+    out["destination_port"] = static_cast<unsigned>(ntohs(rule.dport));
+  return out;
+}
+
+std::string rule_text(const log_rule& rule) {
+  std::string text;
+  auto add = [&](const std::string& part) { text += (text.empty() ? "" : " ") + part; };
+  if (rule.fields & LOG_F_IFINDEX) {
+    char name[IF_NAMESIZE] = {};
+    add("interface=" + (rule.ifindex && if_indextoname(rule.ifindex, name)
+                            ? std::string(name)
+                            : "ifindex:" + std::to_string(rule.ifindex)));
+  }
+  if (rule.fields & LOG_F_IP_PROTO) add("protocol=" + protocol_name(rule.ip_proto));
+  if (rule.fields & LOG_F_SRC) add("source=" + prefix_text(rule.src, rule.src_mask, rule.l3_proto));
+  if (rule.fields & LOG_F_DST)
+    add("destination=" + prefix_text(rule.dst, rule.dst_mask, rule.l3_proto));
+  if (rule.fields & LOG_F_SPORT) add("source_port=" + std::to_string(ntohs(rule.sport)));
+  if (rule.fields & LOG_F_DPORT) add("destination_port=" + std::to_string(ntohs(rule.dport)));
+  return text;
+}
+
+// `sluicectl log stats`
+int run_log_stats(const sluice::CliContext& context, log_mode configured_mode) {
+  using sluice::output::Json;
+  using sluice::output::Table;
+  std::ostream& out = *context.out;
+  if (!context.args.empty()) {
+    *context.err << "sluicectl: log stats takes no arguments (got '" << context.args.front()
+                 << "')\nTry 'sluicectl log stats --help'.\n";
+    return sluice::kCliUsage;
+  }
+  MapFd stats_fd = open_pinned_map(context.map_pin_dir, LOG_MAP_STATS, sizeof(log_stats));
+  LogTotals totals = read_log_totals(stats_fd.get());
+
+  // The rules the running stage matches against, when they can be read.
+  std::vector<log_rule> rules;
+  std::string rules_note;
+  try {
+    MapFd rules_fd = open_pinned_map(context.map_pin_dir, LOG_MAP_RULES, sizeof(log_rule));
+    for (std::uint32_t slot = 0; slot < LOG_MAX_RULES; ++slot) {
+      log_rule rule{};
+      if (bpf_map_lookup_elem(rules_fd.get(), &slot, &rule) != 0)
+        throw std::runtime_error(std::string("cannot read " LOG_MAP_RULES ": ") +
+                                 std::strerror(errno));
+      if (rule.fields & LOG_F_USED) rules.push_back(rule);
+    }
+  } catch (const std::exception& error) {
+    rules_note = error.what();
+  }
+
+  if (context.json()) {
+    Json doc = Json::object();
+    doc["events"] = totals.events;
+    doc["lost"] = totals.lost;
+    doc["filter"] = mode_name(configured_mode);
+    if (rules_note.empty()) {
+      Json list = Json::array();
+      for (const auto& rule : rules) list.push_back(rule_json(rule));
+      doc["rules"] = std::move(list);
+    } else {
+      doc["rules"] = nullptr;
+      doc["rules_note"] = rules_note;
+    }
+    out << doc.dump() << "\n";
+    return sluice::kCliOk;
+  }
+  Table table({{"WHAT"}, {"VALUE"}});
+  table.add_row({"events written", std::to_string(totals.events)});
+  table.add_row({"events lost", std::to_string(totals.lost) +
+                                    (totals.lost ? " (sl_events was full: read it faster)" : "")});
+  table.add_row({"filter", std::string(mode_name(configured_mode)) + " (configured)"});
+  if (!rules_note.empty())
+    table.add_row({"rules", "unreadable: " + rules_note});
+  else if (rules.empty())
+    table.add_row({"rules", "none"});
+  else
+    for (std::size_t i = 0; i < rules.size(); ++i)
+      table.add_row({"rule " + std::to_string(i), rule_text(rules[i])});
+  table.print(out);
+  return sluice::kCliOk;
+}
+
 class LogPlugin final : public sluice::Plugin {
  public:
   std::string description() const override {
@@ -310,6 +498,37 @@ class LogPlugin final : public sluice::Plugin {
   int stage_fd(std::string_view stage) const override {
     if (stage != "log" || !skel_) return -1;
     return bpf_program__fd(skel_->progs.log_packet);
+  }
+
+  std::vector<sluice::CliCommand> cli_commands() const override {
+    sluice::CliCommand stats;
+    stats.path = {"log", "stats"};
+    stats.summary = "packet events written and lost by the log plugin";
+    stats.description =
+        "Prints how many packet events the log stage wrote to the sl_events ring buffer\n"
+        "(what `sluicectl monitor` streams) and how many it lost because the buffer was\n"
+        "full, summed over all CPUs from the pinned log_stats map, together with the\n"
+        "configured filter and the match rules the running stage uses (log_rules).\n"
+        "\n"
+        "JSON: {events, lost, filter, rules: [{interface, protocol, source,\n"
+        "destination, source_port, destination_port}]} (a rule lists only its fields).\n"
+        "\n"
+        "Examples:\n"
+        "  sluicectl log stats\n"
+        "  sluicectl log stats -o json";
+    log_mode mode = mode_;
+    stats.run = [mode](const sluice::CliContext& context) { return run_log_stats(context, mode); };
+    return {stats};
+  }
+
+  void write_metrics(sluice::MetricsWriter& out) const override {
+    if (!skel_) return;
+    LogTotals totals = read_log_totals(bpf_map__fd(skel_->maps.log_stats));
+    out.counter("sluice_log_events_total", "Packet events the log stage wrote to sl_events", {},
+                static_cast<double>(totals.events));
+    out.counter("sluice_log_events_lost_total",
+                "Packet events the log stage lost because sl_events was full", {},
+                static_cast<double>(totals.lost));
   }
 
  private:
