@@ -157,10 +157,14 @@ TEST_F(Chains, OrderComesFromComputeChains) {
       {"p", StageSpec{"z", "t_judge_order", kAllRoles, kBothHooks, 900}},
   };
   auto chains = compute_chains(declared);
-  bed->dataplane().stage_chains(chains, [&](const DeclaredStage& s) {
-    bpf_program* prog = bpf_object__find_program_by_name(stages->obj, s.spec.program.c_str());
-    return prog ? bpf_program__fd(prog) : -1;
-  });
+  for (const Chain& chain : chains) {
+    std::vector<int> fds;
+    for (const DeclaredStage& s : chain.stages) {
+      bpf_program* prog = bpf_object__find_program_by_name(stages->obj, s.spec.program.c_str());
+      fds.push_back(prog ? bpf_program__fd(prog) : -1);
+    }
+    bed->set_chain(chain.role, chain.hook, fds);
+  }
   bed->load_entry(SL_ROLE_WORKLOAD, kDropRules);
   sl_pkt_ctx c = run_expect(TC_ACT_SHOT, SL_R_PLUGIN_2);
   EXPECT_EQ(c.scratch[0], 214u);

@@ -76,7 +76,7 @@ TEST_F(EntryParser, Ipv4Tcp) {
   EXPECT_EQ(c.role, SL_ROLE_WORKLOAD);
   EXPECT_EQ(c.hook, SL_HOOK_INGRESS);
   EXPECT_EQ(c.counter_base, sl_counter_base(0, SL_HOOK_INGRESS));
-  EXPECT_EQ(c.jump_base, sl_jump_base(bed->dataplane().bank(), SL_ROLE_WORKLOAD, SL_HOOK_INGRESS));
+  EXPECT_EQ(c.jump_base, sl_jump_base(bed->bank(), SL_ROLE_WORKLOAD, SL_HOOK_INGRESS));
   EXPECT_EQ(c.stage_pos, 0) << "the chain end is the first (only) program";
   EXPECT_EQ(c.missed_rule, SL_FAULT_DROP);
   EXPECT_EQ(c.log_level, SL_LOG_OFF);
@@ -263,7 +263,7 @@ TEST_F(EntryParser, EgressCountsUnderEgress) {
   sl_pkt_ctx c = expect_accepted(pkt, SL_HOOK_EGRESS);
   EXPECT_EQ(c.hook, SL_HOOK_EGRESS);
   EXPECT_EQ(c.counter_base, sl_counter_base(0, SL_HOOK_EGRESS));
-  EXPECT_EQ(c.jump_base, sl_jump_base(bed->dataplane().bank(), SL_ROLE_WORKLOAD, SL_HOOK_EGRESS));
+  EXPECT_EQ(c.jump_base, sl_jump_base(bed->bank(), SL_ROLE_WORKLOAD, SL_HOOK_EGRESS));
 }
 
 TEST_F(EntryParser, CountsUnderItsSlotAndRole) {
@@ -303,7 +303,7 @@ TEST_F(EntryParser, ManyPacketsCountEach) {
 // ---- L3 devices (no Ethernet header) ----------------------------------------
 // BPF_PROG_TEST_RUN derives skb->protocol from bytes 12..13 (eth_type_trans),
 // which an L3 entry trusts; the addresses below make those bytes the right
-// ethertype (see testbed.hpp).
+// ethertype (see sluice/testing/stage_test.hpp).
 
 TEST_F(EntryParser, L3DeviceIpv4) {
   bed->load_entry(SL_ROLE_L3, kDropRules, /*has_ethernet=*/false);
@@ -357,7 +357,7 @@ TEST_F(EntryParser, L3DeviceWrongVersionForProtocol) {
 // kernel refuses them and checked when it accepts them.
 #define RUN_OR_SKIP_IF_REFUSED(bed, pkt, hook, result, may_refuse)                                \
   do {                                                                                  \
-    int err_ = Testbed::try_run((bed).entry().fd(hook), (pkt).bytes, (result));        \
+    int err_ = Testbed::try_run((bed).entry_fd(hook), (pkt).bytes, (result));        \
     if (err_ == EINVAL && (may_refuse))                                                 \
       GTEST_SKIP() << "this kernel's BPF_PROG_TEST_RUN refuses the " << (pkt).size()    \
                    << "-byte frame (EINVAL) before the program runs: path unreachable " \

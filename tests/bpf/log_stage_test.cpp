@@ -29,8 +29,8 @@ class LogStage : public ::testing::TestWithParam<const char*> {
       GTEST_SKIP() << "log plugin not built (" << default_plugin_dir() << "/log.so)";
     bed.emplace();
     config = std::make_unique<NodeConfig>(parse_config(
-        "[node]\nname = \"t\"\n[bpf]\nroot = \"" + bed->config().bpf_root +
-            "\"\ninstance = \"" + bed->config().instance +
+        "[node]\nname = \"t\"\n[bpf]\nroot = \"" + bed->bpf_root() +
+            "\"\ninstance = \"" + bed->instance() +
             "\"\n[plugins]\nenabled = [\"log\"]\n[plugins.log]\n" + GetParam() + "\n",
         "<test>"));
     host = std::make_unique<NodeHost>(*config);
@@ -51,7 +51,7 @@ class LogStage : public ::testing::TestWithParam<const char*> {
   std::vector<sl_packet_event> drain_events() {
     std::vector<sl_packet_event> events;
     ring_buffer* rb = ring_buffer__new(
-        bed->dataplane().map_fd(SL_MAP_EVENTS),
+        bed->map_fd(SL_MAP_EVENTS),
         [](void* out, void* data, size_t size) {
           sl_packet_event ev{};
           std::memcpy(&ev, data, std::min(size, sizeof(ev)));

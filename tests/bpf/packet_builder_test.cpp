@@ -1,7 +1,7 @@
 // The packet builder itself (no kernel): layout, lengths and checksums.
 #include <gtest/gtest.h>
 
-#include "sluice/testing/packet_builder.hpp"
+#include <sluice/testing/packet.hpp>
 
 using namespace sluice::testing;
 

@@ -14,7 +14,7 @@ using namespace sluice::testing;
 TEST(PluginLoad, VerifierRejectionIsReportedWithTheVerifierLog) {
   Testbed bed;
   NodeConfig config = parse_config(
-      "[bpf]\nroot = \"" + bed.config().bpf_root + "\"\ninstance = \"" + bed.config().instance +
+      "[bpf]\nroot = \"" + bed.bpf_root() + "\"\ninstance = \"" + bed.instance() +
           "\"\n[plugins]\ndir = \"" SLUICE_FIXTURE_PLUGIN_DIR
           "\"\nenabled = [\"verifier_reject\", \"good_plugin\"]\n",
       "<test>");

@@ -37,7 +37,9 @@
 #include "sluice/core/node_host.hpp"
 #include "sluice/core/bpf_loader.hpp"
 #include "sluice/core/plugin_host.hpp"
-#include "sluice/testing/testbed.hpp"
+#include "sluice/core/dataplane.hpp"
+#include "sluice/core/error.hpp"
+#include <sluice/testing/stage_test.hpp>
 
 using namespace sluice;
 using namespace sluice::testing;
@@ -165,7 +167,9 @@ int main(int argc, char** argv) {
 
   try {
     Testbed bed;  // private pin instance, removed on exit; pins us to one CPU
-    const NodeConfig& config = bed.config();
+    // The bed's pin instance as a core config, for the entry programs the
+    // bench loads side by side (the SDK harness loads one at a time).
+    const NodeConfig config = parse_config(bed.bpf_config(), "<bench>");
 
     // 64-byte IPv4/UDP frame (no FCS): 14 + 20 + 8 + 22.
     Packet pkt = PacketBuilder().ipv4("10.0.0.1", "10.0.0.2").udp(40000, 53).payload(22).build();
@@ -216,7 +220,7 @@ int main(int argc, char** argv) {
     RoleRules rules{SL_FAULT_DROP, SL_FAULT_DROP};
     auto entry_for = [&](sl_role role) {
       return std::make_unique<EntryProgram>(
-          config, EntrySettings{"bench0", role, 0, bed.dataplane().bank(), true, rules});
+          config, EntrySettings{"bench0", role, 0, bed.bank(), true, rules});
     };
     auto entry_empty = entry_for(SL_ROLE_WORKLOAD);
     std::unique_ptr<EntryProgram> entry_log_off, entry_log_all;
@@ -230,7 +234,7 @@ int main(int argc, char** argv) {
     ring_buffer* ring = nullptr;
     if (log_skip.empty()) {
       ring = ring_buffer__new(
-          bed.dataplane().map_fd(SL_MAP_EVENTS),
+          bed.map_fd(SL_MAP_EVENTS),
           [](void* c, void*, size_t) {
             ++*static_cast<std::uint64_t*>(c);
             return 0;

@@ -7,7 +7,8 @@
 //   auto pkt = PacketBuilder().ipv4("10.0.0.1", "10.0.0.2").udp(1234, 53)
 //                  .payload(18).build();
 //
-// Header-only, no kernel needed; namespace sluice::testing.
+// Header-only, no kernel needed; namespace sluice::testing. Part of the
+// installed SDK: #include <sluice/testing/packet.hpp>.
 #pragma once
 
 #include <arpa/inet.h>
