@@ -26,21 +26,23 @@ except urllib.error.HTTPError as e:
 ' "${1:-/metrics}"
 }
 
-# metric <scrape file> <name> [label=value ...] -> summed value of matching samples
-metric() {
+# metrics <scrape file> <query>... -> one line per query: the summed value of
+# the samples matching "name [label=value ...]", or "absent"
+metrics() {
   python3 - "$@" <<'PY'
 import re, sys
-path, name, *want = sys.argv[1:]
-want = dict(w.split("=", 1) for w in want)
-total, found = 0.0, False
+path, *queries = sys.argv[1:]
+samples = []
 for line in open(path):
     m = re.match(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$', line.strip())
-    if not m or m.group(1) != name:
-        continue
-    labels = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(2) or ""))
-    if all(labels.get(k) == v for k, v in want.items()):
-        total += float(m.group(3)); found = True
-print(int(total) if found else "absent")
+    if m:
+        labels = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(2) or ""))
+        samples.append((m.group(1), labels, float(m.group(3))))
+for query in queries:
+    name, *want = query.split()
+    want = dict(w.split("=", 1) for w in want)
+    hits = [v for n, l, v in samples if n == name and all(l.get(k) == x for k, x in want.items())]
+    print(int(sum(hits)) if hits else "absent")
 PY
 }
 
@@ -52,20 +54,26 @@ send_udp "$NS_W1" 10.65.2.2 7000 $N 500
 wait $recv_pid || { cat "$WORK/recv.out"; fail "datagrams lost"; }
 
 scrape /metrics >"$WORK/metrics.txt" || fail "scrape failed"
-assert_eq $N "$(metric "$WORK/metrics.txt" sluice_packets_total interface=cali1 hook=ingress reason=accepted verdict=accept)" \
-  "sluice_packets_total{cali1, ingress, accepted}"
-assert_eq "$(counter cali1 ingress accepted)" "$(metric "$WORK/metrics.txt" sluice_packets_total interface=cali1 hook=ingress reason=accepted)" \
-  "metrics agree with sluicectl counters dump"
-[[ $(metric "$WORK/metrics.txt" sluice_bytes_total interface=cali1 hook=ingress reason=accepted) -gt $((N * 28)) ]] \
-  || fail "sluice_bytes_total for cali1 ingress is too small"
-assert_eq 1 "$(metric "$WORK/metrics.txt" sluice_plugin_up plugin=log)" "sluice_plugin_up{plugin=\"log\"}"
-assert_eq 3 "$(metric "$WORK/metrics.txt" sluice_interfaces_managed)" "sluice_interfaces_managed"
-[[ $(metric "$WORK/metrics.txt" sluice_chain_generation) =~ ^[1-9][0-9]*$ ]] || fail "no sluice_chain_generation"
-assert_eq 1 "$(metric "$WORK/metrics.txt" sluice_build_info)" "sluice_build_info"
-events=$(metric "$WORK/metrics.txt" sluice_log_events_total)
+mapfile -t got < <(metrics "$WORK/metrics.txt" \
+  "sluice_packets_total interface=cali1 hook=ingress reason=accepted verdict=accept" \
+  "sluice_bytes_total interface=cali1 hook=ingress reason=accepted verdict=accept" \
+  "sluice_plugin_up plugin=log" \
+  "sluice_interfaces_managed" \
+  "sluice_chain_generation" \
+  "sluice_build_info" \
+  "sluice_log_events_total" \
+  "sluice_log_events_lost_total")
+assert_eq $N "${got[0]}" "sluice_packets_total{cali1, ingress, accepted}"
+assert_eq "$(counter cali1 ingress accepted)" "${got[0]}" "metrics agree with sluicectl counters dump"
+[[ ${got[1]} =~ ^[0-9]+$ ]] && ((got[1] >= N * 28)) || fail "sluice_bytes_total for cali1 ingress is '${got[1]}'"
+assert_eq 1 "${got[2]}" "sluice_plugin_up{plugin=\"log\"}"
+assert_eq 3 "${got[3]}" "sluice_interfaces_managed"
+[[ ${got[4]} =~ ^[1-9][0-9]*$ ]] || fail "sluice_chain_generation is '${got[4]}'"
+assert_eq 1 "${got[5]}" "sluice_build_info"
+events=${got[6]}
 [[ $events =~ ^[0-9]+$ ]] && ((events >= 2 * N)) || fail "sluice_log_events_total is '$events', expected >= $((2 * N))"
 echo "ok: sluice_log_events_total = $events"
-assert_eq 0 "$(metric "$WORK/metrics.txt" sluice_log_events_lost_total)" "sluice_log_events_lost_total"
+assert_eq 0 "${got[7]}" "sluice_log_events_lost_total"
 for name in sluice_packets_total sluice_plugin_up sluice_log_events_total; do
   assert_eq 1 "$(grep -c "^# TYPE $name " "$WORK/metrics.txt")" "TYPE lines for $name"
 done
