@@ -1,0 +1,308 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* The connection tracking table, shared by the conntrack plugin (its owner:
+ * it creates the map, tracks every flow and expires entries) and the plugins
+ * that read or extend it (policy: the per-direction "approved" bit; nat:
+ * NAT_FWD / NAT_REV pairs).
+ *
+ * The map is pinned by name, <pin dir>/maps/sl_conntrack, so every object
+ * that includes this header and opens with pin_root_path = the map pin dir
+ * shares it. It is a BPF_MAP_TYPE_HASH, not an LRU hash: an LRU would evict
+ * established flows silently when it fills up; here a full table is a
+ * defined, counted event (the conntrack plugin's `table_full` rule) and only
+ * the cleaner removes entries.
+ *
+ * Its size is set by the conntrack plugin before load ([plugins.conntrack]
+ * table_size, default SL_CT_DEFAULT_ENTRIES). libbpf reuses a pinned map only
+ * when max_entries matches, so another plugin that includes this header must
+ * load after conntrack (requires_plugins() = {"conntrack"}) and, before its
+ * own load, set bpf_map__set_max_entries() to the pinned map's max_entries
+ * (bpf_obj_get + bpf_obj_get_info_by_fd).
+ *
+ * Layout rules: append only; a change of key or value size or meaning
+ * renames the map (sl_conntrack -> sl_conntrack2), see sdk/ABI.md.
+ *
+ * ---- The key ----------------------------------------------------------------
+ * Normalised as in Calico: (addr_a, port_a) is the lower of the two endpoints
+ * (addresses compared as bytes, then ports), so both directions of a flow hit
+ * the same entry. IPv4 addresses are in word 0, the other words zero; family
+ * tells the two apart. ICMP echo uses the identifier as both ports; other
+ * protocols without ports use 0.
+ *
+ * ---- The value -----------------------------------------------------------------
+ * type NORMAL:   a flow without NAT; holds the state.
+ * type NAT_FWD:  a stub keyed on the pre-DNAT tuple (client -> service);
+ *                rev_key names the NAT_REV entry that holds the state.
+ * type NAT_REV:  keyed on the post-DNAT tuple (client -> backend); holds the
+ *                state like NORMAL plus the original (pre-NAT) addresses.
+ * legs[0] is A->B (packets whose source is addr_a/port_a), legs[1] B->A.
+ * SL_CT_F_BA says which side opened the flow (set: B).
+ *
+ * ---- The result in the packet context -----------------------------------------
+ * The conntrack stage (order 100) writes its result into ctx->scratch[0] for
+ * the stages after it (policy 200, nat 300, ...):
+ *
+ *   bits  0..7   enum sl_ct_verdict (SL_CT_NONE = 0: conntrack did not run)
+ *   bits  8..15  enum sl_ct_state of the entry after this packet
+ *   bit   16     SL_CT_RES_LEG_BA: the packet travels B->A (its leg is legs[1])
+ *   bit   17     SL_CT_RES_APPROVED: the packet's leg is approved (policy)
+ *   bit   18     SL_CT_RES_PEER_APPROVED: the other leg is approved
+ *   bit   19     SL_CT_RES_VIA_NAT_FWD: found through a NAT_FWD stub
+ *   bits 24..31  enum sl_ct_type of the entry holding the state
+ *   bits 32..63  the entry's flags (SL_CT_F_*)
+ *
+ * Read it with sl_ct_result_verdict(ctx->scratch[0]) etc.
+ */
+#ifndef SLUICE_BPF_CONNTRACK_H
+#define SLUICE_BPF_CONNTRACK_H
+
+#include <linux/types.h>
+
+#include "layout.h"
+
+#define SL_MAP_CONNTRACK "sl_conntrack"
+#define SL_CT_DEFAULT_ENTRIES 262144u
+#define SL_CT_SCRATCH 0 /* ctx->scratch[] word holding the result */
+
+enum sl_ct_type {
+	SL_CT_TYPE_NORMAL = 0,
+	SL_CT_TYPE_NAT_FWD = 1,
+	SL_CT_TYPE_NAT_REV = 2,
+};
+
+/* What the conntrack stage found for a packet. */
+enum sl_ct_verdict {
+	SL_CT_NONE = 0,        /* conntrack did not run (not in the chain) */
+	SL_CT_NEW = 1,         /* no entry: this packet created one (or recycled a closed one) */
+	SL_CT_ESTABLISHED = 2, /* known flow, the opener's direction */
+	SL_CT_REPLY = 3,       /* known flow, the reply direction */
+	SL_CT_RELATED = 4,     /* ICMP error about a tracked flow (no entry of its own) */
+	SL_CT_INVALID = 5,     /* cannot start a flow and matches none: TCP without SYN
+				* (mid-stream pickup off), ICMP echo reply or error
+				* about an unknown flow */
+	SL_CT_UNTRACKED = 6,   /* not tracked: non-first fragment, ICMP type not
+				* tracked, table full with table_full = "pass-untracked" */
+};
+
+/* State of an entry, derived from its legs by sl_ct_state_of(). */
+enum sl_ct_state {
+	SL_CT_ST_ACTIVE = 0,      /* not TCP: no handshake */
+	SL_CT_ST_SYN_SENT = 1,    /* opener sent SYN */
+	SL_CT_ST_SYN_RECV = 2,    /* responder answered SYN-ACK */
+	SL_CT_ST_ESTABLISHED = 3, /* both sides SYN and ACK */
+	SL_CT_ST_FIN_WAIT = 4,    /* one side sent FIN (half closed: may still carry data) */
+	SL_CT_ST_CLOSED = 5,      /* both sides sent FIN */
+	SL_CT_ST_RESET = 6,       /* a RST was seen */
+	SL_CT_ST_COUNT = 7,
+};
+
+/* Entry flags (value.flags); numbers and dump names follow Calico's. */
+#define SL_CT_F_NAT_OUT (1u << 0)   /* "nat-out": SNAT to the node for outgoing traffic */
+#define SL_CT_F_DSR (1u << 1)       /* "fwd-dsr": forwarded in DSR mode */
+#define SL_CT_F_NP_FWD (1u << 2)    /* "np-fwd": node port forwarded to a remote backend (tun_ip) */
+#define SL_CT_F_EXT_LOCAL (1u << 6) /* "ext-local": external client, local backend */
+#define SL_CT_F_BA (1u << 8)        /* "B-A": side B opened the flow */
+#define SL_CT_F_MIDSTREAM (1u << 16) /* "midstream": TCP picked up without its SYN */
+
+/* Leg flags (legs[i].flags). */
+#define SL_CT_LEG_SYN (1u << 0)
+#define SL_CT_LEG_ACK (1u << 1)
+#define SL_CT_LEG_FIN (1u << 2)
+#define SL_CT_LEG_RST (1u << 3)
+#define SL_CT_LEG_APPROVED (1u << 4) /* policy allowed this direction */
+
+/* Result bits in ctx->scratch[SL_CT_SCRATCH] (see the top of this file). */
+#define SL_CT_RES_LEG_BA (1u << 16)
+#define SL_CT_RES_APPROVED (1u << 17)
+#define SL_CT_RES_PEER_APPROVED (1u << 18)
+#define SL_CT_RES_VIA_NAT_FWD (1u << 19)
+
+struct sl_ct_key {
+	__u8 proto;  /* IPPROTO_* */
+	__u8 family; /* 4 or 6 */
+	__u16 pad;   /* zero */
+	__be16 port_a;
+	__be16 port_b;
+	__be32 addr_a[4];
+	__be32 addr_b[4];
+}; /* 40 bytes */
+
+struct sl_ct_leg {
+	__u64 packets;
+	__u64 bytes;
+	__u32 ifindex; /* interface this direction was last seen on */
+	__u32 flags;   /* SL_CT_LEG_* */
+}; /* 24 bytes */
+
+struct sl_ct_value {
+	__u64 created_ns;   /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
+	__u64 last_seen_ns; /* CLOCK_MONOTONIC; NAT_FWD: unused (its NAT_REV's counts) */
+	__u8 type;          /* enum sl_ct_type */
+	__u8 reserved0[3];
+	__u32 flags;        /* SL_CT_F_* */
+	union {
+		struct { /* NORMAL and NAT_REV */
+			struct sl_ct_leg legs[2];  /* [0] A->B, [1] B->A */
+			__be32 tun_ip[4];          /* np-fwd: the remote node (IPv4 in [0]) */
+			__be32 orig_dst[4];        /* NAT_REV: pre-DNAT destination */
+			__be32 orig_src[4];        /* NAT_REV: pre-SNAT source */
+			__be16 orig_dport;
+			__be16 orig_sport;
+			__u32 reserved1;
+		};
+		struct { /* NAT_FWD */
+			struct sl_ct_key rev_key; /* the NAT_REV entry */
+			__be16 nat_sport;         /* source port after SNAT, if changed */
+			__u16 reserved2[3];
+		};
+	};
+}; /* 128 bytes */
+
+/* ---- result word ------------------------------------------------------------ */
+
+static inline __u64 sl_ct_result_make(__u32 verdict, __u32 state, __u32 bits, __u32 type,
+				      __u32 flags)
+{
+	return (__u64)(verdict & 0xff) | ((__u64)(state & 0xff) << 8) | (__u64)(bits & 0xff0000u) |
+	       ((__u64)(type & 0xff) << 24) | ((__u64)flags << 32);
+}
+static inline __u32 sl_ct_result_verdict(__u64 r) { return (__u32)(r & 0xff); }
+static inline __u32 sl_ct_result_state(__u64 r) { return (__u32)((r >> 8) & 0xff); }
+static inline __u32 sl_ct_result_type(__u64 r) { return (__u32)((r >> 24) & 0xff); }
+static inline __u32 sl_ct_result_flags(__u64 r) { return (__u32)(r >> 32); }
+static inline int sl_ct_result_has(__u64 r, __u32 bit) { return (r & bit) != 0; }
+
+/* ---- state ------------------------------------------------------------------- */
+
+/* The TCP state of a NORMAL/NAT_REV entry (SL_CT_ST_ACTIVE for other
+ * protocols). Shared by the stage, the cleaner and sluicectl. */
+static inline __u32 sl_ct_state_of(__u8 proto, const struct sl_ct_value *v)
+{
+	__u32 a = v->legs[0].flags, b = v->legs[1].flags;
+	const __u32 syn_ack = SL_CT_LEG_SYN | SL_CT_LEG_ACK;
+
+	if (proto != 6 /* IPPROTO_TCP */)
+		return SL_CT_ST_ACTIVE;
+	if ((a | b) & SL_CT_LEG_RST)
+		return SL_CT_ST_RESET;
+	if ((a & SL_CT_LEG_FIN) && (b & SL_CT_LEG_FIN))
+		return SL_CT_ST_CLOSED;
+	if ((a | b) & SL_CT_LEG_FIN)
+		return SL_CT_ST_FIN_WAIT;
+	if ((a & syn_ack) == syn_ack && (b & syn_ack) == syn_ack)
+		return SL_CT_ST_ESTABLISHED;
+	/* The responder's leg has SYN+ACK once it answered. */
+	if (((v->flags & SL_CT_F_BA) ? a : b) & SL_CT_LEG_SYN)
+		return SL_CT_ST_SYN_RECV;
+	return SL_CT_ST_SYN_SENT;
+}
+
+/* Which timeout applies to an entry (index into the conntrack plugin's
+ * timeout table, [plugins.conntrack] timeouts). */
+enum sl_ct_timeout {
+	SL_CT_TO_TCP_SYN = 0,         /* SYN_SENT, SYN_RECV */
+	SL_CT_TO_TCP_ESTABLISHED = 1, /* ESTABLISHED, FIN_WAIT */
+	SL_CT_TO_TCP_FIN = 2,         /* CLOSED */
+	SL_CT_TO_TCP_RST = 3,         /* RESET */
+	SL_CT_TO_UDP = 4,
+	SL_CT_TO_ICMP = 5,            /* ICMP and ICMPv6 */
+	SL_CT_TO_OTHER = 6,
+	SL_CT_TO_COUNT = 7,
+};
+
+static inline __u32 sl_ct_timeout_of(__u8 proto, __u32 state)
+{
+	switch (proto) {
+	case 6: /* TCP */
+		switch (state) {
+		case SL_CT_ST_RESET: return SL_CT_TO_TCP_RST;
+		case SL_CT_ST_CLOSED: return SL_CT_TO_TCP_FIN;
+		case SL_CT_ST_ESTABLISHED:
+		case SL_CT_ST_FIN_WAIT: return SL_CT_TO_TCP_ESTABLISHED;
+		default: return SL_CT_TO_TCP_SYN;
+		}
+	case 17: return SL_CT_TO_UDP;
+	case 1:
+	case 58: return SL_CT_TO_ICMP;
+	default: return SL_CT_TO_OTHER;
+	}
+}
+
+/* ---- key ----------------------------------------------------------------------- */
+
+/* Fills a normalised key from one packet's tuple; returns 1 when the
+ * packet's source is endpoint B (the packet travels B->A), else 0. */
+static inline int sl_ct_key_fill(struct sl_ct_key *key, __u8 family, __u8 proto,
+				 const __be32 *saddr, const __be32 *daddr, __be16 sport,
+				 __be16 dport)
+{
+	int src_is_b = 0;
+	int decided = 0;
+	int i;
+
+	key->proto = proto;
+	key->family = family;
+	key->pad = 0;
+	/* Compare as bytes (network order), word by word. */
+	for (i = 0; i < 4; i++) {
+		__u32 s = __builtin_bswap32(saddr[i]), d = __builtin_bswap32(daddr[i]);
+
+		if (!decided && s != d) {
+			src_is_b = s > d;
+			decided = 1;
+		}
+	}
+	if (!decided)
+		src_is_b = __builtin_bswap16(sport) > __builtin_bswap16(dport);
+	for (i = 0; i < 4; i++) {
+		key->addr_a[i] = src_is_b ? daddr[i] : saddr[i];
+		key->addr_b[i] = src_is_b ? saddr[i] : daddr[i];
+	}
+	key->port_a = src_is_b ? dport : sport;
+	key->port_b = src_is_b ? sport : dport;
+	return src_is_b;
+}
+
+#ifdef __bpf__
+/* ---- BPF side: the map and lookups ------------------------------------------------ */
+#include <bpf/bpf_helpers.h>
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SL_CT_DEFAULT_ENTRIES);
+	__type(key, struct sl_ct_key);
+	__type(value, struct sl_ct_value);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sl_conntrack SEC(".maps");
+
+/* The key of the packet in ctx (ICMP echo: the identifier as both ports).
+ * Returns 1 when the packet travels B->A. */
+static __always_inline int sl_ct_key_from_ctx(struct sl_ct_key *key, const struct sl_pkt_ctx *ctx)
+{
+	__be16 sport = ctx->sport, dport = ctx->dport;
+
+	if (ctx->ip_proto == 1 /* ICMP */ || ctx->ip_proto == 58 /* ICMPv6 */)
+		dport = sport;
+	else if (ctx->ip_proto != 6 && ctx->ip_proto != 17 && ctx->ip_proto != 132)
+		sport = dport = 0;
+	if (ctx->flags & SL_PKT_F_LATER_FRAGMENT)
+		sport = dport = 0;
+	return sl_ct_key_fill(key, ctx->l3_proto == 0x86DD ? 6 : 4, ctx->ip_proto, ctx->saddr,
+			      ctx->daddr, sport, dport);
+}
+
+/* The entry holding the state of `key`: follows a NAT_FWD stub to its
+ * NAT_REV entry. *via_fwd is set when it did. NULL when none. */
+static __always_inline struct sl_ct_value *sl_ct_lookup(const struct sl_ct_key *key, int *via_fwd)
+{
+	struct sl_ct_value *v = bpf_map_lookup_elem(&sl_conntrack, key);
+
+	*via_fwd = 0;
+	if (v && v->type == SL_CT_TYPE_NAT_FWD) {
+		*via_fwd = 1;
+		v = bpf_map_lookup_elem(&sl_conntrack, &v->rev_key);
+	}
+	return v;
+}
+#endif /* __bpf__ */
+
+#endif /* SLUICE_BPF_CONNTRACK_H */
