@@ -1,0 +1,364 @@
+// The conntrack plugin on the real kernel: packets run through the entry
+// program and the conntrack stage (BPF_PROG_TEST_RUN), then the pinned
+// sl_conntrack table, the result word in the packet context, the CLI
+// commands and the cleaner are checked.
+#include <arpa/inet.h>
+#include <unistd.h>
+
+#include <bpf/bpf.h>
+#include <gtest/gtest.h>
+
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <sluice/bpf/conntrack.h>
+#include <sluice/testing/gtest.hpp>
+#include <sluice/testing/stage_test.hpp>
+
+#include "conntrack_layout.h"
+
+namespace {
+
+using namespace sluice::testing;
+
+constexpr const char* kA = "10.0.0.9";
+constexpr const char* kB = "10.96.0.50";
+
+std::string config(const std::string& body) { return "[plugins.conntrack]\n" + body; }
+
+struct Bed {
+  Testbed bed;
+  decltype(bed.load_plugin("", "")) plugin;
+  int table = -1;
+
+  explicit Bed(const std::string& body = "")
+      : plugin(bed.load_plugin(CONNTRACK_PLUGIN, config(body))) {
+    bed.set_chain(SL_ROLE_WORKLOAD, SL_HOOK_INGRESS, {plugin.stage_fd("conntrack")});
+    bed.load_entry(SL_ROLE_WORKLOAD);
+    table = bpf_obj_get((bed.map_pin_dir() + "/" SL_MAP_CONNTRACK).c_str());
+    if (table < 0) throw std::runtime_error("sl_conntrack is not pinned");
+  }
+  ~Bed() {
+    if (table >= 0) close(table);
+  }
+
+  // Runs a packet; returns the conntrack result word.
+  std::uint64_t run(const Packet& pkt, int want_verdict = TC_ACT_OK) {
+    RunResult r = bed.run(pkt);
+    EXPECT_EQ(r.verdict, want_verdict) << verdict_name(r.verdict) << " / "
+                                       << reason_name(r.reason);
+    return bed.context().scratch[SL_CT_SCRATCH];
+  }
+
+  std::vector<std::pair<sl_ct_key, sl_ct_value>> entries() const {
+    std::vector<std::pair<sl_ct_key, sl_ct_value>> out;
+    sl_ct_key key{}, next{};
+    const sl_ct_key* prev = nullptr;
+    while (bpf_map_get_next_key(table, prev, &next) == 0) {
+      sl_ct_value value{};
+      if (bpf_map_lookup_elem(table, &next, &value) == 0) out.emplace_back(next, value);
+      key = next;
+      prev = &key;
+    }
+    return out;
+  }
+
+  int cli(const std::vector<std::string>& path, std::vector<std::string> args, std::string& out,
+          bool json = false) {
+    for (const auto& command : plugin.plugin().cli_commands()) {
+      if (command.path != path) continue;
+      std::ostringstream o, e;
+      sluice::CliContext context;
+      context.pin_dir = bed.pin_dir();
+      context.map_pin_dir = bed.map_pin_dir();
+      context.format = json ? sluice::OutputFormat::json : sluice::OutputFormat::table;
+      context.args = std::move(args);
+      context.out = &o;
+      context.err = &e;
+      int rc = command.run(context);
+      out = o.str() + e.str();
+      return rc;
+    }
+    ADD_FAILURE() << "no such command";
+    return -1;
+  }
+};
+
+Packet tcp(const char* src, const char* dst, std::uint16_t sport, std::uint16_t dport,
+           std::uint8_t flags, std::size_t payload = 0) {
+  return PacketBuilder().ipv4(src, dst).tcp(sport, dport, flags).payload(payload).build();
+}
+Packet udp(const char* src, const char* dst, std::uint16_t sport, std::uint16_t dport) {
+  return PacketBuilder().ipv4(src, dst).udp(sport, dport).payload(10).build();
+}
+
+::testing::AssertionResult is(std::uint64_t r, std::uint32_t verdict, std::uint32_t state) {
+  if (sl_ct_result_verdict(r) == verdict && sl_ct_result_state(r) == state)
+    return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << "verdict " << sl_ct_result_verdict(r) << " state "
+                                       << sl_ct_result_state(r) << ", expected verdict "
+                                       << verdict << " state " << state;
+}
+
+TEST(Conntrack, TcpHandshakeAndFinTeardownOnOneEntry) {
+  Bed t;
+  auto r = t.run(tcp(kA, kB, 42642, 8385, kTcpSyn));
+  EXPECT_TRUE(is(r, SL_CT_NEW, SL_CT_ST_SYN_SENT));
+  EXPECT_FALSE(sl_ct_result_has(r, SL_CT_RES_LEG_BA));  // 10.0.0.9 < 10.96.0.50: A
+  r = t.run(tcp(kB, kA, 8385, 42642, kTcpSyn | kTcpAck));
+  EXPECT_TRUE(is(r, SL_CT_REPLY, SL_CT_ST_SYN_RECV));
+  EXPECT_TRUE(sl_ct_result_has(r, SL_CT_RES_LEG_BA));
+  r = t.run(tcp(kA, kB, 42642, 8385, kTcpAck));
+  EXPECT_TRUE(is(r, SL_CT_ESTABLISHED, SL_CT_ST_ESTABLISHED));
+  r = t.run(tcp(kB, kA, 8385, 42642, kTcpAck | kTcpPsh, 100));
+  EXPECT_TRUE(is(r, SL_CT_REPLY, SL_CT_ST_ESTABLISHED));
+
+  auto entries = t.entries();
+  ASSERT_EQ(entries.size(), 1u);
+  const auto& [key, value] = entries[0];
+  EXPECT_EQ(key.proto, 6);
+  EXPECT_EQ(key.family, 4);
+  EXPECT_EQ(key.addr_a[0], inet_addr(kA));
+  EXPECT_EQ(key.addr_b[0], inet_addr(kB));
+  EXPECT_EQ(ntohs(key.port_a), 42642);
+  EXPECT_EQ(ntohs(key.port_b), 8385);
+  EXPECT_EQ(value.type, SL_CT_TYPE_NORMAL);
+  EXPECT_EQ(value.flags & SL_CT_F_BA, 0u);
+  EXPECT_EQ(value.legs[0].packets, 2u);
+  EXPECT_EQ(value.legs[1].packets, 2u);
+  EXPECT_GT(value.legs[1].bytes, value.legs[0].bytes);  // the payload went B->A
+
+  r = t.run(tcp(kA, kB, 42642, 8385, kTcpFin | kTcpAck));
+  EXPECT_TRUE(is(r, SL_CT_ESTABLISHED, SL_CT_ST_FIN_WAIT));
+  r = t.run(tcp(kB, kA, 8385, 42642, kTcpFin | kTcpAck));
+  EXPECT_TRUE(is(r, SL_CT_REPLY, SL_CT_ST_CLOSED));
+  r = t.run(tcp(kA, kB, 42642, 8385, kTcpAck));
+  EXPECT_TRUE(is(r, SL_CT_ESTABLISHED, SL_CT_ST_CLOSED));
+
+  // A new SYN on the closed tuple starts a new flow, opened by B this time.
+  r = t.run(tcp(kB, kA, 8385, 42642, kTcpSyn));
+  EXPECT_TRUE(is(r, SL_CT_NEW, SL_CT_ST_SYN_SENT));
+  entries = t.entries();
+  ASSERT_EQ(entries.size(), 1u);
+  EXPECT_NE(entries[0].second.flags & SL_CT_F_BA, 0u);
+  EXPECT_EQ(entries[0].second.legs[0].packets, 0u);
+  EXPECT_EQ(entries[0].second.legs[1].packets, 1u);
+}
+
+TEST(Conntrack, RstResets) {
+  Bed t;
+  t.run(tcp(kB, kA, 5000, 80, kTcpSyn));
+  auto r = t.run(tcp(kA, kB, 80, 5000, kTcpRst | kTcpAck));
+  EXPECT_TRUE(is(r, SL_CT_REPLY, SL_CT_ST_RESET));
+  auto entries = t.entries();
+  ASSERT_EQ(entries.size(), 1u);
+  EXPECT_NE(entries[0].second.flags & SL_CT_F_BA, 0u);  // B (10.96.0.50) opened
+  EXPECT_NE(entries[0].second.legs[0].flags & SL_CT_LEG_RST, 0u);
+}
+
+TEST(Conntrack, TcpMidstreamPickupIsConfigurable) {
+  {
+    Bed t;
+    auto r = t.run(tcp(kA, kB, 1234, 80, kTcpAck));
+    EXPECT_TRUE(is(r, SL_CT_NEW, SL_CT_ST_SYN_RECV));
+    EXPECT_NE(sl_ct_result_flags(r) & SL_CT_F_MIDSTREAM, 0u);
+    r = t.run(tcp(kB, kA, 80, 1234, kTcpAck));
+    EXPECT_TRUE(is(r, SL_CT_REPLY, SL_CT_ST_ESTABLISHED));
+    // A bare RST never opens a flow.
+    r = t.run(tcp(kA, kB, 1235, 80, kTcpRst));
+    EXPECT_EQ(sl_ct_result_verdict(r), SL_CT_INVALID);
+  }
+  {
+    Bed t("tcp_midstream_pickup = false\n");
+    auto r = t.run(tcp(kA, kB, 1234, 80, kTcpAck));
+    EXPECT_EQ(sl_ct_result_verdict(r), SL_CT_INVALID);
+    EXPECT_TRUE(t.entries().empty());
+  }
+}
+
+TEST(Conntrack, UdpBothDirectionsOneEntry) {
+  Bed t;
+  auto r = t.run(udp(kB, kA, 53, 40000));
+  EXPECT_TRUE(is(r, SL_CT_NEW, SL_CT_ST_ACTIVE));
+  EXPECT_TRUE(sl_ct_result_has(r, SL_CT_RES_LEG_BA));
+  r = t.run(udp(kA, kB, 40000, 53));
+  EXPECT_TRUE(is(r, SL_CT_REPLY, SL_CT_ST_ACTIVE));
+  r = t.run(udp(kB, kA, 53, 40000));
+  EXPECT_TRUE(is(r, SL_CT_ESTABLISHED, SL_CT_ST_ACTIVE));
+  auto entries = t.entries();
+  ASSERT_EQ(entries.size(), 1u);
+  EXPECT_EQ(entries[0].second.legs[1].packets, 2u);
+  EXPECT_EQ(entries[0].second.legs[0].packets, 1u);
+}
+
+TEST(Conntrack, Ipv6UsesTheWholeAddress) {
+  Bed t;
+  auto r = t.run(PacketBuilder().ipv6("fd00::2", "fd00::1").udp(1000, 2000).build());
+  EXPECT_TRUE(is(r, SL_CT_NEW, SL_CT_ST_ACTIVE));
+  EXPECT_TRUE(sl_ct_result_has(r, SL_CT_RES_LEG_BA));
+  r = t.run(PacketBuilder().ipv6("fd00::1", "fd00::2").udp(2000, 1000).build());
+  EXPECT_EQ(sl_ct_result_verdict(r), SL_CT_REPLY);
+  auto entries = t.entries();
+  ASSERT_EQ(entries.size(), 1u);
+  EXPECT_EQ(entries[0].first.family, 6);
+}
+
+TEST(Conntrack, IcmpEchoAndErrors) {
+  Bed t;
+  // A reply without its request matches nothing and creates nothing.
+  auto r = t.run(PacketBuilder().ipv4(kB, kA).icmp(0, 0, 7).build());
+  EXPECT_EQ(sl_ct_result_verdict(r), SL_CT_INVALID);
+  EXPECT_TRUE(t.entries().empty());
+
+  r = t.run(PacketBuilder().ipv4(kA, kB).icmp(8, 0, 7).build());
+  EXPECT_TRUE(is(r, SL_CT_NEW, SL_CT_ST_ACTIVE));
+  r = t.run(PacketBuilder().ipv4(kB, kA).icmp(0, 0, 7).build());
+  EXPECT_EQ(sl_ct_result_verdict(r), SL_CT_REPLY);
+  // Another identifier is another flow.
+  r = t.run(PacketBuilder().ipv4(kA, kB).icmp(8, 0, 8).build());
+  EXPECT_EQ(sl_ct_result_verdict(r), SL_CT_NEW);
+  EXPECT_EQ(t.entries().size(), 2u);
+
+  // Port unreachable about a tracked UDP flow: related, no entry of its own.
+  t.run(udp(kA, kB, 40000, 53));
+  Bytes inner = PacketBuilder().no_eth().ipv4(kA, kB).udp(40000, 53).build().bytes;
+  inner.resize(28);
+  r = t.run(PacketBuilder().ipv4(kB, kA).icmp(3, 3, 0, 0).payload(inner).build());
+  EXPECT_EQ(sl_ct_result_verdict(r), SL_CT_RELATED);
+  EXPECT_TRUE(sl_ct_result_has(r, SL_CT_RES_LEG_BA));
+  EXPECT_EQ(t.entries().size(), 3u);
+  // ... and about an unknown flow: invalid.
+  Bytes other = PacketBuilder().no_eth().ipv4(kA, kB).udp(40001, 53).build().bytes;
+  other.resize(28);
+  r = t.run(PacketBuilder().ipv4(kB, kA).icmp(3, 3, 0, 0).payload(other).build());
+  EXPECT_EQ(sl_ct_result_verdict(r), SL_CT_INVALID);
+  // Types that are not tracked (timestamp) are marked so.
+  r = t.run(PacketBuilder().ipv4(kA, kB).icmp(13, 0, 1).build());
+  EXPECT_EQ(sl_ct_result_verdict(r), SL_CT_UNTRACKED);
+  EXPECT_EQ(t.entries().size(), 3u);
+}
+
+TEST(Conntrack, FullTableDropsNewFlowsOnlyAndCountsThem) {
+  Bed t("table_size = 2\n");
+  t.run(udp(kA, kB, 1, 53));
+  t.run(udp(kA, kB, 2, 53));
+  auto before = t.bed.counter(SL_R_CT_TABLE_FULL);
+  RunResult r = t.bed.run(udp(kA, kB, 3, 53));
+  EXPECT_EQ(r.verdict, TC_ACT_SHOT);
+  EXPECT_EQ(r.reason, SL_R_CT_TABLE_FULL);
+  EXPECT_EQ(t.bed.counter(SL_R_CT_TABLE_FULL).packets, before.packets + 1);
+  // Existing flows go on.
+  auto res = t.run(udp(kB, kA, 53, 1));
+  EXPECT_EQ(sl_ct_result_verdict(res), SL_CT_REPLY);
+  EXPECT_EQ(t.entries().size(), 2u);
+
+  std::string out;
+  ASSERT_EQ(t.cli({"conntrack", "stats"}, {}, out, true), 0) << out;
+  EXPECT_NE(out.find("\"table_size\": 2"), std::string::npos) << out;
+  EXPECT_NE(out.find("\"table_full_dropped_total\": 1"), std::string::npos) << out;
+}
+
+TEST(Conntrack, FullTableCanPassUntracked) {
+  Bed t("table_size = 1\ntable_full = \"pass-untracked\"\n");
+  t.run(udp(kA, kB, 1, 53));
+  auto r = t.run(udp(kA, kB, 2, 53), TC_ACT_OK);
+  EXPECT_EQ(sl_ct_result_verdict(r), SL_CT_UNTRACKED);
+  EXPECT_EQ(t.entries().size(), 1u);
+}
+
+TEST(Conntrack, CleanerRemovesExpiredAndKeepsFreshEntries) {
+  Bed t("[plugins.conntrack.timeouts]\nudp = 30\ntcp_established = \"1h\"\n");
+  t.run(udp(kA, kB, 1, 53));
+  t.run(udp(kA, kB, 2, 53));
+  t.run(tcp(kA, kB, 3, 80, kTcpSyn));
+  t.run(tcp(kB, kA, 80, 3, kTcpSyn | kTcpAck));
+  t.run(tcp(kA, kB, 3, 80, kTcpAck));
+  // Age two entries: UDP port 1 by 31 s (past its 30 s), the established TCP
+  // flow by 100 s (well within 1 h).
+  for (auto [key, value] : t.entries()) {
+    if (key.proto == 17 && ntohs(key.port_a) == 1) value.last_seen_ns -= 31'000'000'000ull;
+    else if (key.proto == 6) value.last_seen_ns -= 100'000'000'000ull;
+    else continue;
+    ASSERT_EQ(bpf_map_update_elem(t.table, &key, &value, BPF_EXIST), 0);
+  }
+  std::string out;
+  ASSERT_EQ(t.cli({"conntrack", "clean"}, {}, out), 0) << out;
+  EXPECT_EQ(out, "removed 1 of 3 entries (expired)\n");
+  auto entries = t.entries();
+  ASSERT_EQ(entries.size(), 2u);
+  for (const auto& [key, value] : entries)
+    EXPECT_FALSE(key.proto == 17 && ntohs(key.port_a) == 1);
+
+  ASSERT_EQ(t.cli({"conntrack", "clean"}, {"--all"}, out, true), 0) << out;
+  EXPECT_NE(out.find("\"removed\": 2"), std::string::npos) << out;
+  EXPECT_TRUE(t.entries().empty());
+}
+
+TEST(Conntrack, CliDumpAndRemove) {
+  Bed t;
+  t.run(tcp(kA, kB, 42642, 8385, kTcpSyn));
+  t.run(tcp(kB, kA, 8385, 42642, kTcpSyn | kTcpAck));
+  t.run(tcp(kA, kB, 42642, 8385, kTcpAck));
+  t.run(udp(kB, "10.0.0.1", 53, 4000));
+  std::string out;
+  ASSERT_EQ(t.cli({"conntrack", "dump"}, {}, out), 0) << out;
+  EXPECT_NE(out.find("TCP 10.0.0.9:42642 -> 10.96.0.50:8385 ESTABLISHED Active ago "),
+            std::string::npos)
+      << out;
+  EXPECT_NE(out.find("UDP 10.96.0.50:53 -> 10.0.0.1:4000 Active ago "), std::string::npos)
+      << out;
+  ASSERT_EQ(t.cli({"conntrack", "dump"}, {"--raw"}, out), 0) << out;
+  EXPECT_NE(out.find("ConntrackKey{proto=6 10.0.0.9:42642 <-> 10.96.0.50:8385} -> "
+                     "Entry{Type:0 (NORMAL), Flags:0x0"),
+            std::string::npos)
+      << out;
+  EXPECT_NE(out.find("A2B:{packets:2"), std::string::npos) << out;
+  ASSERT_EQ(t.cli({"conntrack", "dump"}, {}, out, true), 0) << out;
+  EXPECT_NE(out.find("\"state\": \"ESTABLISHED\""), std::string::npos) << out;
+  EXPECT_EQ(t.cli({"conntrack", "dump"}, {"--bogus"}, out), sluice::kCliUsage);
+
+  EXPECT_EQ(t.cli({"conntrack", "remove"}, {"tcp", "not-an-ip"}, out), sluice::kCliUsage);
+  ASSERT_EQ(t.cli({"conntrack", "remove"}, {"udp", kA}, out), 0) << out;
+  EXPECT_EQ(out, "removed 0 entries\n");
+  ASSERT_EQ(t.cli({"conntrack", "remove"}, {"any", kB, kA}, out), 0) << out;
+  EXPECT_EQ(out, "removed 1 entry\n");
+  ASSERT_EQ(t.entries().size(), 1u);
+  EXPECT_EQ(t.entries()[0].first.proto, 17);
+}
+
+TEST(Conntrack, ConfigErrorsArePositioned) {
+  Testbed bed;
+  auto error_of = [&](const std::string& text) -> sluice::ConfigError {
+    try {
+      bed.load_plugin(CONNTRACK_PLUGIN, text);
+    } catch (const sluice::ConfigError& e) {
+      return e;
+    }
+    ADD_FAILURE() << "no error for:\n" << text;
+    return sluice::ConfigError("", 0, 0, "", "");
+  };
+  auto e = error_of("[plugins.conntrack]\ntable_full = \"drop\"\n");
+  EXPECT_EQ(e.line, 2u);
+  EXPECT_EQ(e.key, "plugins.conntrack.table_full");
+  EXPECT_NE(std::string(e.what()).find("drop-new, pass-untracked"), std::string::npos);
+
+  e = error_of("[plugins.conntrack]\n\n[plugins.conntrack.timeouts]\nudp = \"ten\"\n");
+  EXPECT_EQ(e.line, 4u);
+  EXPECT_EQ(e.key, "plugins.conntrack.timeouts.udp");
+
+  e = error_of("[plugins.conntrack.timeouts]\ntcp_fin = 0\n");
+  EXPECT_EQ(e.line, 2u);
+  EXPECT_NE(std::string(e.what()).find("out of range"), std::string::npos) << e.what();
+
+  e = error_of("[plugins.conntrack]\ntable_size = 10\ntimeout = 5\n");
+  EXPECT_EQ(e.line, 3u);
+  EXPECT_EQ(e.column, 1u);
+  EXPECT_EQ(e.key, "plugins.conntrack.timeout");
+
+  e = error_of("[plugins.conntrack]\ntable_size = 0\n");
+  EXPECT_EQ(e.line, 2u);
+  EXPECT_EQ(e.key, "plugins.conntrack.table_size");
+}
+
+}  // namespace
