@@ -30,6 +30,7 @@ enum parse_result {
 	PARSE_IP_LEN,
 	PARSE_L4_SHORT,
 	PARSE_VERSION,
+	PARSE_EXT_CHAIN, /* more IPv6 extension headers than we walk */
 };
 
 /* Makes [0, len) of the packet readable through skb->data, pulling
@@ -67,37 +68,43 @@ static __always_inline int parse_l4(struct __sk_buff *skb, struct sl_pkt_ctx *ct
 	}
 	if (off + need > l3_end)
 		return PARSE_L4_SHORT;
-	if (off > 1024 || ensure_linear(skb, off + need))
-		return PARSE_L4_SHORT;
 
-	void *data = (void *)(long)skb->data;
-	void *data_end = (void *)(long)skb->data_end;
-	void *l4 = data + off;
+	/* The first 14 bytes of the L4 header cover what we extract (TCP flags
+	 * sit in byte 13). Direct access for the usual small offsets; a helper
+	 * copy beyond, so long header chains are parsed, not given up on. */
+	__u8 l4[14] = {};
+	__u32 copy = ctx->ip_proto == IPPROTO_TCP ? 14 : 8;
+
+	if (off <= 255 && !ensure_linear(skb, off + copy)) {
+		void *data = (void *)(long)skb->data;
+		void *data_end = (void *)(long)skb->data_end;
+		__u8 *src = data + off;
+
+		if ((void *)(src + 14) <= data_end)
+			__builtin_memcpy(l4, src, 14);
+		else if ((void *)(src + 8) <= data_end && copy == 8)
+			__builtin_memcpy(l4, src, 8);
+		else
+			return PARSE_L4_SHORT;
+	} else if (copy == 14 ? bpf_skb_load_bytes(skb, off, l4, 14) :
+				bpf_skb_load_bytes(skb, off, l4, 8)) {
+		return PARSE_L4_SHORT;
+	}
 
 	if (ctx->ip_proto == IPPROTO_TCP) {
-		struct tcphdr *tcp = l4;
+		__u32 doff = l4[12] >> 4;
 
-		if ((void *)(tcp + 1) > data_end)
+		if (doff < 5 || off + doff * 4 > l3_end)
 			return PARSE_L4_SHORT;
-		if (tcp->doff < 5 || off + tcp->doff * 4u > l3_end)
-			return PARSE_L4_SHORT;
-		ctx->sport = tcp->source;
-		ctx->dport = tcp->dest;
-		ctx->tcp_flags = ((__u8 *)tcp)[13];
+		ctx->sport = *(__be16 *)&l4[0];
+		ctx->dport = *(__be16 *)&l4[2];
+		ctx->tcp_flags = l4[13];
 	} else if (ctx->ip_proto == IPPROTO_UDP) {
-		struct udphdr *udp = l4;
-
-		if ((void *)(udp + 1) > data_end)
-			return PARSE_L4_SHORT;
-		ctx->sport = udp->source;
-		ctx->dport = udp->dest;
+		ctx->sport = *(__be16 *)&l4[0];
+		ctx->dport = *(__be16 *)&l4[2];
 	} else {
-		__u8 *icmp = l4;
-
-		if ((void *)(icmp + 8) > data_end)
-			return PARSE_L4_SHORT;
-		ctx->dport = bpf_htons(((__u16)icmp[0] << 8) | icmp[1]);
-		ctx->sport = *(__be16 *)(icmp + 4); /* echo identifier */
+		ctx->dport = bpf_htons(((__u16)l4[0] << 8) | l4[1]);
+		ctx->sport = *(__be16 *)&l4[4]; /* echo identifier */
 	}
 	return PARSE_OK;
 }
@@ -204,6 +211,9 @@ static __always_inline int parse_ipv6(struct __sk_buff *skb, struct sl_pkt_ctx *
 		}
 		next = ext[0];
 	}
+	if (next == IPPROTO_HOPOPTS || next == IPPROTO_ROUTING || next == IPPROTO_DSTOPTS ||
+	    next == IPPROTO_FRAGMENT)
+		return PARSE_EXT_CHAIN; /* never hand stages a packet whose ports they cannot see */
 	ctx->ip_proto = next;
 	ctx->l4_off = off;
 	return parse_l4(skb, ctx, l3_end);
@@ -240,6 +250,15 @@ static __always_inline int parse_packet(struct __sk_buff *skb, struct sl_pkt_ctx
 	return PARSE_NON_IP;
 }
 
+/* The pass rule covers only damage the kernel's IP layer drops by itself.
+ * What we could not parse past the IP header (a truncated L4 header, an
+ * over-long IPv6 extension chain) would be forwarded by the kernel with
+ * ports no stage has seen, so it is always dropped. */
+static __always_inline int always_dropped(int result)
+{
+	return result == PARSE_L4_SHORT || result == PARSE_EXT_CHAIN;
+}
+
 static __always_inline __u32 malformed_reason(int result, int pass)
 {
 	switch (result) {
@@ -252,7 +271,9 @@ static __always_inline __u32 malformed_reason(int result, int pass)
 	case PARSE_IP_LEN:
 		return pass ? SL_R_PASSED_MALFORMED_IP_LEN : SL_R_MALFORMED_IP_LEN;
 	case PARSE_L4_SHORT:
-		return pass ? SL_R_PASSED_MALFORMED_L4_SHORT : SL_R_MALFORMED_L4_SHORT;
+		return SL_R_MALFORMED_L4_SHORT;
+	case PARSE_EXT_CHAIN:
+		return SL_R_MALFORMED_EXT_CHAIN;
 	default:
 		return pass ? SL_R_PASSED_MALFORMED_VERSION : SL_R_MALFORMED_VERSION;
 	}
@@ -294,7 +315,7 @@ static __always_inline int sl_entry(struct __sk_buff *skb, __u32 hook)
 		return sl_finish(skb, ctx, TC_ACT_OK, SL_R_NON_IP);
 	}
 	if (parsed != PARSE_OK) {
-		int pass = sl_cfg_malformed_rule == SL_FAULT_PASS;
+		int pass = sl_cfg_malformed_rule == SL_FAULT_PASS && !always_dropped(parsed);
 
 		SL_DEBUG(ctx, "Malformed packet (parse error %d)", parsed);
 		return sl_finish(skb, ctx, pass ? TC_ACT_OK : TC_ACT_SHOT,

@@ -12,20 +12,25 @@ start_daemon
 cali1_mac=$(lab_mac "$NS_NODE" cali1)
 eth0_mac=$(lab_mac "$NS_NODE" eth0)
 
-declare -A reason=([l3-short]=l3-short [ihl]=ihl [ip-length]=ip-length [l4-short]=l4-short [ip-version]=ip-version)
+declare -A reason=([l3-short]=l3-short [ihl]=ihl [ip-length]=ip-length [ip-version]=ip-version)
 n=3
 for kind in "${!reason[@]}"; do
   ip netns exec "$NS_W1" $inject eth0 "$cali1_mac" "$kind" $n
   ip netns exec "$NS_EXT" $inject eth0 "$eth0_mac" "$kind" $n
 done
+# A truncated TCP header is dropped on every role: the kernel would forward it.
+ip netns exec "$NS_W1" $inject eth0 "$cali1_mac" l4-short $n
+ip netns exec "$NS_EXT" $inject eth0 "$eth0_mac" l4-short $n
 ip netns exec "$NS_W1" $inject eth0 "$cali1_mac" good-udp $n
 sleep 0.2
 for kind in "${!reason[@]}"; do
   assert_eq $n "$(counter cali1 ingress "malformed-${reason[$kind]}")" "cali1 ingress malformed-${reason[$kind]}"
   assert_eq $n "$(counter eth0 ingress "passed-malformed-${reason[$kind]}")" "eth0 ingress passed-malformed-${reason[$kind]}"
 done
+assert_eq $n "$(counter cali1 ingress malformed-l4-short)" "cali1 ingress malformed-l4-short"
+assert_eq $n "$(counter eth0 ingress malformed-l4-short)" "eth0 ingress malformed-l4-short (dropped despite the pass rule)"
 assert_eq $n "$(counter cali1 ingress accepted)" "cali1 ingress accepted (the good frames)"
 drops=$(tc -n "$NS_NODE" -s qdisc show dev cali1 | grep -A1 clsact | sed -n 's/.*dropped \([0-9]*\).*/\1/p')
-assert_eq $((n * ${#reason[@]})) "$drops" "drops on cali1's clsact qdisc"
+assert_eq $((n * (${#reason[@]} + 1))) "$drops" "drops on cali1's clsact qdisc"
 stop_daemon
 echo PASS
