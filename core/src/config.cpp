@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <climits>
 #include <filesystem>
 #include <fstream>
@@ -159,11 +160,12 @@ NodeConfig parse_config(const std::string& text, const std::string& path) {
     // each enabled plugin validates its own; others are kept for later.
     for (const auto& [key, node] : plugins->raw()) {
       std::string name(key.str());
-      if (name == "dir" || name == "enabled") continue;
+      if (name == "dir" || name == "enabled" || name == "optional") continue;
       if (!node.is_table())
         plugins->fail_at(&node, name,
                          "unknown key '" + name +
-                             "' (allowed here: dir, enabled, and [plugins.<name>] tables)");
+                             "' (allowed here: dir, enabled, optional, and [plugins.<name>] "
+                             "tables)");
     }
     cfg.plugin_dir = plugins->get_string("dir", "");
     cfg.enabled_plugins = plugins->get_string_list("enabled", {});
@@ -177,6 +179,11 @@ NodeConfig parse_config(const std::string& text, const std::string& path) {
         if (cfg.enabled_plugins[j] == name)
           plugins->fail("enabled", "plugin '" + name + "' is listed twice");
     }
+    cfg.optional_plugins = plugins->get_string_list("optional", {});
+    for (const auto& name : cfg.optional_plugins)
+      if (std::find(cfg.enabled_plugins.begin(), cfg.enabled_plugins.end(), name) ==
+          cfg.enabled_plugins.end())
+        plugins->fail("optional", "plugin '" + name + "' is not in [plugins] enabled");
   }
 
   if (auto state = top.table("state")) {

@@ -134,7 +134,12 @@ void check_pin_layout(const NodeConfig& config) {
   if (!fs::exists(config.pin_dir(), ec)) return;
   std::string meta_path = config.map_pin_dir() + "/" SL_MAP_META;
   if (!fs::exists(meta_path, ec)) {
-    if (fs::is_empty(config.pin_dir(), ec)) return;
+    // Only directories (e.g. maps/ from a start that died before loading):
+    // nothing to misread, start afresh.
+    bool only_directories = true;
+    for (const auto& entry : fs::recursive_directory_iterator(config.pin_dir(), ec))
+      if (!entry.is_directory()) only_directories = false;
+    if (only_directories) return;
     throw Error(config.pin_dir() + " exists but holds no Sluice layout marker (" + meta_path +
                 "): it is not Sluice's, or an interrupted start left it. Pick another [bpf] "
                 "instance, or remove it (sluiced --cleanup) if it is Sluice's.");
@@ -214,6 +219,25 @@ std::vector<int> Dataplane::recorded_interfaces() const {
   return out;
 }
 
+bool Dataplane::is_recorded(int ifindex) const {
+  sl_ifstate state{};
+  __u32 key = static_cast<__u32>(ifindex);
+  return bpf_map_lookup_elem(bpf_map__fd(core_->maps.sl_ifstate), &key, &state) == 0;
+}
+
+std::vector<StageSpec> Dataplane::recorded_stages(const std::string& plugin) const {
+  std::vector<StageSpec> out;
+  int fd = bpf_map__fd(core_->maps.sl_registry);
+  for (__u32 i = 0; i < SL_REGISTRY_SLOTS; ++i) {
+    sl_registry_entry entry{};
+    if (bpf_map_lookup_elem(fd, &i, &entry) != 0 || entry.kind != SL_REG_STAGE) continue;
+    entry.plugin[SL_REG_NAME_LEN - 1] = entry.name[SL_REG_NAME_LEN - 1] = '\0';
+    if (plugin != entry.plugin) continue;
+    out.push_back(StageSpec{entry.name, "", entry.roles, entry.hooks, entry.order});
+  }
+  return out;
+}
+
 void Dataplane::set_log_level(sl_log_level level) {
   __u32 zero = 0;
   sl_settings settings{};
@@ -225,11 +249,28 @@ void Dataplane::set_log_level(sl_log_level level) {
 
 void Dataplane::stage_chains(const std::array<Chain, SL_CHAINS>& chains,
                              const std::function<int(const DeclaredStage&)>& fd_of) {
-  std::uint32_t bank = 0;
+  // Stage into the bank no attached entry program uses. Normally that is the
+  // one sl_meta does not mark active; after a start that died half-way (or
+  // an attach that failed) interfaces may still use either, and overwriting
+  // a live bank slot by slot would let packets see half-written chains.
   __u32 zero = 0;
   sl_meta meta{};
-  if (bpf_map_lookup_elem(bpf_map__fd(core_->maps.sl_meta), &zero, &meta) == 0)
-    bank = meta.active_bank == 0 ? 1 : 0;
+  bpf_map_lookup_elem(bpf_map__fd(core_->maps.sl_meta), &zero, &meta);
+  std::uint32_t bank = meta.active_bank == 0 ? 1 : 0;
+  bool used[SL_BANKS] = {};
+  int ifstate_fd = bpf_map__fd(core_->maps.sl_ifstate);
+  for (int ifindex : recorded_interfaces()) {
+    sl_ifstate state{};
+    __u32 key = static_cast<__u32>(ifindex);
+    if (bpf_map_lookup_elem(ifstate_fd, &key, &state) == 0 && state.bank < SL_BANKS)
+      used[state.bank] = true;
+  }
+  if (used[bank] && !used[1 - bank]) bank = 1 - bank;
+  if (used[0] && used[1])
+    spdlog::warn("interfaces use both chain banks (an earlier start stopped half-way); "
+                 "staging bank {} may briefly expose partly written chains to the "
+                 "interfaces still on it",
+                 bank);
   int jump_fd = bpf_map__fd(core_->maps.sl_jump);
   int end_fd = bpf_program__fd(core_->progs.sl_chain_end);
   for (const Chain& chain : chains) {
@@ -342,10 +383,19 @@ void Dataplane::attach(const LinkInfo& link, sl_role role) {
   EntryProgram entry(config_, EntrySettings{link.name, role, state.slot, bank_,
                                             link.has_ethernet, config_.rules[role]});
   ClsactQdisc qdisc(link.ifindex, link.name);
-  attach_tc_filter(link.ifindex, link.name, SL_HOOK_INGRESS,
-                   entry.fd(SL_HOOK_INGRESS));
-  attach_tc_filter(link.ifindex, link.name, SL_HOOK_EGRESS,
-                   entry.fd(SL_HOOK_EGRESS));
+  unsigned previous_ingress = query_tc_filter(link.ifindex, SL_HOOK_INGRESS);
+  attach_tc_filter(link.ifindex, link.name, SL_HOOK_INGRESS, entry.fd(SL_HOOK_INGRESS));
+  try {
+    attach_tc_filter(link.ifindex, link.name, SL_HOOK_EGRESS, entry.fd(SL_HOOK_EGRESS));
+  } catch (...) {
+    // Never leave the hooks on different programs: put ingress back as it was.
+    UniqueFd previous(previous_ingress ? bpf_prog_get_fd_by_id(previous_ingress) : -1);
+    if (previous)
+      attach_tc_filter(link.ifindex, link.name, SL_HOOK_INGRESS, previous.get());
+    else
+      detach_tc_filter(link.ifindex, SL_HOOK_INGRESS);
+    throw;
+  }
   qdisc.keep();
 
   state.role = role;
@@ -365,8 +415,15 @@ void Dataplane::detach(int ifindex) {
   __u32 key = static_cast<__u32>(ifindex);
   sl_ifstate state{};
   bool known = bpf_map_lookup_elem(ifstate_fd, &key, &state) == 0;
-  detach_tc_filter(ifindex, SL_HOOK_INGRESS);
-  detach_tc_filter(ifindex, SL_HOOK_EGRESS);
+  bool gone = detach_tc_filter(ifindex, SL_HOOK_INGRESS);
+  gone = detach_tc_filter(ifindex, SL_HOOK_EGRESS) && gone;
+  if (!gone) {
+    // Keep the record: its counter slot is still counted into.
+    spdlog::error("interface {} (ifindex {}): could not detach Sluice's filters; keeping it "
+                  "recorded, retry with sluiced --cleanup",
+                  known ? state.name : "?", ifindex);
+    return;
+  }
   if (known && (state.flags & SL_IF_F_QDISC_OURS)) destroy_clsact(ifindex);
   bpf_map_delete_elem(ifstate_fd, &key);
   attached_.erase(ifindex);

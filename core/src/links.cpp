@@ -6,11 +6,17 @@
 #include <netlink/netlink.h>
 #include <netlink/route/link.h>
 
+#include <sys/socket.h>
+
+#include <cerrno>
+
 #include "sluice/core/error.hpp"
 
 namespace sluice {
 
 namespace {
+
+constexpr int kEventBufferBytes = 8 << 20;
 
 LinkInfo to_info(struct rtnl_link* link) {
   LinkInfo info;
@@ -29,11 +35,30 @@ std::string nl_error(int err) { return nl_geterror(err); }
 
 struct LinkWatcher::Impl {
   Callback callback;
+  struct nl_sock* events = nullptr;  // ours: the manager does not free a given socket
   struct nl_cache_mngr* manager = nullptr;
   struct nl_cache* cache = nullptr;
 
   ~Impl() {
     if (manager) nl_cache_mngr_free(manager);  // frees the cache too
+    if (events) nl_socket_free(events);
+  }
+
+  // Reads and discards what is queued: the kernel keeps a socket that
+  // overflowed in its "congested" state, silently dropping further events,
+  // until its queue has been emptied.
+  void drain() {
+    int fd = nl_socket_get_fd(events);
+    char buffer[16384];
+    while (recv(fd, buffer, sizeof(buffer), MSG_DONTWAIT) > 0 || errno == ENOBUFS) {
+    }
+  }
+
+  void refill() {
+    if (struct nl_sock* sock = nl_socket_alloc()) {
+      if (nl_connect(sock, NETLINK_ROUTE) == 0) nl_cache_refill(sock, cache);
+      nl_socket_free(sock);
+    }
   }
 
   static void on_change(struct nl_cache*, struct nl_object* object, int action, void* arg) {
@@ -48,11 +73,19 @@ struct LinkWatcher::Impl {
 
 LinkWatcher::LinkWatcher(Callback callback) : impl_(std::make_unique<Impl>()) {
   impl_->callback = std::move(callback);
-  int rc = nl_cache_mngr_alloc(nullptr, NETLINK_ROUTE, NL_AUTO_PROVIDE, &impl_->manager);
+  impl_->events = nl_socket_alloc();
+  if (!impl_->events) throw Error("cannot allocate a netlink socket");
+  int rc = nl_cache_mngr_alloc(impl_->events, NETLINK_ROUTE, NL_AUTO_PROVIDE, &impl_->manager);
   if (rc < 0) throw Error("cannot open a netlink route socket: " + nl_error(rc));
   rc = nl_cache_mngr_add(impl_->manager, "route/link", &Impl::on_change, impl_.get(),
                          &impl_->cache);
   if (rc < 0) throw Error("cannot subscribe to link events over netlink: " + nl_error(rc));
+  // A burst of pods creates veths faster than we attach; a large queue keeps
+  // the events (SO_RCVBUFFORCE: above rmem_max, we run as root).
+  int size = kEventBufferBytes;
+  if (setsockopt(nl_socket_get_fd(impl_->events), SOL_SOCKET, SO_RCVBUFFORCE, &size,
+                 sizeof(size)) != 0)
+    nl_socket_set_buffer_size(impl_->events, size, 0);
 }
 
 LinkWatcher::~LinkWatcher() = default;
@@ -69,13 +102,17 @@ int LinkWatcher::fd() const { return nl_cache_mngr_get_fd(impl_->manager); }
 bool LinkWatcher::process() {
   int rc = nl_cache_mngr_data_ready(impl_->manager);
   if (rc >= 0) return true;
-  // Lost events (ENOBUFS under load): refill from a fresh dump and let the
-  // caller reconcile.
-  if (struct nl_sock* sock = nl_socket_alloc()) {
-    if (nl_connect(sock, NETLINK_ROUTE) == 0) nl_cache_refill(sock, impl_->cache);
-    nl_socket_free(sock);
-  }
+  // Lost events (ENOBUFS under load): empty the queue so the kernel delivers
+  // again, then take a fresh dump; queued messages older than the dump must
+  // not be applied on top of it. The caller reconciles against snapshot().
+  impl_->drain();
+  impl_->refill();
   return false;
+}
+
+std::vector<LinkInfo> LinkWatcher::resync() {
+  impl_->refill();
+  return snapshot();
 }
 
 std::vector<LinkInfo> list_links() {

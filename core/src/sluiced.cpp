@@ -1,13 +1,17 @@
 // sluiced: the Sluice node daemon.
 #include <poll.h>
 #include <signal.h>
+#include <fcntl.h>
 #include <sys/signalfd.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <boost/program_options.hpp>
 #include <spdlog/spdlog.h>
 
+#include <filesystem>
 #include <iostream>
+#include <limits>
 
 #include <bpf/bpf.h>
 
@@ -58,9 +62,15 @@ class Daemon {
       pollfd fds[3] = {{watcher.fd(), POLLIN, 0},
                        {signal_fd.get(), POLLIN, 0},
                        {metrics_ ? metrics_->fd() : -1, POLLIN, 0}};
-      if (poll(fds, 3, -1) < 0) {
+      int ready = poll(fds, 3, kResyncIntervalMs);
+      if (ready < 0) {
         if (errno == EINTR) continue;
         throw Error("poll: " + errno_text(errno));
+      }
+      if (ready == 0) {
+        // Safety net: events can be lost without the kernel saying so.
+        reconcile_links(watcher.resync());
+        continue;
       }
       if (fds[0].revents & POLLIN) {
         if (!watcher.process()) reconcile_links(watcher.snapshot());
@@ -71,11 +81,13 @@ class Daemon {
         if (read(signal_fd.get(), &info, sizeof(info)) != sizeof(info)) continue;
         if (info.ssi_signo == SIGHUP) {
           if (reload_allowed()) {
-            spdlog::info("SIGHUP: restarting in place with the new configuration");
-            plugins_.shutdown(false);
-            execv("/proc/self/exe", argv);
-            spdlog::error("re-exec failed: {}; keeping the running configuration",
-                          errno_text(errno));
+            // The binary's path, not /proc/self/exe: after a package upgrade
+            // SIGHUP then starts the new version, taking over the same way.
+            spdlog::info("SIGHUP: restarting in place ({}) with the new configuration",
+                         executable_);
+            execv(executable_.c_str(), argv);
+            spdlog::error("re-exec of {} failed: {}; keeping the running configuration",
+                          executable_, errno_text(errno));
           }
           continue;
         }
@@ -92,13 +104,15 @@ class Daemon {
     plugins_.open_and_configure(false);
     plugins_.load_bpf();
     std::vector<DeclaredStage> stages;
-    for (const auto& p : plugins_.plugins()) {
-      if (p.state == PluginState::failed)
+    for (auto& p : plugins_.plugins()) {
+      if (p.state == PluginState::failed) {
         spdlog::error("{}", p.error.empty() ? "plugin '" + p.name + "' failed" : p.error);
-      else
+        place_failed_plugin(p);
+      } else {
         spdlog::info("plugin {} {} loaded ({} stage(s))", p.name, p.version, p.stages.size());
-      // A failed plugin's known stages stay in the chains as holes, so hooks
-      // that enforce policy fail closed instead of silently skipping it.
+      }
+      // A failed plugin's stages stay in the chains as holes, so hooks that
+      // enforce policy fail closed instead of silently skipping it.
       for (const auto& stage : p.stages) stages.push_back({p.name, stage});
     }
     auto chains = compute_chains(stages);
@@ -111,13 +125,41 @@ class Daemon {
     dataplane_->write_registry(plugins_.plugins(), chains);
   }
 
+  // Where a failed plugin's holes go. An optional plugin leaves none. One
+  // that failed before declaring its stages (missing file, ABI, config)
+  // takes the places the last run recorded; with no record, its place is
+  // unknown, so a hole heads every chain.
+  void place_failed_plugin(LoadedPlugin& p) {
+    if (config_.plugin_optional(p.name)) {
+      p.stages.clear();
+      spdlog::warn("plugin '{}' is optional: its stages are left out", p.name);
+      return;
+    }
+    if (!p.stages.empty()) return;
+    p.stages = dataplane_->recorded_stages(p.name);
+    if (!p.stages.empty()) {
+      spdlog::error("plugin '{}': its {} stage(s) recorded by the last run stay as holes",
+                    p.name, p.stages.size());
+      return;
+    }
+    p.stages.push_back(StageSpec{"unknown", "", kAllRoles, kBothHooks,
+                                 std::numeric_limits<int>::min()});
+    spdlog::error("plugin '{}' failed before declaring its stages and no earlier run recorded "
+                  "them: a hole heads every chain (hooks whose missed_tail_call rule is "
+                  "\"drop\" drop everything) until it loads; list it in [plugins] optional "
+                  "if its absence may be tolerated",
+                  p.name);
+  }
+
   void manage(const LinkInfo& link) {
     auto role = classify_interface(config_.interfaces, link.name);
     const auto& attached = dataplane_->attachments();
     auto it = attached.find(link.ifindex);
     try {
       if (!role) {
-        if (it != attached.end()) dataplane_->detach(link.ifindex);
+        // Also what an earlier run attached: the patterns may have changed.
+        if (it != attached.end() || dataplane_->is_recorded(link.ifindex))
+          dataplane_->detach(link.ifindex);
         return;
       }
       if (it != attached.end() && it->second.role == *role && it->second.name == link.name &&
@@ -147,16 +189,41 @@ class Daemon {
     manage(link);
   }
 
+  // A new configuration must pass everything the new process would check —
+  // including the plugins' own tables and chain limits — before we exec
+  // into it; that check runs plugin code, so it runs in a child.
   bool reload_allowed() {
+    NodeConfig next;
     try {
-      NodeConfig next = load_config(config_.file);
-      (void)next;
-      return true;
+      next = load_config(config_.file);
     } catch (const ConfigError& error) {
       spdlog::error("SIGHUP: the new configuration is invalid, keeping the running one: {}",
                     format_config_error(error));
       return false;
     }
+    if (next.pin_dir() != config_.pin_dir()) {
+      spdlog::error("SIGHUP: [bpf] root/instance changed ({} -> {}); that needs sluiced "
+                    "--cleanup and a fresh start, keeping the running configuration",
+                    config_.pin_dir(), next.pin_dir());
+      return false;
+    }
+    pid_t child = fork();
+    if (child == 0) {
+      int devnull = open("/dev/null", O_WRONLY);
+      if (devnull >= 0) dup2(devnull, STDOUT_FILENO);
+      execl(executable_.c_str(), executable_.c_str(), "--check-config", "--config",
+            config_.file.c_str(), static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    int status = 0;
+    if (child < 0 || waitpid(child, &status, 0) < 0 || !WIFEXITED(status) ||
+        WEXITSTATUS(status) != 0) {
+      spdlog::error("SIGHUP: {} --check-config refused the new configuration (see above); "
+                    "keeping the running one",
+                    executable_);
+      return false;
+    }
+    return true;
   }
 
   // Metrics are optional: a port that cannot be bound must never stop the
@@ -248,7 +315,20 @@ class Daemon {
     out.gauge("sluice_build_info", "The running sluiced", {{"version", kSluiceVersion}}, 1);
   }
 
+  static constexpr int kResyncIntervalMs = 30000;
+
+  static std::string executable_path() {
+    std::error_code ec;
+    std::string path = std::filesystem::read_symlink("/proc/self/exe", ec).string();
+    const std::string deleted = " (deleted)";
+    if (path.size() > deleted.size() &&
+        path.compare(path.size() - deleted.size(), deleted.size(), deleted) == 0)
+      path.resize(path.size() - deleted.size());
+    return ec ? "/proc/self/exe" : path;
+  }
+
   const NodeConfig& config_;
+  std::string executable_ = executable_path();
   NodeHost host_;
   PluginHost plugins_;
   std::optional<Dataplane> dataplane_;

@@ -43,12 +43,15 @@ void attach_tc_filter(int ifindex, const std::string& ifname, sl_hook hook, int 
                 "): " + errno_text(rc));
 }
 
-void detach_tc_filter(int ifindex, sl_hook hook) {
+bool detach_tc_filter(int ifindex, sl_hook hook) {
   LIBBPF_OPTS(bpf_tc_hook, tc_hook, .ifindex = ifindex, .attach_point = attach_point(hook));
   LIBBPF_OPTS(bpf_tc_opts, opts, .handle = kFilterHandle, .priority = kFilterPriority);
   int rc = bpf_tc_detach(&tc_hook, &opts);
-  if (rc != 0 && rc != -ENOENT && rc != -ENODEV && rc != -EINVAL)
+  if (rc != 0 && rc != -ENOENT && rc != -ENODEV && rc != -EINVAL) {
     spdlog::warn("detaching filter from ifindex {}: {}", ifindex, errno_text(rc));
+    return false;
+  }
+  return true;
 }
 
 void destroy_clsact(int ifindex) {

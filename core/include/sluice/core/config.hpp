@@ -34,6 +34,14 @@ struct NodeConfig {
   std::array<RoleRules, SL_ROLE_COUNT> rules;
   std::string plugin_dir;  // empty: <dir of the executable>/../lib/sluice/plugins
   std::vector<std::string> enabled_plugins;
+  // Plugins whose failure must not block traffic (observers such as log):
+  // when they fail, their stages are left out instead of left as holes.
+  std::vector<std::string> optional_plugins;
+  bool plugin_optional(const std::string& name) const {
+    for (const auto& optional : optional_plugins)
+      if (optional == name) return true;
+    return false;
+  }
   std::string state_source = "file";
   std::string state_dir = "/etc/sluice/state";
   // [metrics] listen: where sluiced serves Prometheus metrics ("" disables).

@@ -93,8 +93,12 @@ class Dataplane {
     std::uint32_t bank;
   };
   const std::map<int, Attachment>& attachments() const { return attached_; }
-  // Interfaces recorded in sl_ifstate by an earlier run.
+  // Interfaces recorded in sl_ifstate (by this or an earlier run).
   std::vector<int> recorded_interfaces() const;
+  bool is_recorded(int ifindex) const;
+  // The stages a plugin declared in the last run, from sl_registry: what a
+  // plugin that now fails before declaring its stages occupied.
+  std::vector<StageSpec> recorded_stages(const std::string& plugin) const;
   std::uint32_t bank() const { return bank_; }
   int map_fd(const char* name) const;  // one of the shared/core maps by name
   int chain_end_fd() const;

@@ -31,6 +31,9 @@ class LinkWatcher {
   // Delivers pending events to the callback. Returns false when events were
   // lost (socket overrun): the caller must reconcile against snapshot().
   bool process();
+  // Refreshes the view from a fresh dump (a safety net against events lost
+  // without the kernel telling) and returns it.
+  std::vector<LinkInfo> resync();
 
  private:
   struct Impl;

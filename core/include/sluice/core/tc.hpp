@@ -41,8 +41,9 @@ class ClsactQdisc {
 // previous program if our filter is already there (no window without one).
 void attach_tc_filter(int ifindex, const std::string& ifname, sl_hook hook, int prog_fd);
 
-// Removes our filter from the hook; a missing filter or device is fine.
-void detach_tc_filter(int ifindex, sl_hook hook);
+// Removes our filter from the hook. True when it is gone (a missing filter
+// or device counts as gone).
+bool detach_tc_filter(int ifindex, sl_hook hook);
 
 // Removes the clsact qdisc (and with it every filter on it).
 void destroy_clsact(int ifindex);
