@@ -158,6 +158,12 @@ void PluginHost::open_and_configure(bool strict) {
       entry.state = PluginState::failed;
       entry.plugin.reset();
       if (strict) throw Error(entry.error);
+    } catch (...) {
+      // Plugin code may throw anything; it must never take the daemon down.
+      entry.error = "plugin '" + name + "' threw an unknown exception while starting";
+      entry.state = PluginState::failed;
+      entry.plugin.reset();
+      if (strict) throw Error(entry.error);
     }
   }
   order_by_dependencies();
@@ -238,6 +244,9 @@ void PluginHost::load_bpf() {
     } catch (const std::exception& error) {
       p.state = PluginState::failed;
       p.error = "plugin '" + p.name + "' failed to load its BPF programs: " + error.what();
+    } catch (...) {
+      p.state = PluginState::failed;
+      p.error = "plugin '" + p.name + "' threw an unknown exception while loading";
     }
   }
 }

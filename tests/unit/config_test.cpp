@@ -199,3 +199,13 @@ TEST(Config, ParsesListenAddresses) {
   EXPECT_FALSE(parse_listen_address("", why));
   EXPECT_FALSE(why.empty());
 }
+
+TEST(Config, OptionalPluginsMustBeEnabled) {
+  NodeConfig cfg = parse_config("[plugins]\nenabled = [\"log\", \"policy\"]\noptional = [\"log\"]\n",
+                                "node.toml");
+  EXPECT_TRUE(cfg.plugin_optional("log"));
+  EXPECT_FALSE(cfg.plugin_optional("policy"));
+  ConfigError e = expect_error("[plugins]\nenabled = [\"log\"]\noptional = [\"lgo\"]\n");
+  EXPECT_EQ(e.key, "plugins.optional");
+  EXPECT_EQ(e.line, 3u);
+}
