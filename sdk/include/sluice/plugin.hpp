@@ -20,6 +20,7 @@
 #include <sluice/bpf/layout.h>
 #include <sluice/cli.hpp>
 #include <sluice/metrics.hpp>
+#include <sluice/resources.hpp>
 
 
 namespace sluice {
@@ -141,6 +142,12 @@ class Plugin {
   // Prometheus samples, written on every scrape of sluiced's metrics
   // endpoint (after load(), on the daemon's thread).
   virtual void write_metrics(MetricsWriter& out) const { (void)out; }
+  // Resource kinds this plugin consumes (e.g. {"service", "endpoint"}).
+  virtual std::vector<std::string> resource_kinds() const { return {}; }
+  // Applies a change of the state files holding those kinds (after load()).
+  // Validate first, throw ConfigError on bad input, apply only if all is
+  // valid: see <sluice/resources.hpp>.
+  virtual void reconcile(const ResourceChange& change) { (void)change; }
 };
 
 }  // namespace sluice

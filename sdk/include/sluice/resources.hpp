@@ -1,0 +1,37 @@
+// Resources (plugin ABI 1.0): the cluster state a plugin consumes, such as
+// services or endpoints, read by sluiced from TOML files in [state] dir.
+//
+// A state file holds arrays of tables named by kind:
+//
+//   [[service]]
+//   name = "web"
+//   ...
+//   [[endpoint]]
+//   ...
+//
+// sluiced watches the directory (inotify). For every change it hands each
+// plugin that consumes one of the kinds in a file the files that were added
+// or rewritten and the paths that disappeared; the plugin keeps what each
+// file contributed, so a change costs in proportion to the change. A plugin
+// validates everything first and throws ConfigError (file, line, column, key)
+// on bad input; sluiced then logs it and the plugin must leave what is
+// running exactly as it was: nothing is applied halfway.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace sluice {
+
+struct ResourceFile {
+  std::string path;  // absolute path, for error messages and as the file's identity
+  std::string text;  // the whole file; parse with sluice::config::parse
+};
+
+struct ResourceChange {
+  bool full = false;                  // true: `upserted` is every file (first load, resync)
+  std::vector<ResourceFile> upserted; // files added or rewritten (holding one of your kinds)
+  std::vector<std::string> removed;   // paths of files that are gone or no longer hold your kinds
+};
+
+}  // namespace sluice
