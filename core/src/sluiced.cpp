@@ -25,6 +25,7 @@
 #include "sluice/core/node_host.hpp"
 #include "sluice/core/pipeline.hpp"
 #include "sluice/core/plugin_host.hpp"
+#include "sluice/core/state_dir.hpp"
 #include "sluice/core/version.hpp"
 
 namespace po = boost::program_options;
@@ -47,6 +48,9 @@ class Daemon {
     LinkWatcher watcher([this](LinkEvent event, const LinkInfo& link) { on_link(event, link); });
     reconcile_links(watcher.snapshot());
     dataplane_->commit_bank();
+    StateDirectory state(config_.state_dir);
+    ResourceRouter resources(plugins_.plugins());
+    resources.load_all(state);
     spdlog::info("sluiced ready: node {}, instance {}, {} interface(s) managed, pins under {}",
                  config_.node_name, config_.instance, dataplane_->attachments().size(),
                  config_.pin_dir());
@@ -59,10 +63,11 @@ class Daemon {
     start_metrics();
 
     for (;;) {
-      pollfd fds[3] = {{watcher.fd(), POLLIN, 0},
+      pollfd fds[4] = {{watcher.fd(), POLLIN, 0},
                        {signal_fd.get(), POLLIN, 0},
-                       {metrics_ ? metrics_->fd() : -1, POLLIN, 0}};
-      int ready = poll(fds, 3, kResyncIntervalMs);
+                       {metrics_ ? metrics_->fd() : -1, POLLIN, 0},
+                       {state.fd(), POLLIN, 0}};
+      int ready = poll(fds, 4, kResyncIntervalMs);
       if (ready < 0) {
         if (errno == EINTR) continue;
         throw Error("poll: " + errno_text(errno));
@@ -76,6 +81,7 @@ class Daemon {
         if (!watcher.process()) reconcile_links(watcher.snapshot());
       }
       if (metrics_ && (fds[2].revents & POLLIN)) metrics_->serve_one();
+      if (fds[3].revents & POLLIN) resources.apply(state.take_changed_paths());
       if (fds[1].revents & POLLIN) {
         signalfd_siginfo info{};
         if (read(signal_fd.get(), &info, sizeof(info)) != sizeof(info)) continue;
