@@ -1,0 +1,941 @@
+// The nat plugin: service load balancing (kube-proxy replacement) on top of
+// the conntrack table. The stage (nat_stage.bpf.c, order 300) DNATs new flows
+// to a backend and reverse-NATs replies; this file turns [[service]] tables
+// of the state files into the nat_frontends / nat_backends maps, as a diff,
+// and offers `sluicectl nat dump` / `nat aff`. See README.md.
+//
+// [plugins.nat] has no keys yet.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <ostream>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <sluice/bpf/conntrack.h>
+#include <sluice/cli.hpp>
+#include <sluice/config.hpp>
+#include <sluice/metrics.hpp>
+#include <sluice/output.hpp>
+#include <sluice/plugin.hpp>
+#include <sluice/resources.hpp>
+
+#include "nat_layout.h"
+#include "nat_stage.skel.h"
+
+namespace {
+
+using sluice::ConfigError;
+using sluice::config::Table;
+using sluice::output::Json;
+
+// ---- addresses ------------------------------------------------------------------
+
+struct Address {
+  std::uint8_t family = 0;  // 4 or 6
+  std::array<__be32, 4> words{};
+  bool operator==(const Address&) const = default;
+};
+
+std::optional<Address> parse_address(const std::string& text) {
+  Address a;
+  if (inet_pton(AF_INET, text.c_str(), a.words.data()) == 1) {
+    a.family = 4;
+    return a;
+  }
+  a.words = {};
+  if (inet_pton(AF_INET6, text.c_str(), a.words.data()) == 1) {
+    a.family = 6;
+    return a;
+  }
+  return std::nullopt;
+}
+
+std::string address_text(std::uint8_t family, const __be32* words) {
+  char buffer[INET6_ADDRSTRLEN] = {};
+  inet_ntop(family == 6 ? AF_INET6 : AF_INET, words, buffer, sizeof(buffer));
+  return buffer;
+}
+
+std::string endpoint_text(std::uint8_t family, const __be32* words, __be16 port) {
+  std::string a = address_text(family, words);
+  if (family == 6) a = "[" + a + "]";
+  return a + ":" + std::to_string(ntohs(port));
+}
+
+std::string proto_text(int proto) {
+  return proto == IPPROTO_TCP ? "tcp" : proto == IPPROTO_UDP ? "udp" : std::to_string(proto);
+}
+
+// ---- the desired state of one service, as read from a file --------------------------
+
+struct Position {
+  std::string file;
+  std::uint32_t line = 0, column = 0;
+  std::string key;
+};
+
+[[noreturn]] void fail(const Position& at, const std::string& message) {
+  throw ConfigError(at.file, at.line, at.column, at.key, message);
+}
+
+struct PortSpec {
+  std::string name;
+  std::uint16_t port = 0;
+  std::uint8_t proto = IPPROTO_TCP;
+  std::uint16_t target_port = 0;
+  std::uint16_t node_port = 0;
+};
+
+struct BackendSpec {
+  Address ip;
+  std::optional<std::uint16_t> port;
+  std::string node;
+  bool ready = true;
+  bool terminating = false;
+  Position at;
+};
+
+struct ServiceSpec {
+  std::string namespace_, name;
+  Position at;  // the [[service]] table
+  std::optional<Address> cluster_ip;
+  std::vector<Address> external_ips, load_balancer_ips;
+  bool external_local = false;
+  bool affinity = false;
+  std::uint32_t affinity_timeout = 10800;
+  std::vector<PortSpec> ports;
+  std::vector<BackendSpec> backends;
+  std::string key() const { return namespace_ + "/" + name; }
+};
+
+Position position_of(const Table& table, const toml::node* node, std::string_view key) {
+  const auto& where = node ? node->source() : table.raw().source();
+  return Position{table.file(), where.begin.line, where.begin.column, table.key_path(key)};
+}
+
+Address read_address(const Table& table, const toml::node& node, std::string_view key) {
+  if (!node.is_string()) table.fail_at(&node, key, "expected an IP address (a string)");
+  std::string text(node.as_string()->get());
+  auto a = parse_address(text);
+  if (!a) table.fail_at(&node, key, "'" + text + "' is not an IPv4 or IPv6 address");
+  return *a;
+}
+
+std::vector<Address> read_address_list(const Table& table, std::string_view key) {
+  std::vector<Address> out;
+  const toml::node* node = table.node(key);
+  if (!node) return out;
+  if (!node->is_array()) table.fail_at(node, key, "expected a list of IP addresses");
+  for (const toml::node& item : *node->as_array()) out.push_back(read_address(table, item, key));
+  return out;
+}
+
+ServiceSpec parse_service(const Table& t) {
+  t.expect_only({"name", "namespace", "cluster_ip", "ports", "external_ips", "load_balancer_ips",
+                 "external_traffic_policy", "session_affinity", "session_affinity_timeout",
+                 "backends"});
+  ServiceSpec s;
+  s.at = position_of(t, nullptr, "");
+  s.at.key = t.path();
+  if (!t.has("name")) t.fail_at(nullptr, "name", "a service needs a name");
+  s.name = t.get_string("name", "");
+  if (s.name.empty()) t.fail("name", "must not be empty");
+  s.namespace_ = t.get_string("namespace", "default");
+  if (s.namespace_.empty()) t.fail("namespace", "must not be empty");
+  if (const toml::node* n = t.node("cluster_ip")) s.cluster_ip = read_address(t, *n, "cluster_ip");
+  s.external_ips = read_address_list(t, "external_ips");
+  s.load_balancer_ips = read_address_list(t, "load_balancer_ips");
+  s.external_local =
+      t.get_choice("external_traffic_policy", "cluster", {"cluster", "local"}) == "local";
+  s.affinity = t.get_choice("session_affinity", "none", {"none", "client_ip"}) == "client_ip";
+  s.affinity_timeout =
+      static_cast<std::uint32_t>(t.get_int("session_affinity_timeout", 10800, 1, 86400));
+  if (t.has("session_affinity_timeout") && !s.affinity)
+    t.fail("session_affinity_timeout", "needs session_affinity = \"client_ip\"");
+
+  auto ports = t.get_table_list("ports");
+  if (ports.empty()) t.fail_at(t.node("ports"), "ports", "a service needs at least one port");
+  std::set<std::pair<std::uint16_t, std::uint8_t>> seen_ports;
+  std::set<std::string> seen_names;
+  for (const Table& p : ports) {
+    p.expect_only({"name", "port", "protocol", "target_port", "node_port"});
+    PortSpec port;
+    if (!p.has("port")) p.fail_at(nullptr, "port", "a port needs port = <1-65535>");
+    port.port = static_cast<std::uint16_t>(p.get_int("port", 0, 1, 65535));
+    std::string proto = p.get_choice("protocol", "tcp", {"tcp", "udp", "TCP", "UDP"});
+    port.proto = (proto == "udp" || proto == "UDP") ? IPPROTO_UDP : IPPROTO_TCP;
+    port.target_port = static_cast<std::uint16_t>(p.get_int("target_port", port.port, 1, 65535));
+    port.node_port = static_cast<std::uint16_t>(p.get_int("node_port", 0, 1, 65535));
+    port.name = p.get_string("name", std::to_string(port.port) + "/" + proto_text(port.proto));
+    if (!seen_ports.insert({port.port, port.proto}).second)
+      p.fail("port", "port " + std::to_string(port.port) + "/" + proto_text(port.proto) +
+                         " is listed twice");
+    if (!seen_names.insert(port.name).second)
+      p.fail("name", "port name '" + port.name + "' is used twice");
+    s.ports.push_back(port);
+  }
+
+  std::set<std::pair<std::array<__be32, 4>, int>> seen_backends;
+  for (const Table& b : t.get_table_list("backends")) {
+    b.expect_only({"ip", "port", "node", "ready", "terminating"});
+    BackendSpec be;
+    be.at = position_of(b, nullptr, "");
+    be.at.key = b.path();
+    const toml::node* ip = b.node("ip");
+    if (!ip) b.fail_at(nullptr, "ip", "a backend needs ip = \"<address>\"");
+    be.ip = read_address(b, *ip, "ip");
+    if (b.has("port")) {
+      if (s.ports.size() > 1)
+        b.fail("port", "a service with several ports sets target_port per port, not a port "
+                       "per backend");
+      be.port = static_cast<std::uint16_t>(b.get_int("port", 0, 1, 65535));
+    }
+    be.node = b.get_string("node", "");
+    be.ready = b.get_bool("ready", true);
+    be.terminating = b.get_bool("terminating", false);
+    if (!seen_backends.insert({be.ip.words, be.port.value_or(0)}).second)
+      b.fail("ip", "backend " + address_text(be.ip.family, be.ip.words.data()) +
+                       " is listed twice");
+    s.backends.push_back(be);
+  }
+
+  // One family per service: a frontend only ever gets backends of its family.
+  std::uint8_t family = 0;
+  auto check_family = [&](const Address& a, const Position& at) {
+    if (!family) family = a.family;
+    if (a.family != family)
+      fail(at, "mixes IPv4 and IPv6 addresses: a service is of one family (declare a "
+               "second service for the other)");
+  };
+  if (s.cluster_ip) check_family(*s.cluster_ip, position_of(t, t.node("cluster_ip"), "cluster_ip"));
+  for (const auto& a : s.external_ips)
+    check_family(a, position_of(t, t.node("external_ips"), "external_ips"));
+  for (const auto& a : s.load_balancer_ips)
+    check_family(a, position_of(t, t.node("load_balancer_ips"), "load_balancer_ips"));
+  for (const auto& b : s.backends) check_family(b.ip, b.at);
+  bool any_node_port = false;
+  for (const auto& p : s.ports) any_node_port = any_node_port || p.node_port;
+  if (!s.cluster_ip && s.external_ips.empty() && s.load_balancer_ips.empty() && !any_node_port)
+    t.fail_at(nullptr, "cluster_ip",
+              "the service has no frontend: give cluster_ip, external_ips, load_balancer_ips "
+              "or a node_port");
+  return s;
+}
+
+std::vector<ServiceSpec> parse_file(const sluice::ResourceFile& file) {
+  toml::table root = sluice::config::parse(file.text, file.path);
+  Table top(root, file.path, "");
+  std::vector<ServiceSpec> out;
+  for (const Table& t : top.get_table_list("service")) out.push_back(parse_service(t));
+  return out;
+}
+
+// ---- map entries ----------------------------------------------------------------------
+
+struct FeKey {
+  nat_fe_key key{};
+  bool operator<(const FeKey& o) const { return std::memcmp(&key, &o.key, sizeof(key)) < 0; }
+  bool operator==(const FeKey& o) const { return std::memcmp(&key, &o.key, sizeof(key)) == 0; }
+};
+
+bool same(const nat_fe_value& a, const nat_fe_value& b) { return !std::memcmp(&a, &b, sizeof(a)); }
+bool same(const nat_be_value& a, const nat_be_value& b) { return !std::memcmp(&a, &b, sizeof(a)); }
+
+// The entries of one service port (one service id).
+struct PortEntries {
+  std::uint32_t id = 0;
+  std::string label;  // "namespace/name:port-name"
+  std::map<FeKey, nat_fe_value> frontends;
+  std::vector<nat_be_value> backends;  // by ordinal
+  std::uint32_t ready = 0, terminating = 0, not_ready = 0;
+  bool operator==(const PortEntries& o) const {
+    if (id != o.id || frontends.size() != o.frontends.size() ||
+        backends.size() != o.backends.size())
+      return false;
+    for (auto a = frontends.begin(), b = o.frontends.begin(); a != frontends.end(); ++a, ++b)
+      if (!(a->first == b->first) || !same(a->second, b->second)) return false;
+    for (std::size_t i = 0; i < backends.size(); ++i)
+      if (!same(backends[i], o.backends[i])) return false;
+    return true;
+  }
+};
+
+using ServiceEntries = std::map<std::string, PortEntries>;  // by label
+
+std::string port_label(const ServiceSpec& s, const PortSpec& p) { return s.key() + ":" + p.name; }
+
+// The frontend keys of a service (one per address and port), with whether
+// they face outside the cluster.
+std::vector<std::pair<FeKey, std::uint32_t>> frontends_of(const ServiceSpec& s,
+                                                          const PortSpec& p) {
+  std::vector<std::pair<FeKey, std::uint32_t>> out;
+  auto add = [&](std::uint8_t family, const __be32* words, std::uint16_t port,
+                 std::uint32_t flags) {
+    FeKey k;
+    k.key.family = family;
+    k.key.proto = p.proto;
+    k.key.port = htons(port);
+    if (words) std::memcpy(k.key.addr, words, sizeof(k.key.addr));
+    out.emplace_back(k, flags);
+  };
+  std::uint8_t family = 4;
+  if (s.cluster_ip) family = s.cluster_ip->family;
+  else if (!s.external_ips.empty()) family = s.external_ips[0].family;
+  else if (!s.load_balancer_ips.empty()) family = s.load_balancer_ips[0].family;
+  else if (!s.backends.empty()) family = s.backends[0].ip.family;
+  if (s.cluster_ip) add(family, s.cluster_ip->words.data(), p.port, 0);
+  for (const auto& a : s.external_ips) add(family, a.words.data(), p.port, NAT_FE_F_EXTERNAL);
+  for (const auto& a : s.load_balancer_ips)
+    add(family, a.words.data(), p.port, NAT_FE_F_EXTERNAL);
+  if (p.node_port) add(family, nullptr, p.node_port, NAT_FE_F_EXTERNAL | NAT_FE_F_NODE_PORT);
+  return out;
+}
+
+PortEntries entries_of(const ServiceSpec& s, const PortSpec& p, std::uint32_t id,
+                       const std::string& node) {
+  PortEntries e;
+  e.id = id;
+  e.label = port_label(s, p);
+  auto backend = [&](const BackendSpec& b) {
+    nat_be_value v{};
+    v.family = b.ip.family;
+    std::memcpy(v.addr, b.ip.words.data(), sizeof(v.addr));
+    v.port = htons(b.port.value_or(p.target_port));
+    if (!b.node.empty() && b.node == node) v.flags |= NAT_BE_F_LOCAL;
+    if (b.terminating) v.flags |= NAT_BE_F_TERMINATING;
+    if (!b.ready) v.flags |= NAT_BE_F_NOT_READY;
+    return v;
+  };
+  auto selectable = [](const BackendSpec& b) { return b.ready && !b.terminating; };
+  // Ordinals: selectable local, selectable remote, then the rest (nat_layout.h).
+  for (const auto& b : s.backends)
+    if (selectable(b) && !b.node.empty() && b.node == node) e.backends.push_back(backend(b));
+  std::uint32_t local = static_cast<std::uint32_t>(e.backends.size());
+  for (const auto& b : s.backends)
+    if (selectable(b) && !(!b.node.empty() && b.node == node)) e.backends.push_back(backend(b));
+  std::uint32_t count = static_cast<std::uint32_t>(e.backends.size());
+  for (const auto& b : s.backends)
+    if (!selectable(b)) e.backends.push_back(backend(b));
+  e.ready = count;
+  for (const auto& b : s.backends) {
+    if (b.terminating) ++e.terminating;
+    else if (!b.ready) ++e.not_ready;
+  }
+  for (const auto& [key, kind] : frontends_of(s, p)) {
+    nat_fe_value v{};
+    v.id = id;
+    v.count = count;
+    v.local = local;
+    v.total = static_cast<std::uint32_t>(e.backends.size());
+    v.flags = kind;
+    if ((kind & NAT_FE_F_EXTERNAL) && s.external_local) v.flags |= NAT_FE_F_EXTERNAL_LOCAL;
+    if (s.affinity) {
+      v.flags |= NAT_FE_F_AFFINITY;
+      v.affinity_timeout = s.affinity_timeout;
+    }
+    e.frontends[key] = v;
+  }
+  return e;
+}
+
+// ---- the plugin's maps --------------------------------------------------------------
+
+struct Fd {
+  int fd = -1;
+  explicit Fd(int f = -1) : fd(f) {}
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  ~Fd() {
+    if (fd >= 0) close(fd);
+  }
+};
+
+struct StageDestroyer {
+  void operator()(nat_stage* skel) const { nat_stage__destroy(skel); }
+};
+using StageSkeleton = std::unique_ptr<nat_stage, StageDestroyer>;
+
+[[noreturn]] void map_failure(const char* what, const char* map) {
+  throw std::runtime_error(std::string("nat: cannot ") + what + " an entry of " + map + ": " +
+                           std::strerror(errno));
+}
+
+template <class K, class V>
+void map_put(int fd, const char* name, const K& key, const V& value) {
+  if (bpf_map_update_elem(fd, &key, &value, BPF_ANY) != 0) map_failure("write", name);
+}
+
+template <class K>
+void map_del(int fd, const char* name, const K& key) {
+  if (bpf_map_delete_elem(fd, &key) != 0 && errno != ENOENT) map_failure("delete", name);
+}
+
+template <class K, class V, class Fn>
+void map_each(int fd, Fn&& fn) {
+  K key{}, next{};
+  const K* prev = nullptr;
+  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+    V value{};
+    if (bpf_map_lookup_elem(fd, &next, &value) == 0) fn(next, value);
+    key = next;
+    prev = &key;
+  }
+}
+
+struct MapFds {
+  int frontends = -1, backends = -1, affinity = -1, services = -1;
+};
+
+// Writes what differs between `old` (nullptr: nothing applied) and `now`
+// (nullptr: remove). Order keeps every frontend pointing at written backends.
+void apply_port(const MapFds& maps, const PortEntries* old, const PortEntries* now) {
+  if (now) {
+    for (std::uint32_t i = 0; i < now->backends.size(); ++i)
+      if (!old || old->id != now->id || i >= old->backends.size() ||
+          !same(old->backends[i], now->backends[i]))
+        map_put(maps.backends, NAT_MAP_BACKENDS, nat_be_key{now->id, i}, now->backends[i]);
+    for (const auto& [key, value] : now->frontends) {
+      auto it = old ? old->frontends.find(key) : decltype(old->frontends.end()){};
+      if (!old || it == old->frontends.end() || !same(it->second, value))
+        map_put(maps.frontends, NAT_MAP_FRONTENDS, key.key, value);
+    }
+    if (!old || old->label != now->label || old->id != now->id) {
+      nat_service_name name{};
+      std::snprintf(name.name, sizeof(name.name), "%s", now->label.c_str());
+      map_put(maps.services, NAT_MAP_SERVICES, now->id, name);
+    }
+  }
+  if (old) {
+    for (const auto& [key, value] : old->frontends)
+      if (!now || !now->frontends.count(key)) map_del(maps.frontends, NAT_MAP_FRONTENDS, key.key);
+    std::uint32_t keep = now && now->id == old->id ? static_cast<std::uint32_t>(now->backends.size()) : 0;
+    for (std::uint32_t i = keep; i < old->backends.size(); ++i)
+      map_del(maps.backends, NAT_MAP_BACKENDS, nat_be_key{old->id, i});
+    if (!now || now->id != old->id) {
+      map_del(maps.services, NAT_MAP_SERVICES, old->id);
+      // Affinity of a gone id must not steer a later user of the id.
+      std::vector<nat_aff_key> stale;
+      map_each<nat_aff_key, nat_aff_value>(maps.affinity, [&](const nat_aff_key& k, const nat_aff_value&) {
+        if (k.id == old->id) stale.push_back(k);
+      });
+      for (const auto& k : stale) map_del(maps.affinity, NAT_MAP_AFFINITY, k);
+    }
+  }
+}
+
+// ---- CLI -------------------------------------------------------------------------------
+
+std::vector<std::string> fe_flag_names(std::uint32_t flags) {
+  std::vector<std::string> out;
+  if (flags & NAT_FE_F_EXTERNAL_LOCAL) out.emplace_back("external-local");
+  if (flags & NAT_FE_F_AFFINITY) out.emplace_back("affinity");
+  if (flags & NAT_FE_F_EXTERNAL) out.emplace_back("external");
+  if (flags & NAT_FE_F_NODE_PORT) out.emplace_back("node-port");
+  return out;
+}
+
+std::vector<std::string> be_flag_names(std::uint32_t flags) {
+  std::vector<std::string> out;
+  if (flags & NAT_BE_F_LOCAL) out.emplace_back("local");
+  if (flags & NAT_BE_F_TERMINATING) out.emplace_back("terminating");
+  if (flags & NAT_BE_F_NOT_READY) out.emplace_back("not-ready");
+  return out;
+}
+
+Json string_list(const std::vector<std::string>& items) {
+  Json out = Json::array();
+  for (const auto& s : items) out.push_back(s);
+  return out;
+}
+
+std::string frontend_addr(const nat_fe_key& k) {
+  if (k.addr[0] == 0 && k.addr[1] == 0 && k.addr[2] == 0 && k.addr[3] == 0)
+    return k.family == 6 ? "*v6" : "*";  // node port: any local address
+  return address_text(k.family, k.addr);
+}
+
+struct CliMaps {
+  Fd frontends, backends, affinity, services;
+};
+
+int open_maps(const sluice::CliContext& context, CliMaps& maps) {
+  auto open = [&](const char* name, Fd& fd) {
+    std::string path = context.map_pin_dir + "/" + name;
+    fd.fd = bpf_obj_get(path.c_str());
+    if (fd.fd < 0) {
+      *context.err << "nat: cannot open " << path << ": " << std::strerror(errno)
+                   << " (is the nat plugin loaded by sluiced?)\n";
+      return false;
+    }
+    return true;
+  };
+  if (!open(NAT_MAP_FRONTENDS, maps.frontends) || !open(NAT_MAP_BACKENDS, maps.backends) ||
+      !open(NAT_MAP_AFFINITY, maps.affinity) || !open(NAT_MAP_SERVICES, maps.services))
+    return sluice::kCliFailure;
+  return sluice::kCliOk;
+}
+
+std::string service_name(int fd, std::uint32_t id) {
+  nat_service_name name{};
+  if (bpf_map_lookup_elem(fd, &id, &name) != 0) return "";
+  name.name[sizeof(name.name) - 1] = 0;
+  return name.name;
+}
+
+int run_dump(const sluice::CliContext& context) {
+  bool group = false;
+  for (const auto& arg : context.args) {
+    if (arg == "--group-by-service") {
+      group = true;
+    } else {
+      *context.err << "nat dump: unknown argument '" << arg
+                   << "' (usage: nat dump [--group-by-service])\n";
+      return sluice::kCliUsage;
+    }
+  }
+  CliMaps maps;
+  if (int rc = open_maps(context, maps)) return rc;
+  std::vector<std::pair<nat_fe_key, nat_fe_value>> frontends;
+  map_each<nat_fe_key, nat_fe_value>(maps.frontends.fd, [&](const nat_fe_key& k, const nat_fe_value& v) {
+    frontends.emplace_back(k, v);
+  });
+  std::sort(frontends.begin(), frontends.end(), [](const auto& a, const auto& b) {
+    if (a.second.id != b.second.id) return a.second.id < b.second.id;
+    return std::memcmp(&a.first, &b.first, sizeof(a.first)) < 0;
+  });
+  auto backend_list = [&](const nat_fe_value& fe) {
+    std::vector<std::pair<std::uint32_t, std::optional<nat_be_value>>> out;
+    for (std::uint32_t i = 0; i < fe.total && i < 65536; ++i) {
+      nat_be_key k{fe.id, i};
+      nat_be_value v{};
+      out.emplace_back(i, bpf_map_lookup_elem(maps.backends.fd, &k, &v) == 0
+                              ? std::optional<nat_be_value>(v)
+                              : std::nullopt);
+    }
+    return out;
+  };
+  auto backend_json = [](std::uint32_t ordinal, const std::optional<nat_be_value>& v) {
+    Json b = Json::object();
+    b["ordinal"] = ordinal;
+    if (!v) {
+      b["missing"] = true;
+      return b;
+    }
+    b["addr"] = address_text(v->family, v->addr);
+    b["port"] = static_cast<int>(ntohs(v->port));
+    b["flags"] = string_list(be_flag_names(v->flags));
+    return b;
+  };
+  auto frontend_json = [&](const nat_fe_key& k, const nat_fe_value& v) {
+    Json f = Json::object();
+    f["addr"] = frontend_addr(k);
+    f["port"] = static_cast<int>(ntohs(k.port));
+    f["proto"] = static_cast<int>(k.proto);
+    f["id"] = v.id;
+    f["count"] = v.count;
+    f["local"] = v.local;
+    f["total"] = v.total;
+    f["affinity_timeout"] = v.affinity_timeout;
+    f["flags"] = string_list(fe_flag_names(v.flags));
+    return f;
+  };
+  auto frontend_line = [&](const nat_fe_key& k, const nat_fe_value& v) {
+    std::string line = frontend_addr(k) + " port " + std::to_string(ntohs(k.port)) + " proto " +
+                       std::to_string(k.proto) + " id " + std::to_string(v.id) + " count " +
+                       std::to_string(v.count) + " local " + std::to_string(v.local);
+    auto flags = fe_flag_names(v.flags);
+    if (!flags.empty()) {
+      line += " flags";
+      for (const auto& f : flags) line += " " + f;
+    }
+    if (v.flags & NAT_FE_F_AFFINITY) line += " affinity-timeout " + std::to_string(v.affinity_timeout) + "s";
+    return line;
+  };
+  auto backend_line = [&](std::uint32_t id, std::uint32_t ordinal,
+                          const std::optional<nat_be_value>& v) {
+    std::string line = "\t" + std::to_string(id) + ":" + std::to_string(ordinal) + "\t ";
+    if (!v) return line + "is missing";
+    line += endpoint_text(v->family, v->addr, v->port);
+    for (const auto& f : be_flag_names(v->flags)) line += " " + f;
+    return line;
+  };
+
+  if (!group) {
+    if (context.json()) {
+      Json out = Json::array();
+      for (const auto& [k, v] : frontends) {
+        Json f = frontend_json(k, v);
+        f["service"] = service_name(maps.services.fd, v.id);
+        Json bes = Json::array();
+        for (const auto& [i, b] : backend_list(v)) bes.push_back(backend_json(i, b));
+        f["backends"] = std::move(bes);
+        out.push_back(std::move(f));
+      }
+      *context.out << out.dump() << "\n";
+      return sluice::kCliOk;
+    }
+    for (const auto& [k, v] : frontends) {
+      *context.out << frontend_line(k, v) << "\n";
+      for (const auto& [i, b] : backend_list(v)) *context.out << backend_line(v.id, i, b) << "\n";
+    }
+    return sluice::kCliOk;
+  }
+
+  // Grouped: one block per service id, its frontends, then its backends once.
+  std::map<std::uint32_t, std::vector<std::size_t>> by_id;
+  for (std::size_t n = 0; n < frontends.size(); ++n) by_id[frontends[n].second.id].push_back(n);
+  Json out = Json::array();
+  for (const auto& [id, indexes] : by_id) {
+    std::string name = service_name(maps.services.fd, id);
+    const nat_fe_value& first = frontends[indexes[0]].second;
+    if (context.json()) {
+      Json s = Json::object();
+      s["id"] = id;
+      s["service"] = name;
+      Json fes = Json::array();
+      for (auto n : indexes) fes.push_back(frontend_json(frontends[n].first, frontends[n].second));
+      s["frontends"] = std::move(fes);
+      Json bes = Json::array();
+      for (const auto& [i, b] : backend_list(first)) bes.push_back(backend_json(i, b));
+      s["backends"] = std::move(bes);
+      out.push_back(std::move(s));
+      continue;
+    }
+    *context.out << "service " << (name.empty() ? "?" : name) << " id " << id << "\n";
+    for (auto n : indexes)
+      *context.out << "  " << frontend_line(frontends[n].first, frontends[n].second) << "\n";
+    for (const auto& [i, b] : backend_list(first)) *context.out << backend_line(id, i, b) << "\n";
+  }
+  if (context.json()) *context.out << out.dump() << "\n";
+  return sluice::kCliOk;
+}
+
+std::uint64_t monotonic_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000ull +
+         static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
+int run_aff(const sluice::CliContext& context) {
+  if (!context.args.empty()) {
+    *context.err << "nat aff: unexpected argument '" << context.args[0] << "'\n";
+    return sluice::kCliUsage;
+  }
+  CliMaps maps;
+  if (int rc = open_maps(context, maps)) return rc;
+  std::uint64_t now = monotonic_ns();
+  Json out = Json::array();
+  map_each<nat_aff_key, nat_aff_value>(maps.affinity.fd, [&](const nat_aff_key& k,
+                                                             const nat_aff_value& v) {
+    std::string name = service_name(maps.services.fd, k.id);
+    std::uint64_t age_ms = now > v.last_ns ? (now - v.last_ns) / 1000000 : 0;
+    std::string client = address_text(static_cast<std::uint8_t>(k.family), k.client);
+    if (context.json()) {
+      Json a = Json::object();
+      a["client"] = client;
+      a["id"] = k.id;
+      a["service"] = name;
+      a["backend"] = address_text(v.backend.family, v.backend.addr);
+      a["backend_port"] = static_cast<int>(ntohs(v.backend.port));
+      a["ordinal"] = v.ordinal;
+      a["last_used_ago_ms"] = static_cast<unsigned long long>(age_ms);
+      out.push_back(std::move(a));
+      return;
+    }
+    char ago[32];
+    std::snprintf(ago, sizeof(ago), "%.1fs", static_cast<double>(age_ms) / 1000.0);
+    *context.out << "client " << client << " svc " << k.id << " (" << (name.empty() ? "?" : name)
+                 << ") -> " << endpoint_text(v.backend.family, v.backend.addr, v.backend.port)
+                 << " ordinal " << v.ordinal << " last used " << ago << " ago\n";
+  });
+  if (context.json()) *context.out << out.dump() << "\n";
+  return sluice::kCliOk;
+}
+
+// The max_entries of the pinned conntrack table (the conntrack plugin sets
+// it from its configuration before we load).
+std::optional<std::uint32_t> pinned_ct_size(const std::string& map_pin_dir) {
+  Fd fd(bpf_obj_get((map_pin_dir + "/" SL_MAP_CONNTRACK).c_str()));
+  if (fd.fd < 0) return std::nullopt;
+  bpf_map_info info{};
+  std::uint32_t len = sizeof(info);
+  if (bpf_obj_get_info_by_fd(fd.fd, &info, &len) != 0) return std::nullopt;
+  return info.max_entries;
+}
+
+// ---- the plugin -------------------------------------------------------------------------
+
+class NatPlugin final : public sluice::Plugin {
+ public:
+  std::string description() const override {
+    return "service load balancing: frontends, backends, session affinity, DNAT and reverse NAT";
+  }
+
+  std::vector<std::string> requires_plugins() const override { return {"conntrack"}; }
+
+  void configure(const sluice::ConfigSource& source) override {
+    sluice::config::PluginTable plugin_table(source);
+    plugin_table.table().expect_only({});
+  }
+
+  std::vector<sluice::StageSpec> stages() const override {
+    return {sluice::StageSpec{"nat", "nat_stage",
+                              sluice::role_bit(SL_ROLE_WORKLOAD) | sluice::role_bit(SL_ROLE_DATA),
+                              sluice::hook_bit(SL_HOOK_INGRESS), sluice::order::kNat}};
+  }
+
+  void load(sluice::Host& host) override {
+    std::string pin_root = host.map_pin_dir();
+    auto ct_size = pinned_ct_size(pin_root);
+    if (!ct_size)
+      throw std::runtime_error("nat: the conntrack table " + pin_root + "/" SL_MAP_CONNTRACK +
+                               " is not pinned (the conntrack plugin must load first)");
+    LIBBPF_OPTS(bpf_object_open_opts, opts, .pin_root_path = pin_root.c_str());
+    StageSkeleton stage(nat_stage__open_opts(&opts));
+    if (!stage)
+      throw std::runtime_error("cannot open the nat stage BPF object: " +
+                               std::string(std::strerror(errno)));
+    bpf_map__set_max_entries(stage->maps.sl_conntrack, *ct_size);
+    host.load_bpf("nat stage", [&] { return nat_stage__load(stage.get()); });
+    std::lock_guard lock(mutex_);
+    stage_ = std::move(stage);
+    node_ = host.node_name();
+    maps_.frontends = bpf_map__fd(stage_->maps.nat_frontends);
+    maps_.backends = bpf_map__fd(stage_->maps.nat_backends);
+    maps_.affinity = bpf_map__fd(stage_->maps.nat_affinity);
+    maps_.services = bpf_map__fd(stage_->maps.nat_services);
+  }
+
+  int stage_fd(std::string_view stage) const override {
+    if (stage != "nat" || !stage_) return -1;
+    return bpf_program__fd(stage_->progs.nat_stage);
+  }
+
+  void shutdown(bool cleanup) override {
+    if (cleanup && stage_) {
+      bpf_map__unpin(stage_->maps.nat_frontends, nullptr);
+      bpf_map__unpin(stage_->maps.nat_backends, nullptr);
+      bpf_map__unpin(stage_->maps.nat_affinity, nullptr);
+      bpf_map__unpin(stage_->maps.nat_services, nullptr);
+    }
+  }
+
+  std::vector<std::string> resource_kinds() const override { return {"service"}; }
+
+  void reconcile(const sluice::ResourceChange& change) override {
+    std::lock_guard lock(mutex_);
+    if (!stage_) throw std::logic_error("nat: reconcile before load");
+
+    // 1. Parse and validate everything; nothing is applied on an error.
+    std::map<std::string, std::vector<ServiceSpec>> parsed;
+    for (const auto& file : change.upserted) parsed[file.path] = parse_file(file);
+    std::set<std::string> gone_files(change.removed.begin(), change.removed.end());
+    if (change.full)
+      for (const auto& [path, specs] : files_)
+        if (!parsed.count(path)) gone_files.insert(path);
+    for (const auto& [path, specs] : parsed) gone_files.erase(path);
+
+    // Services of the touched files, before and after.
+    std::set<std::string> touched_files = gone_files;
+    for (const auto& [path, specs] : parsed) touched_files.insert(path);
+    std::map<std::string, const ServiceSpec*> after;  // service key -> spec
+    for (const auto& [path, specs] : files_)
+      if (!touched_files.count(path))
+        for (const auto& s : specs) after[s.key()] = &s;
+    std::set<std::string> changed;  // service keys whose entries may change
+    for (const auto& path : touched_files)
+      if (auto it = files_.find(path); it != files_.end())
+        for (const auto& s : it->second) changed.insert(s.key());
+    for (const auto& [path, specs] : parsed) {
+      for (const auto& s : specs) {
+        if (auto [it, fresh] = after.emplace(s.key(), &s); !fresh)
+          fail(s.at, "service " + s.key() + " is already declared in " + it->second->at.file +
+                         ":" + std::to_string(it->second->at.line));
+        changed.insert(s.key());
+      }
+    }
+    // A frontend belongs to one service.
+    std::map<FeKey, std::string> owner = fe_owner_;
+    for (auto it = owner.begin(); it != owner.end();)
+      it = changed.count(it->second) ? owner.erase(it) : std::next(it);
+    for (const auto& key : changed) {
+      auto it = after.find(key);
+      if (it == after.end()) continue;
+      const ServiceSpec& s = *it->second;
+      for (const auto& p : s.ports)
+        for (const auto& [fe, kind] : frontends_of(s, p))
+          if (auto [o, fresh] = owner.emplace(fe, s.key()); !fresh)
+            fail(s.at, "frontend " + frontend_addr(fe.key) + ":" +
+                           std::to_string(ntohs(fe.key.port)) + "/" + proto_text(fe.key.proto) +
+                           " of service " + s.key() + " is also a frontend of " +
+                           (o->second == s.key() ? "this service (listed twice)" : o->second));
+    }
+
+    // 2. Desired entries of the changed services (ids reused by label).
+    std::map<std::string, std::uint32_t> ids = ids_;
+    std::set<std::uint32_t> used;
+    for (const auto& [label, id] : ids) used.insert(id);
+    std::uint32_t next_id = 1;
+    auto allocate = [&](const std::string& label) {
+      if (auto it = ids.find(label); it != ids.end()) return it->second;
+      while (used.count(next_id)) ++next_id;
+      used.insert(next_id);
+      return ids[label] = next_id;
+    };
+    std::map<std::string, ServiceEntries> desired;
+    for (const auto& key : changed) {
+      auto it = after.find(key);
+      if (it == after.end()) continue;
+      ServiceEntries entries;
+      for (const auto& p : it->second->ports) {
+        std::string label = port_label(*it->second, p);
+        entries[label] = entries_of(*it->second, p, allocate(label), node_);
+      }
+      desired[key] = std::move(entries);
+    }
+
+    // 3. Apply, service by service; unchanged services are not touched.
+    for (const auto& key : changed) {
+      static const ServiceEntries kNone;
+      auto old_it = applied_.find(key);
+      const ServiceEntries& old = old_it == applied_.end() ? kNone : old_it->second;
+      auto new_it = desired.find(key);
+      const ServiceEntries& now = new_it == desired.end() ? kNone : new_it->second;
+      for (const auto& [label, entries] : now) {
+        auto o = old.find(label);
+        if (o != old.end() && o->second == entries) continue;
+        apply_port(maps_, o == old.end() ? nullptr : &o->second, &entries);
+      }
+      for (const auto& [label, entries] : old)
+        if (!now.count(label)) {
+          apply_port(maps_, &entries, nullptr);
+          ids.erase(label);
+        }
+      if (now.empty()) applied_.erase(key);
+      else applied_[key] = now;
+    }
+    if (change.full && !swept_) sweep_stale();
+    swept_ = true;
+
+    // 4. Remember what each file holds.
+    for (const auto& path : gone_files) files_.erase(path);
+    for (auto& [path, specs] : parsed) files_[path] = std::move(specs);
+    ids_ = std::move(ids);
+    fe_owner_ = std::move(owner);
+  }
+
+  std::vector<sluice::CliCommand> cli_commands() const override {
+    sluice::CliCommand dump;
+    dump.path = {"nat", "dump"};
+    dump.arguments = "[--group-by-service]";
+    dump.summary = "list service frontends and their backends";
+    dump.description =
+        "Prints every frontend of the pinned nat_frontends map as calico-bpf does, then its\n"
+        "backends by ordinal (selectable local ones first, terminating / not-ready ones\n"
+        "after `count`):\n"
+        "  10.96.0.10 port 53 proto 17 id 6 count 2 local 0 flags affinity\n"
+        "  \t6:0\t 10.65.0.2:53\n"
+        "A node port shows as address * (any local address). --group-by-service prints one\n"
+        "block per service port (id) with its name, its frontends, then its backends once.\n"
+        "\n"
+        "JSON: [{addr, port, proto, id, count, local, total, affinity_timeout, flags, service,\n"
+        "backends: [{ordinal, addr, port, flags}]}]; grouped: [{id, service, frontends,\n"
+        "backends}]\n"
+        "\n"
+        "Examples:\n"
+        "  sluicectl nat dump\n"
+        "  sluicectl nat dump --group-by-service -o json";
+    dump.run = run_dump;
+
+    sluice::CliCommand aff;
+    aff.path = {"nat", "aff"};
+    aff.summary = "list session affinity entries (client -> backend)";
+    aff.description =
+        "Prints the nat_affinity map: which backend each client of a service with\n"
+        "session_affinity = \"client_ip\" is kept on, and when it was last used.\n"
+        "\n"
+        "JSON: [{client, id, service, backend, backend_port, ordinal, last_used_ago_ms}]";
+    aff.run = run_aff;
+    return {dump, aff};
+  }
+
+  void write_metrics(sluice::MetricsWriter& out) const override {
+    std::lock_guard lock(mutex_);
+    std::uint64_t ready = 0, terminating = 0, not_ready = 0;
+    for (const auto& [key, ports] : applied_)
+      for (const auto& [label, e] : ports) {
+        ready += e.ready;
+        terminating += e.terminating;
+        not_ready += e.not_ready;
+      }
+    out.gauge("sluice_nat_services", "Services with frontends in the nat maps", {},
+              static_cast<double>(applied_.size()));
+    const char* help = "Backend entries of all service ports, by state";
+    out.gauge("sluice_nat_backends", help, {{"state", "ready"}}, static_cast<double>(ready));
+    out.gauge("sluice_nat_backends", help, {{"state", "terminating"}},
+              static_cast<double>(terminating));
+    out.gauge("sluice_nat_backends", help, {{"state", "not_ready"}},
+              static_cast<double>(not_ready));
+  }
+
+ private:
+  // First full reconcile after a start: entries the previous run left in the
+  // pinned maps that the state no longer has are removed.
+  void sweep_stale() {
+    std::set<FeKey> want_fe;
+    std::set<std::pair<std::uint32_t, std::uint32_t>> want_be;
+    std::set<std::uint32_t> want_ids;
+    for (const auto& [key, ports] : applied_)
+      for (const auto& [label, e] : ports) {
+        for (const auto& [fe, v] : e.frontends) want_fe.insert(fe);
+        for (std::uint32_t i = 0; i < e.backends.size(); ++i) want_be.insert({e.id, i});
+        want_ids.insert(e.id);
+      }
+    std::vector<nat_fe_key> fe_gone;
+    map_each<nat_fe_key, nat_fe_value>(maps_.frontends, [&](const nat_fe_key& k, const nat_fe_value&) {
+      if (!want_fe.count(FeKey{k})) fe_gone.push_back(k);
+    });
+    for (const auto& k : fe_gone) map_del(maps_.frontends, NAT_MAP_FRONTENDS, k);
+    std::vector<nat_be_key> be_gone;
+    map_each<nat_be_key, nat_be_value>(maps_.backends, [&](const nat_be_key& k, const nat_be_value&) {
+      if (!want_be.count({k.id, k.ordinal})) be_gone.push_back(k);
+    });
+    for (const auto& k : be_gone) map_del(maps_.backends, NAT_MAP_BACKENDS, k);
+    std::vector<std::uint32_t> ids_gone;
+    map_each<std::uint32_t, nat_service_name>(maps_.services, [&](const std::uint32_t& id, const nat_service_name&) {
+      if (!want_ids.count(id)) ids_gone.push_back(id);
+    });
+    for (auto id : ids_gone) map_del(maps_.services, NAT_MAP_SERVICES, id);
+  }
+
+  mutable std::mutex mutex_;
+  StageSkeleton stage_;
+  std::string node_;
+  MapFds maps_;
+  bool swept_ = false;
+  std::map<std::string, std::vector<ServiceSpec>> files_;   // desired state per file
+  std::map<std::string, ServiceEntries> applied_;           // by service key
+  std::map<std::string, std::uint32_t> ids_;                // port label -> id
+  std::map<FeKey, std::string> fe_owner_;                   // frontend -> service key
+};
+
+}  // namespace
+
+SLUICE_PLUGIN(NatPlugin, "nat", "0.1.0")

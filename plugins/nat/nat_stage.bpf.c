@@ -1,0 +1,424 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* The nat stage (order 300, ingress of workload and data interfaces):
+ * service load balancing on top of the conntrack table.
+ *
+ *  - A new flow (conntrack says SL_CT_NEW, or conntrack is not in the chain)
+ *    to a frontend (nat_frontends: service address, port, protocol) gets a
+ *    backend: the client's affinity entry if the service has session
+ *    affinity and it is still valid, else `hash(flow) % count` over the
+ *    selectable ordinals (`% local` for external traffic to a frontend with
+ *    external_traffic_policy = local). The packet is DNATed (destination
+ *    address and port, IPv4 header and TCP/UDP checksums; a zero UDP
+ *    checksum stays zero) and the conntrack entry conntrack created for the
+ *    pre-DNAT tuple becomes a NAT_FWD stub pointing at a NAT_REV entry keyed
+ *    on the post-DNAT tuple, which carries the state and the service address.
+ *    No selectable backend: drop, reason no-backend.
+ *  - Later packets of the flow on the pre-DNAT tuple (conntrack found them
+ *    through the NAT_FWD stub) are DNATed to the same backend, whatever the
+ *    service maps say now: existing flows survive backend changes.
+ *  - Replies from the backend (conntrack: SL_CT_REPLY on a NAT_REV entry)
+ *    are reverse-NATed: the source becomes the service address and port.
+ *
+ * After a rewrite ctx->saddr/daddr/sport/dport describe the packet as it
+ * now is, so later stages (encap 400, log 900) see the post-NAT packet.
+ *
+ * Traffic arrives at this stage on two kinds of interface: from local
+ * workloads at their veth's ingress (cali*, role workload: both client
+ * requests and backend replies), and from outside at the uplink's ingress
+ * (role data: external clients, and replies of remote backends). Node ports
+ * (wildcard frontends) are matched on data interfaces only: the stage does
+ * not know the node's own addresses, so on a workload interface a wildcard
+ * match would also capture traffic to remote hosts on that port.
+ *
+ * Not done here (yet): ICMP errors about NATed flows (inner header
+ * rewrite), TCP RST / ICMP unreachable on no-backend (it only drops),
+ * forwarding node-port traffic to remote backends (np-fwd, needs encap) and
+ * SNAT for it, SCTP.
+ */
+#include <linux/in.h>
+#include <linux/if_ether.h>
+
+#include <sluice/bpf/sluice.h>
+#include <sluice/bpf/conntrack.h>
+
+#include "nat_layout.h"
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, NAT_MAX_FRONTENDS);
+	__type(key, struct nat_fe_key);
+	__type(value, struct nat_fe_value);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} nat_frontends SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, NAT_MAX_BACKENDS);
+	__type(key, struct nat_be_key);
+	__type(value, struct nat_be_value);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} nat_backends SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, NAT_MAX_AFFINITY);
+	__type(key, struct nat_aff_key);
+	__type(value, struct nat_aff_value);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} nat_affinity SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, NAT_MAX_SERVICES);
+	__type(key, __u32);
+	__type(value, struct nat_service_name);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} nat_services SEC(".maps");
+
+/* Room for the conntrack values nat_ct_create() builds (the stack is
+ * too small for both next to the rest). */
+struct nat_scratch {
+	struct sl_ct_value value;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct nat_scratch);
+} nat_scratch SEC(".maps");
+
+#define TCP_F_SYN 0x02
+
+static __always_inline int nat_addr_eq(const __be32 *a, const __be32 *b)
+{
+	return a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && a[3] == b[3];
+}
+
+/* ---- rewriting --------------------------------------------------------------- */
+
+static __always_inline __u32 nat_csum_off(const struct sl_pkt_ctx *ctx)
+{
+	return ctx->l4_off + (ctx->ip_proto == IPPROTO_TCP ? 16 : 6);
+}
+
+/* Replaces the source (is_src) or destination address and port of the
+ * packet, fixing the IPv4 header checksum and the TCP/UDP checksum
+ * (pseudo-header included). BPF_F_MARK_MANGLED_0 keeps a zero UDP checksum
+ * (IPv4: "no checksum") zero and turns a computed zero into 0xffff. */
+static __always_inline int nat_rewrite(struct __sk_buff *skb, struct sl_pkt_ctx *ctx, int is_src,
+				       const __be32 *addr, __be16 port)
+{
+	__u32 csum_off = nat_csum_off(ctx);
+	__u64 mangled = ctx->ip_proto == IPPROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0;
+	__be32 *cur_addr = is_src ? ctx->saddr : ctx->daddr;
+	__be16 cur_port = is_src ? ctx->sport : ctx->dport;
+	__u32 port_off = ctx->l4_off + (is_src ? 0 : 2);
+	int later = ctx->flags & SL_PKT_F_LATER_FRAGMENT;
+
+	if (ctx->l3_proto == ETH_P_IP) {
+		__u32 addr_off = ctx->l3_off + (is_src ? 12 : 16);
+		__be32 old = cur_addr[0], new = addr[0];
+
+		if (old != new) {
+			if (!later && bpf_l4_csum_replace(skb, csum_off, old, new,
+							  BPF_F_PSEUDO_HDR | mangled | sizeof(new)))
+				return -1;
+			if (bpf_l3_csum_replace(skb, ctx->l3_off + 10, old, new, sizeof(new)))
+				return -1;
+			if (bpf_skb_store_bytes(skb, addr_off, &new, sizeof(new), 0))
+				return -1;
+			cur_addr[0] = new;
+		}
+	} else {
+		__u32 addr_off = ctx->l3_off + (is_src ? 8 : 24);
+		__be32 old[4], new[4];
+
+		__builtin_memcpy(old, cur_addr, sizeof(old));
+		__builtin_memcpy(new, addr, sizeof(new));
+		if (!nat_addr_eq(old, new)) {
+			__s64 diff = bpf_csum_diff(old, sizeof(old), new, sizeof(new), 0);
+
+			if (diff < 0)
+				return -1;
+			if (!later && bpf_l4_csum_replace(skb, csum_off, 0, (__u32)diff,
+							  BPF_F_PSEUDO_HDR | mangled))
+				return -1;
+			if (bpf_skb_store_bytes(skb, addr_off, new, sizeof(new), 0))
+				return -1;
+			__builtin_memcpy(cur_addr, new, sizeof(new));
+		}
+	}
+	if (!later && cur_port != port) {
+		if (bpf_l4_csum_replace(skb, csum_off, cur_port, port, mangled | sizeof(port)))
+			return -1;
+		if (bpf_skb_store_bytes(skb, port_off, &port, sizeof(port), 0))
+			return -1;
+		if (is_src)
+			ctx->sport = port;
+		else
+			ctx->dport = port;
+	}
+	return 0;
+}
+
+/* ---- backend selection --------------------------------------------------------- */
+
+static __always_inline __u32 nat_mix(__u32 h, __u32 v)
+{
+	h ^= v;
+	h *= 0x9e3779b1u;
+	h ^= h >> 16;
+	return h;
+}
+
+/* A hash of the flow's tuple: different connections of one client spread
+ * over the backends, one connection always hashes the same. */
+static __always_inline __u32 nat_flow_hash(const struct sl_pkt_ctx *ctx)
+{
+	__u32 h = 0x5bd1e995u ^ ctx->ip_proto;
+	int i;
+
+	for (i = 0; i < 4; i++)
+		h = nat_mix(h, ctx->saddr[i]);
+	h = nat_mix(h, ((__u32)ctx->sport << 16) | ctx->dport);
+	h = nat_mix(h, ctx->daddr[0] ^ ctx->daddr[3]);
+	h ^= h >> 13;
+	h *= 0xc2b2ae35u;
+	h ^= h >> 16;
+	return h;
+}
+
+/* Traffic from outside the node: it arrived on an uplink (or a tunnel). */
+static __always_inline int nat_external_traffic(const struct sl_pkt_ctx *ctx)
+{
+	return ctx->role != SL_ROLE_WORKLOAD;
+}
+
+/* Picks a backend for a new flow; NULL: none may take it. */
+static __always_inline struct nat_be_value *nat_pick(const struct sl_pkt_ctx *ctx,
+						     const struct nat_fe_value *fe, __u32 *ordinal)
+{
+	__u32 n = fe->count;
+	struct nat_be_key bk = {.id = fe->id};
+	struct nat_be_value *be;
+	struct nat_aff_key ak = {};
+	__u64 now = 0;
+
+	if ((fe->flags & NAT_FE_F_EXTERNAL_LOCAL) && nat_external_traffic(ctx))
+		n = fe->local;
+	if (n == 0 || n > fe->count)
+		return NULL;
+
+	if (fe->flags & NAT_FE_F_AFFINITY) {
+		ak.id = fe->id;
+		ak.family = ctx->l3_proto == ETH_P_IP ? 4 : 6;
+		__builtin_memcpy(ak.client, ctx->saddr, sizeof(ak.client));
+		now = bpf_ktime_get_ns();
+		struct nat_aff_value *av = bpf_map_lookup_elem(&nat_affinity, &ak);
+
+		if (av && now - av->last_ns < (__u64)fe->affinity_timeout * 1000000000ull &&
+		    av->ordinal < n) {
+			bk.ordinal = av->ordinal;
+			be = bpf_map_lookup_elem(&nat_backends, &bk);
+			/* Still the same backend at that ordinal? */
+			if (be && nat_addr_eq(be->addr, av->backend.addr) &&
+			    be->port == av->backend.port) {
+				av->last_ns = now;
+				*ordinal = bk.ordinal;
+				SL_DEBUG(ctx, "NAT: affinity keeps backend %d", bk.ordinal);
+				return be;
+			}
+		}
+	}
+
+	bk.ordinal = nat_flow_hash(ctx) % n;
+	be = bpf_map_lookup_elem(&nat_backends, &bk);
+	if (!be)
+		return NULL;
+	*ordinal = bk.ordinal;
+	if (fe->flags & NAT_FE_F_AFFINITY) {
+		struct nat_aff_value nv = {};
+
+		nv.last_ns = now;
+		nv.ordinal = bk.ordinal;
+		nv.backend = *be;
+		bpf_map_update_elem(&nat_affinity, &ak, &nv, BPF_ANY);
+	}
+	return be;
+}
+
+/* ---- conntrack entries ----------------------------------------------------------- */
+
+/* Turns the flow conntrack just created for the pre-DNAT tuple (if any) into
+ * a NAT_FWD stub and creates its NAT_REV entry on the post-DNAT tuple. */
+static __always_inline int nat_ct_create(const struct sl_pkt_ctx *ctx, const struct nat_be_value *be,
+					 __u32 ct_flags)
+{
+	struct sl_ct_key fwd_key, rev_key;
+	__u8 family = ctx->l3_proto == ETH_P_IP ? 4 : 6;
+	int pre_ba = sl_ct_key_from_ctx(&fwd_key, ctx);
+	int post_ba = sl_ct_key_fill(&rev_key, family, ctx->ip_proto, ctx->saddr, be->addr,
+				     ctx->sport, be->port);
+	struct sl_ct_value *normal = bpf_map_lookup_elem(&sl_conntrack, &fwd_key);
+	__u64 now = bpf_ktime_get_ns();
+	__u32 zero = 0;
+	struct nat_scratch *scratch = bpf_map_lookup_elem(&nat_scratch, &zero);
+
+	if (!scratch)
+		return -1;
+	struct sl_ct_value *rev = &scratch->value;
+
+	__builtin_memset(rev, 0, sizeof(*rev));
+	rev->created_ns = now;
+	rev->last_seen_ns = now;
+	if (normal && normal->type == SL_CT_TYPE_NORMAL) {
+		rev->created_ns = normal->created_ns;
+		rev->flags = normal->flags & ~SL_CT_F_BA;
+		rev->legs[post_ba & 1] = normal->legs[pre_ba & 1];
+		rev->legs[!post_ba] = normal->legs[!pre_ba];
+	} else {
+		struct sl_ct_leg *leg = &rev->legs[post_ba & 1];
+
+		leg->packets = 1;
+		leg->bytes = ctx->pkt_len;
+		leg->ifindex = ctx->ifindex;
+		if (ctx->ip_proto == IPPROTO_TCP && (ctx->tcp_flags & TCP_F_SYN))
+			leg->flags = SL_CT_LEG_SYN;
+	}
+	rev->type = SL_CT_TYPE_NAT_REV;
+	rev->flags |= ct_flags | (post_ba ? SL_CT_F_BA : 0);
+	__builtin_memcpy(rev->orig_dst, ctx->daddr, sizeof(rev->orig_dst));
+	__builtin_memcpy(rev->orig_src, ctx->saddr, sizeof(rev->orig_src));
+	rev->orig_dport = ctx->dport;
+	rev->orig_sport = ctx->sport;
+	if (bpf_map_update_elem(&sl_conntrack, &rev_key, rev, BPF_ANY))
+		return -1;
+
+	/* The same room, now for the stub. */
+	struct sl_ct_value *fwd = rev;
+	__u64 created = rev->created_ns;
+
+	__builtin_memset(fwd, 0, sizeof(*fwd));
+	fwd->created_ns = created;
+	fwd->last_seen_ns = now;
+	fwd->type = SL_CT_TYPE_NAT_FWD;
+	fwd->flags = (pre_ba ? SL_CT_F_BA : 0) | ct_flags;
+	fwd->rev_key = rev_key;
+	if (bpf_map_update_elem(&sl_conntrack, &fwd_key, fwd, BPF_ANY)) {
+		bpf_map_delete_elem(&sl_conntrack, &rev_key);
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- the stage -------------------------------------------------------------------- */
+
+static __always_inline int nat_new_flow(struct __sk_buff *skb, struct sl_pkt_ctx *ctx)
+{
+	struct nat_fe_key fk = {};
+	struct nat_fe_value *fe;
+
+	fk.family = ctx->l3_proto == ETH_P_IP ? 4 : 6;
+	fk.proto = ctx->ip_proto;
+	fk.port = ctx->dport;
+	__builtin_memcpy(fk.addr, ctx->daddr, sizeof(fk.addr));
+	fe = bpf_map_lookup_elem(&nat_frontends, &fk);
+	if (!fe && ctx->role == SL_ROLE_DATA) {
+		__builtin_memset(fk.addr, 0, sizeof(fk.addr));
+		fe = bpf_map_lookup_elem(&nat_frontends, &fk);
+	}
+	if (!fe)
+		return sl_next(skb, ctx);
+
+	__u32 ordinal = 0;
+	struct nat_be_value *found = nat_pick(ctx, fe, &ordinal);
+
+	if (!found) {
+		SL_DEBUG(ctx, "NAT: service %d has no backend for this flow", fe->id);
+		return sl_drop(skb, ctx, SL_R_NO_BACKEND);
+	}
+	struct nat_be_value be = *found;
+	__u32 ct_flags = 0;
+
+	if (nat_external_traffic(ctx) && (be.flags & NAT_BE_F_LOCAL))
+		ct_flags |= SL_CT_F_EXT_LOCAL;
+	if (!(ctx->flags & SL_PKT_F_LATER_FRAGMENT) && nat_ct_create(ctx, &be, ct_flags)) {
+		/* Without its NAT_REV entry the replies could not be reverse-NATed. */
+		SL_DEBUG(ctx, "NAT: cannot create the conntrack entries");
+		return sl_drop(skb, ctx, SL_R_CT_TABLE_FULL);
+	}
+	SL_DEBUG(ctx, "NAT: new flow to service %d -> backend %d", fe->id, ordinal);
+	if (nat_rewrite(skb, ctx, 0, be.addr, be.port))
+		return sl_drop(skb, ctx, SL_R_MALFORMED_L4_SHORT);
+	return sl_next(skb, ctx);
+}
+
+SL_STAGE(nat_stage)
+{
+	if (ctx->l3_proto != ETH_P_IP && ctx->l3_proto != ETH_P_IPV6)
+		return sl_next(skb, ctx);
+	if (ctx->ip_proto != IPPROTO_TCP && ctx->ip_proto != IPPROTO_UDP)
+		return sl_next(skb, ctx);
+	if (ctx->flags & SL_PKT_F_LATER_FRAGMENT)
+		return sl_next(skb, ctx); /* no ports: not NATed (see the README) */
+
+	__u64 r = ctx->scratch[SL_CT_SCRATCH];
+	__u32 verdict = sl_ct_result_verdict(r);
+
+	if (verdict == SL_CT_NEW || verdict == SL_CT_NONE)
+		return nat_new_flow(skb, ctx);
+	if ((verdict != SL_CT_ESTABLISHED && verdict != SL_CT_REPLY) ||
+	    sl_ct_result_type(r) != SL_CT_TYPE_NAT_REV)
+		return sl_next(skb, ctx);
+
+	struct sl_ct_key key;
+
+	sl_ct_key_from_ctx(&key, ctx);
+	if (sl_ct_result_has(r, SL_CT_RES_VIA_NAT_FWD)) {
+		/* The client's packet on the pre-DNAT tuple: DNAT to the backend
+		 * its NAT_REV entry names (the side that did not open). */
+		struct sl_ct_value *fwd = bpf_map_lookup_elem(&sl_conntrack, &key);
+
+		if (!fwd || fwd->type != SL_CT_TYPE_NAT_FWD)
+			return sl_next(skb, ctx);
+		struct sl_ct_key rk = fwd->rev_key;
+		struct sl_ct_value *rev = bpf_map_lookup_elem(&sl_conntrack, &rk);
+
+		if (!rev)
+			return sl_next(skb, ctx);
+		int opener_b = (rev->flags & SL_CT_F_BA) != 0;
+		__be32 addr[4];
+		__be16 port = opener_b ? rk.port_a : rk.port_b;
+
+		__builtin_memcpy(addr, opener_b ? rk.addr_a : rk.addr_b, sizeof(addr));
+		if (verdict == SL_CT_REPLY) {
+			/* The service address talking to the client (the reply seen
+			 * again after reverse NAT on another hook): nothing to do. */
+			return sl_next(skb, ctx);
+		}
+		if (nat_rewrite(skb, ctx, 0, addr, port))
+			return sl_drop(skb, ctx, SL_R_MALFORMED_L4_SHORT);
+		return sl_next(skb, ctx);
+	}
+	if (verdict == SL_CT_REPLY) {
+		/* The backend answering: the source becomes the service again. */
+		struct sl_ct_value *rev = bpf_map_lookup_elem(&sl_conntrack, &key);
+
+		if (!rev || rev->type != SL_CT_TYPE_NAT_REV)
+			return sl_next(skb, ctx);
+		__be32 addr[4];
+		__be16 port = rev->orig_dport;
+
+		__builtin_memcpy(addr, rev->orig_dst, sizeof(addr));
+		SL_DEBUG(ctx, "NAT: reverse NAT of a reply");
+		if (nat_rewrite(skb, ctx, 1, addr, port))
+			return sl_drop(skb, ctx, SL_R_MALFORMED_L4_SHORT);
+	}
+	return sl_next(skb, ctx);
+}
+
+char LICENSE[] SEC("license") = "GPL";

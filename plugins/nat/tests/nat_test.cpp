@@ -1,0 +1,528 @@
+// The nat plugin on the real kernel: the entry program, the conntrack stage
+// and the nat stage in one chain (BPF_PROG_TEST_RUN). Checks the rewritten
+// bytes (addresses, ports, checksums recomputed here), the conntrack
+// NAT_FWD/NAT_REV pair, backend selection, and reconcile of service files.
+#include <arpa/inet.h>
+#include <unistd.h>
+
+#include <bpf/bpf.h>
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <sluice/bpf/conntrack.h>
+#include <sluice/testing/gtest.hpp>
+#include <sluice/testing/stage_test.hpp>
+
+#include "nat_layout.h"
+
+namespace {
+
+using namespace sluice::testing;
+
+constexpr const char* kClient = "10.65.0.9";
+constexpr const char* kVip = "10.96.0.10";
+constexpr const char* kBackend1 = "10.65.0.2";
+constexpr const char* kBackend2 = "10.65.1.3";
+constexpr const char* kBackend3 = "10.65.2.4";
+
+// A state file with one service; `extra` goes into the [[service]] table.
+std::string service(const std::string& name, const std::string& vip, int port,
+                    const std::string& backends, const std::string& extra = "",
+                    const std::string& protocol = "tcp") {
+  return "[[service]]\nname = \"" + name + "\"\nnamespace = \"default\"\ncluster_ip = \"" + vip +
+         "\"\nports = [{ port = " + std::to_string(port) + ", protocol = \"" + protocol +
+         "\", target_port = 8080 }]\n" + extra + "backends = [" + backends + "]\n";
+}
+std::string backend(const char* ip, const std::string& more = "") {
+  return "{ ip = \"" + std::string(ip) + "\"" + more + " },";
+}
+
+std::uint32_t ip4(const Bytes& b, std::size_t off) {
+  std::uint32_t v;
+  std::memcpy(&v, &b[off], 4);
+  return v;
+}
+std::uint16_t port_at(const Bytes& b, std::size_t off) {
+  return static_cast<std::uint16_t>((b[off] << 8) | b[off + 1]);
+}
+
+// Recomputes the IPv4 header and TCP/UDP checksums of an Ethernet/IPv4
+// packet: true when both are valid (a zero UDP checksum counts as valid).
+::testing::AssertionResult checksums_ok(const Bytes& b) {
+  const std::size_t l3 = 14;
+  std::size_t ihl = (b[l3] & 0x0f) * 4u;
+  if (!csum_ok(&b[l3], ihl)) return ::testing::AssertionFailure() << "bad IPv4 header checksum";
+  std::size_t total = port_at(b, l3 + 2);
+  std::size_t l4 = l3 + ihl, len = total - ihl;
+  std::uint8_t proto = b[l3 + 9];
+  if (proto == IPPROTO_UDP && port_at(b, l4 + 6) == 0) return ::testing::AssertionSuccess();
+  std::uint32_t pseudo = csum_add(0, &b[l3 + 12], 8) + proto + static_cast<std::uint32_t>(len);
+  if (!csum_ok(&b[l4], len, pseudo))
+    return ::testing::AssertionFailure() << "bad L4 checksum (proto " << int(proto) << ")";
+  return ::testing::AssertionSuccess();
+}
+
+Packet tcp(const char* src, const char* dst, std::uint16_t sport, std::uint16_t dport,
+           std::uint8_t flags = kTcpSyn) {
+  return PacketBuilder().ipv4(src, dst).tcp(sport, dport, flags).payload(20).build();
+}
+
+struct Bed {
+  Testbed bed;
+  PluginUnderTest ct;
+  PluginUnderTest nat;
+  int table = -1;
+
+  Bed()
+      : ct(bed.load_plugin(CONNTRACK_PLUGIN, "[plugins.conntrack]\n")),
+        nat(bed.load_plugin(NAT_PLUGIN, "[plugins.nat]\n")) {
+    std::vector<int> chain = {ct.stage_fd("conntrack"), nat.stage_fd("nat")};
+    bed.set_chain(SL_ROLE_WORKLOAD, SL_HOOK_INGRESS, chain);
+    bed.set_chain(SL_ROLE_DATA, SL_HOOK_INGRESS, chain);
+    bed.load_entry(SL_ROLE_WORKLOAD);
+    table = bpf_obj_get((bed.map_pin_dir() + "/" SL_MAP_CONNTRACK).c_str());
+    if (table < 0) throw std::runtime_error("sl_conntrack is not pinned");
+  }
+  ~Bed() {
+    if (table >= 0) close(table);
+  }
+
+  void apply(std::vector<std::pair<std::string, std::string>> files,
+             std::vector<std::string> removed = {}, bool full = false) {
+    sluice::ResourceChange change;
+    change.full = full;
+    for (auto& [path, text] : files) change.upserted.push_back({path, text});
+    change.removed = std::move(removed);
+    nat.plugin().reconcile(change);
+  }
+
+  RunResult run(const Packet& pkt, int want = TC_ACT_OK) {
+    RunResult r = bed.run(pkt);
+    EXPECT_EQ(r.verdict, want) << verdict_name(r.verdict) << " / " << reason_name(r.reason);
+    return r;
+  }
+
+  // Sends a SYN from kClient:sport to kVip:80 and returns the backend chosen.
+  std::string backend_for(std::uint16_t sport, const char* client = kClient,
+                          const char* vip = kVip, int vport = 80) {
+    RunResult r = run(tcp(client, vip, sport, static_cast<std::uint16_t>(vport)));
+    in_addr a{ip4(r.out, 14 + 16)};
+    return inet_ntoa(a);
+  }
+
+  template <class K, class V>
+  std::vector<std::pair<K, V>> dump(const char* name) const {
+    std::vector<std::pair<K, V>> out;
+    int fd = bpf_obj_get((bed.map_pin_dir() + "/" + name).c_str());
+    if (fd < 0) throw std::runtime_error(std::string("no pin ") + name);
+    K key{}, next{};
+    const K* prev = nullptr;
+    while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+      V value{};
+      if (bpf_map_lookup_elem(fd, &next, &value) == 0) out.emplace_back(next, value);
+      key = next;
+      prev = &key;
+    }
+    close(fd);
+    return out;
+  }
+  auto ct_entries() const { return dump<sl_ct_key, sl_ct_value>(SL_MAP_CONNTRACK); }
+  auto frontends() const { return dump<nat_fe_key, nat_fe_value>(NAT_MAP_FRONTENDS); }
+  auto backends() const { return dump<nat_be_key, nat_be_value>(NAT_MAP_BACKENDS); }
+
+  int cli(const std::vector<std::string>& path, std::vector<std::string> args, std::string& out,
+          bool json = false) {
+    for (const auto& command : nat.plugin().cli_commands()) {
+      if (command.path != path) continue;
+      std::ostringstream o, e;
+      sluice::CliContext context;
+      context.pin_dir = bed.pin_dir();
+      context.map_pin_dir = bed.map_pin_dir();
+      context.format = json ? sluice::OutputFormat::json : sluice::OutputFormat::table;
+      context.args = std::move(args);
+      context.out = &o;
+      context.err = &e;
+      int rc = command.run(context);
+      out = o.str() + e.str();
+      return rc;
+    }
+    ADD_FAILURE() << "no such command";
+    return -1;
+  }
+};
+
+// Raw map contents, for "nothing changed" checks.
+std::string snapshot(const Bed& t) {
+  std::string out;
+  auto add = [&](const void* p, std::size_t n) {
+    out.append(static_cast<const char*>(p), n);
+  };
+  std::map<std::string, std::string> sorted;
+  for (const auto& [k, v] : t.frontends()) {
+    std::string s;
+    s.append(reinterpret_cast<const char*>(&k), sizeof(k));
+    s.append(reinterpret_cast<const char*>(&v), sizeof(v));
+    sorted["f" + s] = s;
+  }
+  for (const auto& [k, v] : t.backends()) {
+    std::string s;
+    s.append(reinterpret_cast<const char*>(&k), sizeof(k));
+    s.append(reinterpret_cast<const char*>(&v), sizeof(v));
+    sorted["b" + s] = s;
+  }
+  for (const auto& [k, v] : sorted) add(v.data(), v.size());
+  return out;
+}
+
+TEST(Nat, NewTcpFlowIsDnatedAndTheReplyReverseNated) {
+  Bed t;
+  t.apply({{"/state/web.toml", service("web", kVip, 80, backend(kBackend1))}});
+
+  Packet syn = tcp(kClient, kVip, 40000, 80);
+  RunResult r = t.run(syn);
+  EXPECT_EQ(ip4(r.out, 14 + 16), inet_addr(kBackend1));
+  EXPECT_EQ(ip4(r.out, 14 + 12), inet_addr(kClient));
+  EXPECT_EQ(port_at(r.out, syn.l4_off + 2), 8080);
+  EXPECT_EQ(port_at(r.out, syn.l4_off), 40000);
+  EXPECT_TRUE(checksums_ok(syn.bytes));  // the test's own check holds for the input
+  EXPECT_TRUE(checksums_ok(r.out));
+  Bytes broken = r.out;  // the check can fail: one flipped address bit breaks both sums
+  broken[14 + 16] ^= 1;
+  EXPECT_FALSE(checksums_ok(broken));
+  // Later stages see the packet as it now is.
+  sl_pkt_ctx ctx = t.bed.context();
+  EXPECT_EQ(ctx.daddr[0], inet_addr(kBackend1));
+  EXPECT_EQ(ntohs(ctx.dport), 8080);
+
+  // The conntrack entry became a NAT_FWD stub + NAT_REV pair.
+  int fwd = 0, rev = 0;
+  for (const auto& [k, v] : t.ct_entries()) {
+    if (v.type == SL_CT_TYPE_NAT_FWD) {
+      ++fwd;
+      EXPECT_TRUE(k.addr_a[0] == inet_addr(kVip) || k.addr_b[0] == inet_addr(kVip));
+    } else if (v.type == SL_CT_TYPE_NAT_REV) {
+      ++rev;
+      EXPECT_EQ(v.orig_dst[0], inet_addr(kVip));
+      EXPECT_EQ(ntohs(v.orig_dport), 80);
+      EXPECT_TRUE(k.addr_a[0] == inet_addr(kBackend1) || k.addr_b[0] == inet_addr(kBackend1));
+    } else {
+      ADD_FAILURE() << "unexpected entry type " << int(v.type);
+    }
+  }
+  EXPECT_EQ(fwd, 1);
+  EXPECT_EQ(rev, 1);
+
+  // The backend answers: the source becomes the service again.
+  Packet synack = tcp(kBackend1, kClient, 8080, 40000, kTcpSyn | kTcpAck);
+  r = t.run(synack);
+  EXPECT_EQ(ip4(r.out, 14 + 12), inet_addr(kVip));
+  EXPECT_EQ(port_at(r.out, synack.l4_off), 80);
+  EXPECT_EQ(ip4(r.out, 14 + 16), inet_addr(kClient));
+  EXPECT_TRUE(checksums_ok(r.out));
+  EXPECT_EQ(sl_ct_result_verdict(t.bed.context().scratch[SL_CT_SCRATCH]), SL_CT_REPLY);
+
+  // The client's next packet goes to the same backend through NAT_FWD.
+  Packet ack = tcp(kClient, kVip, 40000, 80, kTcpAck);
+  r = t.run(ack);
+  EXPECT_EQ(ip4(r.out, 14 + 16), inet_addr(kBackend1));
+  EXPECT_EQ(port_at(r.out, ack.l4_off + 2), 8080);
+  EXPECT_TRUE(checksums_ok(r.out));
+  for (const auto& [k, v] : t.ct_entries())
+    if (v.type == SL_CT_TYPE_NAT_REV) {
+      EXPECT_EQ(sl_ct_state_of(k.proto, &v), SL_CT_ST_ESTABLISHED);
+    }
+}
+
+TEST(Nat, UdpChecksumsAndZeroChecksumStaysZero) {
+  Bed t;
+  t.apply({{"/state/dns.toml", service("dns", kVip, 53, backend(kBackend1), "", "udp")}});
+  Packet p = PacketBuilder().ipv4(kClient, kVip).udp(5353, 53).payload(30).build();
+  RunResult r = t.run(p);
+  EXPECT_EQ(ip4(r.out, 14 + 16), inet_addr(kBackend1));
+  EXPECT_EQ(port_at(r.out, p.l4_off + 2), 8080);
+  EXPECT_NE(port_at(r.out, p.l4_off + 6), 0);
+  EXPECT_TRUE(checksums_ok(r.out));
+
+  Packet z = PacketBuilder().ipv4(kClient, kVip).udp(5354, 53).payload(30).build();
+  z.bytes[z.l4_off + 6] = 0;
+  z.bytes[z.l4_off + 7] = 0;
+  r = t.run(z);
+  EXPECT_EQ(ip4(r.out, 14 + 16), inet_addr(kBackend1));
+  EXPECT_EQ(port_at(r.out, z.l4_off + 6), 0);  // still "no checksum"
+  EXPECT_TRUE(checksums_ok(r.out));
+}
+
+TEST(Nat, Ipv6FlowIsDnatedWithAValidChecksum) {
+  Bed t;
+  t.apply({{"/state/v6.toml", service("v6", "fd00:96::10", 80,
+                                       "{ ip = \"fd00:65::2\" },")}});
+  Packet p = PacketBuilder().ipv6("fd00:65::9", "fd00:96::10").tcp(40000, 80, kTcpSyn)
+                 .payload(9).build();
+  RunResult r = t.run(p);
+  in6_addr want{};
+  inet_pton(AF_INET6, "fd00:65::2", &want);
+  EXPECT_EQ(std::memcmp(&r.out[p.l3_off + 24], &want, 16), 0);
+  EXPECT_EQ(port_at(r.out, p.l4_off + 2), 8080);
+  std::size_t len = r.out.size() - p.l4_off;
+  std::uint32_t pseudo = csum_add(0, &r.out[p.l3_off + 8], 32) + IPPROTO_TCP +
+                         static_cast<std::uint32_t>(len);
+  EXPECT_TRUE(csum_ok(&r.out[p.l4_off], len, pseudo));
+}
+
+TEST(Nat, FlowsSpreadOverTheBackends) {
+  Bed t;
+  t.apply({{"/state/web.toml",
+            service("web", kVip, 80, backend(kBackend1) + backend(kBackend2) + backend(kBackend3))}});
+  std::map<std::string, int> hits;
+  for (std::uint16_t sport = 30000; sport < 30090; ++sport) hits[t.backend_for(sport)]++;
+  EXPECT_EQ(hits.size(), 3u);
+  for (const auto& [ip, n] : hits) {
+    EXPECT_TRUE(ip == kBackend1 || ip == kBackend2 || ip == kBackend3) << ip;
+    EXPECT_GE(n, 10) << ip;  // 90 flows over 3 backends
+  }
+}
+
+TEST(Nat, SessionAffinityKeepsAClientOnOneBackend) {
+  Bed t;
+  t.apply({{"/state/web.toml",
+            service("web", kVip, 80, backend(kBackend1) + backend(kBackend2) + backend(kBackend3),
+                    "session_affinity = \"client_ip\"\nsession_affinity_timeout = 600\n")}});
+  std::set<std::string> chosen;
+  for (std::uint16_t sport = 30000; sport < 30030; ++sport) chosen.insert(t.backend_for(sport));
+  EXPECT_EQ(chosen.size(), 1u);
+  std::set<std::string> others;  // other clients still spread
+  for (int c = 1; c < 40; ++c) {
+    std::string client = "10.65.9." + std::to_string(c);
+    others.insert(t.backend_for(1000, client.c_str()));
+  }
+  EXPECT_GT(others.size(), 1u);
+
+  std::string out;
+  ASSERT_EQ(t.cli({"nat", "aff"}, {}, out), 0) << out;
+  EXPECT_NE(out.find("client 10.65.0.9 svc 1 (default/web:80/tcp) -> " + *chosen.begin() + ":8080"),
+            std::string::npos)
+      << out;
+}
+
+TEST(Nat, NoReadyBackendDropsWithNoBackend) {
+  Bed t;
+  t.apply({{"/state/web.toml",
+            service("web", kVip, 80, backend(kBackend1, ", ready = false"))}});
+  RunResult r = t.run(tcp(kClient, kVip, 40000, 80), TC_ACT_SHOT);
+  EXPECT_EQ(r.reason, SL_R_NO_BACKEND);
+  EXPECT_EQ(t.bed.counter(SL_R_NO_BACKEND).packets, 1u);
+  // Traffic to other addresses is not the stage's business.
+  r = t.run(tcp(kClient, "10.96.0.11", 40000, 80));
+  EXPECT_EQ(ip4(r.out, 14 + 16), inet_addr("10.96.0.11"));
+}
+
+TEST(Nat, ExternalTrafficPolicyLocalUsesOnlyLocalBackends) {
+  Bed t;
+  // node "testbed" is the harness's node name.
+  std::string extra =
+      "external_ips = [\"192.0.2.10\"]\nexternal_traffic_policy = \"local\"\n";
+  t.apply({{"/state/web.toml",
+            service("web", kVip, 80,
+                    backend(kBackend1, ", node = \"other\"") +
+                        backend(kBackend2, ", node = \"testbed\"") +
+                        backend(kBackend3, ", node = \"other\""),
+                    extra)},
+           {"/state/remote.toml",
+            service("remote", "10.96.0.20", 80, backend(kBackend3, ", node = \"other\""),
+                    "external_ips = [\"192.0.2.20\"]\nexternal_traffic_policy = \"local\"\n")}});
+  t.bed.load_entry(SL_ROLE_DATA);
+  for (std::uint16_t sport = 30000; sport < 30030; ++sport)
+    EXPECT_EQ(t.backend_for(sport, "198.51.100.7", "192.0.2.10"), kBackend2);
+  // An external client of a service without a local backend is refused...
+  RunResult r = t.run(tcp("198.51.100.7", "192.0.2.20", 30000, 80), TC_ACT_SHOT);
+  EXPECT_EQ(r.reason, SL_R_NO_BACKEND);
+  // ...while the cluster IP (internal traffic) still uses every backend.
+  t.bed.load_entry(SL_ROLE_WORKLOAD);
+  EXPECT_EQ(t.backend_for(30000, kClient, "10.96.0.20"), kBackend3);
+  std::set<std::string> chosen;
+  for (std::uint16_t sport = 30000; sport < 30060; ++sport) chosen.insert(t.backend_for(sport));
+  EXPECT_EQ(chosen.size(), 3u);
+}
+
+TEST(Nat, NodePortOnDataInterfaces) {
+  Bed t;
+  t.apply({{"/state/np.toml",
+            "[[service]]\nname = \"np\"\ncluster_ip = \"10.96.0.30\"\n"
+            "ports = [{ port = 80, target_port = 8080, node_port = 30080 }]\n"
+            "backends = [{ ip = \"10.65.0.2\" }]\n"}});
+  t.bed.load_entry(SL_ROLE_DATA);
+  EXPECT_EQ(t.backend_for(40000, "198.51.100.7", "192.168.1.10", 30080), kBackend1);
+  // A workload talking to port 30080 of some host is left alone.
+  t.bed.load_entry(SL_ROLE_WORKLOAD);
+  EXPECT_EQ(t.backend_for(40001, kClient, "192.168.1.10", 30080), "192.168.1.10");
+}
+
+TEST(Nat, TerminatingBackendGetsNoNewFlowsButKeepsItsOwn) {
+  Bed t;
+  t.apply({{"/state/web.toml", service("web", kVip, 80, backend(kBackend1) + backend(kBackend2))}});
+  // Find a flow that landed on backend 1.
+  std::uint16_t on1 = 0;
+  for (std::uint16_t sport = 30000; sport < 30100 && !on1; ++sport)
+    if (t.backend_for(sport) == kBackend1) on1 = sport;
+  ASSERT_NE(on1, 0);
+  t.apply({{"/state/web.toml", service("web", kVip, 80,
+                                       backend(kBackend1, ", terminating = true") +
+                                           backend(kBackend2))}});
+  for (std::uint16_t sport = 31000; sport < 31040; ++sport)
+    EXPECT_EQ(t.backend_for(sport), kBackend2);
+  // The existing flow continues to its backend.
+  RunResult r = t.run(tcp(kClient, kVip, on1, 80, kTcpAck));
+  EXPECT_EQ(ip4(r.out, 14 + 16), inet_addr(kBackend1));
+
+  std::string out;
+  ASSERT_EQ(t.cli({"nat", "dump"}, {}, out), 0) << out;
+  EXPECT_NE(out.find("10.96.0.10 port 80 proto 6 id 1 count 1 local 0"), std::string::npos) << out;
+  EXPECT_NE(out.find("\t1:0\t 10.65.1.3:8080"), std::string::npos) << out;
+  EXPECT_NE(out.find("\t1:1\t 10.65.0.2:8080 terminating"), std::string::npos) << out;
+  ASSERT_EQ(t.cli({"nat", "dump"}, {"--group-by-service"}, out, true), 0) << out;
+  EXPECT_NE(out.find("\"service\": \"default/web:80/tcp\""), std::string::npos) << out;
+}
+
+TEST(Nat, ReconcileChangesOnlyTheChangedService) {
+  Bed t;
+  t.apply({{"/state/a.toml", service("a", "10.96.0.1", 80, backend(kBackend1))},
+           {"/state/b.toml", service("b", "10.96.0.2", 80, backend(kBackend2))}},
+          {}, true);
+  ASSERT_EQ(t.frontends().size(), 2u);
+  ASSERT_EQ(t.backends().size(), 2u);
+  // Mark b's backend entry behind the plugin's back: a reconcile that
+  // rewrote it would erase the mark.
+  std::uint32_t b_id = 0;
+  for (const auto& [k, v] : t.frontends())
+    if (k.addr[0] == inet_addr("10.96.0.2")) b_id = v.id;
+  ASSERT_NE(b_id, 0u);
+  int fd = bpf_obj_get((t.bed.map_pin_dir() + "/" NAT_MAP_BACKENDS).c_str());
+  ASSERT_GE(fd, 0);
+  nat_be_key bk{b_id, 0};
+  nat_be_value marked{};
+  ASSERT_EQ(bpf_map_lookup_elem(fd, &bk, &marked), 0);
+  marked.port = htons(1);
+  ASSERT_EQ(bpf_map_update_elem(fd, &bk, &marked, BPF_ANY), 0);
+
+  // a gains a backend; b is in an untouched file.
+  t.apply({{"/state/a.toml", service("a", "10.96.0.1", 80, backend(kBackend1) + backend(kBackend3))}});
+  EXPECT_EQ(t.backends().size(), 3u);
+  nat_be_value now{};
+  ASSERT_EQ(bpf_map_lookup_elem(fd, &bk, &now), 0);
+  EXPECT_EQ(ntohs(now.port), 1) << "b's entry was rewritten";
+  for (const auto& [k, v] : t.frontends())
+    if (k.addr[0] == inet_addr("10.96.0.1")) {
+      EXPECT_EQ(v.count, 2u);
+    }
+
+  // Rewriting b's file with the same content changes nothing either.
+  t.apply({{"/state/b.toml", service("b", "10.96.0.2", 80, backend(kBackend2))}});
+  ASSERT_EQ(bpf_map_lookup_elem(fd, &bk, &now), 0);
+  EXPECT_EQ(ntohs(now.port), 1);
+  close(fd);
+
+  // A removed file takes its services with it.
+  t.apply({}, {"/state/a.toml"});
+  auto fes = t.frontends();
+  ASSERT_EQ(fes.size(), 1u);
+  EXPECT_EQ(fes[0].first.addr[0], inet_addr("10.96.0.2"));
+  EXPECT_EQ(t.backends().size(), 1u);
+  RunResult r = t.run(tcp(kClient, "10.96.0.1", 40000, 80));
+  EXPECT_EQ(ip4(r.out, 14 + 16), inet_addr("10.96.0.1"));  // no longer a service
+}
+
+TEST(Nat, BadFileIsRejectedWholeWithItsPosition) {
+  Bed t;
+  t.apply({{"/state/a.toml", service("a", "10.96.0.1", 80, backend(kBackend1))}});
+  std::string before = snapshot(t);
+  // A valid change of a plus a broken second service in the same file.
+  std::string text = service("a", "10.96.0.1", 80, backend(kBackend1) + backend(kBackend2)) +
+                     "\n[[service]]\nname = \"bad\"\ncluster_ip = \"10.96.0.300\"\n"
+                     "ports = [{ port = 80 }]\n";
+  try {
+    t.apply({{"/state/a.toml", text}});
+    FAIL() << "no error";
+  } catch (const sluice::ConfigError& e) {
+    EXPECT_EQ(e.file, "/state/a.toml");
+    EXPECT_EQ(e.line, 10u);  // cluster_ip of the second [[service]]
+    EXPECT_EQ(e.key, "service[1].cluster_ip");
+    EXPECT_NE(std::string(e.what()).find("10.96.0.300"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(snapshot(t), before);
+
+  // Conflicts between files are errors too, and change nothing.
+  try {
+    t.apply({{"/state/c.toml", service("c", "10.96.0.1", 80, backend(kBackend3))}});
+    FAIL() << "no error";
+  } catch (const sluice::ConfigError& e) {
+    EXPECT_EQ(e.file, "/state/c.toml");
+    EXPECT_NE(std::string(e.what()).find("also a frontend of default/a"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_EQ(snapshot(t), before);
+
+  // Unknown keys are refused with their position.
+  try {
+    t.apply({{"/state/d.toml", "[[service]]\nname = \"d\"\ncluster_ip = \"10.96.0.4\"\n"
+                               "ports = [{ port = 80, protocl = \"udp\" }]\n"}});
+    FAIL() << "no error";
+  } catch (const sluice::ConfigError& e) {
+    EXPECT_EQ(e.line, 4u);
+    EXPECT_EQ(e.key, "service[0].ports[0].protocl");
+  }
+  EXPECT_EQ(snapshot(t), before);
+}
+
+struct Samples final : sluice::MetricsWriter {
+  std::map<std::string, double> values;
+  void counter(std::string_view name, std::string_view, const sluice::MetricLabels& labels,
+               double value) override {
+    add(name, labels, value);
+  }
+  void gauge(std::string_view name, std::string_view, const sluice::MetricLabels& labels,
+             double value) override {
+    add(name, labels, value);
+  }
+  void add(std::string_view name, const sluice::MetricLabels& labels, double value) {
+    std::string key(name);
+    for (const auto& [k, v] : labels) key += "," + k + "=" + v;
+    values[key] = value;
+  }
+};
+
+TEST(Nat, TheExampleFileIsValidAndMetricsCountIt) {
+  Bed t;
+  std::ifstream in(NAT_EXAMPLE);
+  std::stringstream text;
+  text << in.rdbuf();
+  ASSERT_FALSE(text.str().empty());
+  t.apply({{NAT_EXAMPLE, text.str()}}, {}, true);
+  // web: 2 ports x (cluster IP, external IP) + 1 node port; kube-dns: 2; sessions: 1.
+  EXPECT_EQ(t.frontends().size(), 8u);
+  Samples samples;
+  t.nat.plugin().write_metrics(samples);
+  EXPECT_EQ(samples.values["sluice_nat_services"], 3);
+  EXPECT_EQ(samples.values["sluice_nat_backends,state=ready"], 2 * 2 + 2 * 1 + 2);
+  EXPECT_EQ(samples.values["sluice_nat_backends,state=terminating"], 2);
+  EXPECT_EQ(samples.values["sluice_nat_backends,state=not_ready"], 2);
+
+  std::string out;
+  ASSERT_EQ(t.cli({"nat", "dump"}, {"--group-by-service"}, out), 0) << out;
+  EXPECT_NE(out.find("service shop/web:http id "), std::string::npos) << out;
+  EXPECT_NE(out.find("* port 30080 proto 6"), std::string::npos) << out;
+  t.apply({}, {NAT_EXAMPLE});
+  EXPECT_TRUE(t.frontends().empty());
+  EXPECT_TRUE(t.backends().empty());
+  samples.values.clear();
+  t.nat.plugin().write_metrics(samples);
+  EXPECT_EQ(samples.values["sluice_nat_services"], 0);
+}
+
+}  // namespace
