@@ -8,6 +8,7 @@
 //   table_full = "drop-new"             or "pass-untracked"
 //   tcp_midstream_pickup = true         track TCP flows seen without their SYN
 //   clean_interval = 10                 seconds between cleaner passes
+//   fast_path = false                   redirect established flows past the host stack
 //   [plugins.conntrack.timeouts]        seconds (integer) or "30s", "5m", "1h"
 //   tcp_syn = 20, tcp_established = 3600, tcp_fin = 30, tcp_rst = 40,
 //   udp = 60, icmp = 5, other = 600
@@ -72,6 +73,7 @@ struct Settings {
   ct_table_full_rule table_full = CT_FULL_DROP_NEW;
   bool tcp_midstream = true;
   std::uint32_t clean_interval = 10;
+  bool fast_path = false;
   std::array<std::uint32_t, SL_CT_TO_COUNT> timeouts{};
 };
 
@@ -104,7 +106,7 @@ std::uint32_t read_duration(const Table& table, const char* key, std::uint32_t f
 
 Settings parse_settings(const Table& table) {
   table.expect_only({"table_size", "table_full", "tcp_midstream_pickup", "clean_interval",
-                     "timeouts"});
+                     "fast_path", "timeouts"});
   Settings s;
   s.table_size = static_cast<std::uint32_t>(
       table.get_int("table_size", SL_CT_DEFAULT_ENTRIES, 1, 1 << 26));
@@ -114,6 +116,7 @@ Settings parse_settings(const Table& table) {
                      : CT_FULL_PASS_UNTRACKED;
   s.tcp_midstream = table.get_bool("tcp_midstream_pickup", true);
   s.clean_interval = read_duration(table, "clean_interval", 10, 1, 3600);
+  s.fast_path = table.get_bool("fast_path", false);
   for (const auto& key : kTimeoutKeys) s.timeouts[key.index] = key.fallback;
   if (auto timeouts = table.table("timeouts")) {
     timeouts->expect_only({"tcp_syn", "tcp_established", "tcp_fin", "tcp_rst", "udp", "icmp",
@@ -704,6 +707,7 @@ class ConntrackPlugin final : public sluice::Plugin {
     bpf_map__set_max_entries(stage->maps.sl_conntrack, size);
     stage->rodata->ct_table_full_rule = settings_.table_full;
     stage->rodata->ct_tcp_midstream = settings_.tcp_midstream ? 1 : 0;
+    stage->rodata->ct_fast_path = settings_.fast_path ? 1 : 0;
     host.load_bpf("conntrack stage", [&] { return conntrack_stage__load(stage.get()); });
 
     std::string error;
@@ -716,7 +720,8 @@ class ConntrackPlugin final : public sluice::Plugin {
     host.log(sluice::LogLevel::info,
              "conntrack: table of " + std::to_string(size) + " entries, table_full = " +
                  (settings_.table_full == CT_FULL_DROP_NEW ? "drop-new" : "pass-untracked") +
-                 ", cleaner every " + std::to_string(settings_.clean_interval) + "s");
+                 ", cleaner every " + std::to_string(settings_.clean_interval) + "s" +
+                 (settings_.fast_path ? ", fast path on" : ""));
     start_cleaner(host);
   }
 

@@ -3,12 +3,18 @@
 // sl_conntrack table, the result word in the packet context, the CLI
 // commands and the cleaner are checked.
 #include <arpa/inet.h>
+#include <fcntl.h>
+#include <net/if.h>
+#include <sched.h>
 #include <unistd.h>
 
 #include <bpf/bpf.h>
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+#include <cstring>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -327,6 +333,122 @@ TEST(Conntrack, CliDumpAndRemove) {
   EXPECT_EQ(t.entries()[0].first.proto, 17);
 }
 
+// ---- fast path ------------------------------------------------------------------
+
+// Moves this thread into a fresh network namespace for the test: lo up,
+// forwarding on, a veth fp0 (10.96.0.1/24, peer fp1) with 10.96.0.50 a
+// permanent neighbour, so the fast path's FIB lookup has a known answer
+// (BPF_PROG_TEST_RUN runs the packet as if it arrived on lo).
+struct FibNetns {
+  int saved = -1;
+  unsigned fp0 = 0;
+  FibNetns() {
+    saved = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+    if (saved < 0 || unshare(CLONE_NEWNET) != 0)
+      throw std::runtime_error(std::string("cannot enter a new netns: ") + std::strerror(errno));
+    const char* setup =
+        "ip link set lo up && sysctl -qw net.ipv4.ip_forward=1 && "
+        "ip link add fp0 type veth peer name fp1 && ip addr add 10.96.0.1/24 dev fp0 && "
+        "ip link set fp0 address 02:00:00:00:00:01 && ip link set fp0 up && ip link set fp1 up && "
+        "ip neigh replace 10.96.0.50 lladdr 02:00:00:00:00:50 dev fp0 nud permanent";
+    if (std::system(setup) != 0) throw std::runtime_error("fast path netns set-up failed");
+    fp0 = if_nametoindex("fp0");
+  }
+  ~FibNetns() {
+    if (saved >= 0) {
+      setns(saved, CLONE_NEWNET);
+      close(saved);
+    }
+  }
+};
+
+std::uint8_t ttl_of(const Bytes& pkt) { return pkt.at(14 + 8); }
+bool ipv4_checksum_ok(const Bytes& pkt) {
+  std::uint32_t sum = 0;
+  for (std::size_t i = 14; i < 14 + 20; i += 2) sum += (pkt.at(i) << 8) | pkt.at(i + 1);
+  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+  return sum == 0xffff;
+}
+Bytes mac_of(const Bytes& pkt, std::size_t at) { return Bytes(pkt.begin() + at, pkt.begin() + at + 6); }
+
+TEST(ConntrackFastPath, OffByDefault) {
+  FibNetns ns;
+  Bed t;
+  t.run(tcp(kA, kB, 40000, 80, kTcpSyn));
+  t.run(tcp(kB, kA, 80, 40000, kTcpSyn | kTcpAck));
+  RunResult r = t.bed.run(tcp(kA, kB, 40000, 80, kTcpAck));
+  EXPECT_EQ(r.verdict, TC_ACT_OK);
+  EXPECT_EQ(r.reason, SL_R_ACCEPTED) << reason_name(r.reason);
+}
+
+TEST(ConntrackFastPath, EstablishedFlowsAreRedirectedNewOnesAreNot) {
+  FibNetns ns;
+  Bed t("fast_path = true\n");
+  t.bed.set_chain(SL_ROLE_WORKLOAD, SL_HOOK_EGRESS, {t.plugin.stage_fd("conntrack")});
+  t.bed.load_entry(SL_ROLE_WORKLOAD);
+
+  // The handshake goes through the chain and the kernel.
+  t.run(tcp(kA, kB, 40000, 80, kTcpSyn));
+  t.run(tcp(kB, kA, 80, 40000, kTcpSyn | kTcpAck));
+
+  // Established, towards an interface Sluice does not manage: bpf_redirect_neigh
+  // (L2 left to the neighbour table), TTL decremented with a valid checksum.
+  Packet ack = tcp(kA, kB, 40000, 80, kTcpAck, 100);
+  RunResult r = t.bed.run(ack);
+  EXPECT_EQ(r.verdict, TC_ACT_REDIRECT) << verdict_name(r.verdict);
+  EXPECT_EQ(r.reason, SL_R_REDIRECTED) << reason_name(r.reason);
+  EXPECT_EQ(ttl_of(r.out), ttl_of(ack.bytes) - 1);
+  EXPECT_TRUE(ipv4_checksum_ok(r.out));
+  EXPECT_EQ(mac_of(r.out, 0), mac_of(ack.bytes, 0));
+  EXPECT_TRUE(is(t.bed.context().scratch[SL_CT_SCRATCH], SL_CT_ESTABLISHED,
+                 SL_CT_ST_ESTABLISHED));
+
+  // No route back to 10.0.0.9: the reply continues the chain unchanged.
+  r = t.bed.run(tcp(kB, kA, 80, 40000, kTcpAck, 10));
+  EXPECT_EQ(r.verdict, TC_ACT_OK);
+  EXPECT_EQ(r.reason, SL_R_ACCEPTED) << reason_name(r.reason);
+
+  // The route's interface is a managed workload: bpf_redirect_peer, with the
+  // Ethernet addresses of the FIB result written.
+  int ifstate = t.bed.map_fd(SL_MAP_IFSTATE);
+  ASSERT_GE(ifstate, 0);
+  sl_ifstate st{};
+  st.role = SL_ROLE_WORKLOAD;
+  std::strncpy(st.name, "fp0", sizeof(st.name) - 1);
+  std::uint32_t key = ns.fp0;
+  ASSERT_EQ(bpf_map_update_elem(ifstate, &key, &st, BPF_ANY), 0) << std::strerror(errno);
+  r = t.bed.run(ack);
+  EXPECT_EQ(r.verdict, TC_ACT_REDIRECT) << verdict_name(r.verdict);
+  EXPECT_EQ(r.reason, SL_R_REDIRECTED) << reason_name(r.reason);
+  EXPECT_EQ(mac_of(r.out, 0), (Bytes{0x02, 0, 0, 0, 0, 0x50}));
+  EXPECT_EQ(mac_of(r.out, 6), (Bytes{0x02, 0, 0, 0, 0, 0x01}));
+  EXPECT_EQ(ttl_of(r.out), ttl_of(ack.bytes) - 1);
+  EXPECT_TRUE(ipv4_checksum_ok(r.out));
+
+  // What stays on the slow path: a TTL about to expire, the egress hook, the
+  // FIN that starts the teardown, and anything after it.
+  r = t.bed.run(PacketBuilder().ipv4(kA, kB).ttl(1).tcp(40000, 80, kTcpAck).build());
+  EXPECT_EQ(r.reason, SL_R_ACCEPTED) << reason_name(r.reason);
+  r = t.bed.run(ack, SL_HOOK_EGRESS);
+  EXPECT_EQ(r.reason, SL_R_ACCEPTED) << reason_name(r.reason);
+  r = t.bed.run(tcp(kA, kB, 40000, 80, kTcpFin | kTcpAck));
+  EXPECT_EQ(r.reason, SL_R_ACCEPTED) << reason_name(r.reason);
+  r = t.bed.run(ack);
+  EXPECT_EQ(r.reason, SL_R_ACCEPTED) << reason_name(r.reason);
+
+  // A new flow is never fast-pathed; UDP is, once both directions were seen.
+  r = t.bed.run(tcp(kA, kB, 40001, 80, kTcpSyn));
+  EXPECT_EQ(r.reason, SL_R_ACCEPTED) << reason_name(r.reason);
+  r = t.bed.run(udp(kA, kB, 5000, 53));
+  EXPECT_EQ(r.reason, SL_R_ACCEPTED) << reason_name(r.reason);
+  r = t.bed.run(udp(kA, kB, 5000, 53));
+  EXPECT_EQ(r.reason, SL_R_ACCEPTED) << reason_name(r.reason);
+  r = t.bed.run(udp(kB, kA, 53, 5000));
+  EXPECT_EQ(r.reason, SL_R_ACCEPTED) << reason_name(r.reason);
+  r = t.bed.run(udp(kA, kB, 5000, 53));
+  EXPECT_EQ(r.reason, SL_R_REDIRECTED) << reason_name(r.reason);
+}
+
 TEST(Conntrack, ConfigErrorsArePositioned) {
   Testbed bed;
   auto error_of = [&](const std::string& text) -> sluice::ConfigError {
@@ -359,6 +481,10 @@ TEST(Conntrack, ConfigErrorsArePositioned) {
   e = error_of("[plugins.conntrack]\ntable_size = 0\n");
   EXPECT_EQ(e.line, 2u);
   EXPECT_EQ(e.key, "plugins.conntrack.table_size");
+
+  e = error_of("[plugins.conntrack]\nfast_path = \"yes\"\n");
+  EXPECT_EQ(e.line, 2u);
+  EXPECT_EQ(e.key, "plugins.conntrack.fast_path");
 }
 
 }  // namespace

@@ -14,7 +14,8 @@
  *
  * Every stage ends with exactly one verb: sl_next (continue the chain),
  * sl_drop (with a reason), sl_accept (skip the rest, pass to the kernel) or
- * sl_redirect (skip the rest, redirect). Stages never call bpf_printk
+ * sl_redirect / sl_redirect_peer / sl_redirect_neigh (skip the rest,
+ * redirect; counted as "redirected"). Stages never call bpf_printk
  * directly; SL_INFO/SL_DEBUG add the interface prefix and respect the
  * runtime log level.
  */
@@ -139,6 +140,28 @@ static __always_inline int sl_redirect(struct __sk_buff *skb, struct sl_pkt_ctx 
 				       __u32 ifindex, __u64 flags)
 {
 	return sl_finish(skb, ctx, (int)bpf_redirect(ifindex, flags), SL_R_REDIRECTED);
+}
+
+/* Redirects now into the peer of ifindex (the other end of a veth, in another
+ * network namespace), skipping the rest of the chain and the host stack: the
+ * packet enters the peer's namespace as if it had arrived there. Ingress
+ * hook only (on egress the kernel drops the packet). The L2 header is the
+ * caller's to set. */
+static __always_inline int sl_redirect_peer(struct __sk_buff *skb, struct sl_pkt_ctx *ctx,
+					    __u32 ifindex)
+{
+	return sl_finish(skb, ctx, (int)bpf_redirect_peer(ifindex, 0), SL_R_REDIRECTED);
+}
+
+/* Redirects now to the egress of ifindex with the L2 header filled in by the
+ * neighbour table, for next hop nh (e.g. a bpf_fib_lookup() result; NULL,
+ * 0: the kernel looks the route up itself), skipping the rest of the chain. */
+static __always_inline int sl_redirect_neigh(struct __sk_buff *skb, struct sl_pkt_ctx *ctx,
+					     __u32 ifindex, struct bpf_redir_neigh *nh,
+					     int nh_len)
+{
+	return sl_finish(skb, ctx, (int)bpf_redirect_neigh(ifindex, nh, nh_len, 0),
+			 SL_R_REDIRECTED);
 }
 
 /* Records a redirect that the end of the chain applies, so later stages still
