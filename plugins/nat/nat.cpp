@@ -4,7 +4,9 @@
 // of the state files into the nat_frontends / nat_backends maps, as a diff,
 // and offers `sluicectl nat dump` / `nat aff`. See README.md.
 //
-// [plugins.nat] has no keys yet.
+// [plugins.nat]
+//   no_backend = "reject"   new flows to a service without a backend: "reject"
+//                           (ICMP port unreachable back to the client; IPv4) or "drop"
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <time.h>
@@ -692,7 +694,9 @@ class NatPlugin final : public sluice::Plugin {
 
   void configure(const sluice::ConfigSource& source) override {
     sluice::config::PluginTable plugin_table(source);
-    plugin_table.table().expect_only({});
+    const Table& table = plugin_table.table();
+    table.expect_only({"no_backend"});
+    reject_ = table.get_choice("no_backend", "reject", {"reject", "drop"}) == "reject";
   }
 
   std::vector<sluice::StageSpec> stages() const override {
@@ -713,6 +717,7 @@ class NatPlugin final : public sluice::Plugin {
       throw std::runtime_error("cannot open the nat stage BPF object: " +
                                std::string(std::strerror(errno)));
     bpf_map__set_max_entries(stage->maps.sl_conntrack, *ct_size);
+    stage->rodata->nat_no_backend_reject = reject_ ? 1 : 0;
     host.load_bpf("nat stage", [&] { return nat_stage__load(stage.get()); });
     std::lock_guard lock(mutex_);
     stage_ = std::move(stage);
@@ -926,6 +931,7 @@ class NatPlugin final : public sluice::Plugin {
   }
 
   mutable std::mutex mutex_;
+  bool reject_ = true;
   StageSkeleton stage_;
   std::string node_;
   MapFds maps_;

@@ -30,9 +30,17 @@
  * not know the node's own addresses, so on a workload interface a wildcard
  * match would also capture traffic to remote hosts on that port.
  *
+ * No backend: with [plugins.nat] no_backend = "reject" (the default, as
+ * Calico) an IPv4 packet with an Ethernet header is turned into an ICMP port
+ * unreachable and sent back out of the interface it came in by (verdict
+ * redirect, counted as no-backend); anything else is dropped (no-backend).
+ *
+ * For a new flow the conntrack result word (ctx->scratch[SL_CT_SCRATCH]) is
+ * updated to the NAT_REV entry: type NAT_REV, SL_CT_RES_LEG_BA for the
+ * post-DNAT key, ext-local in the flags.
+ *
  * Not done here (yet): ICMP errors about NATed flows (inner header
- * rewrite), TCP RST / ICMP unreachable on no-backend (it only drops),
- * forwarding node-port traffic to remote backends (np-fwd, needs encap) and
+ * rewrite), ICMPv6 unreachable on no-backend (IPv6 is dropped), forwarding node-port traffic to remote backends (np-fwd, needs encap) and
  * SNAT for it, SCTP.
  */
 #include <linux/in.h>
@@ -82,6 +90,7 @@ struct {
  * too small for both next to the rest). */
 struct nat_scratch {
 	struct sl_ct_value value;
+	__u8 reject[56]; /* the ICMP error nat_reject() builds */
 };
 
 struct {
@@ -92,6 +101,16 @@ struct {
 } nat_scratch SEC(".maps");
 
 #define TCP_F_SYN 0x02
+
+/* [plugins.nat] no_backend: 1 "reject" (ICMP port unreachable to the client,
+ * IPv4), 0 "drop". Set by nat.cpp before load. */
+const volatile __u32 nat_no_backend_reject = 1;
+
+static __always_inline struct nat_scratch *nat_scratch_get(void)
+{
+	__u32 zero = 0;
+	return bpf_map_lookup_elem(&nat_scratch, &zero);
+}
 
 static __always_inline int nat_addr_eq(const __be32 *a, const __be32 *b)
 {
@@ -256,17 +275,18 @@ static __always_inline struct nat_be_value *nat_pick(const struct sl_pkt_ctx *ct
 /* Turns the flow conntrack just created for the pre-DNAT tuple (if any) into
  * a NAT_FWD stub and creates its NAT_REV entry on the post-DNAT tuple. */
 static __always_inline int nat_ct_create(const struct sl_pkt_ctx *ctx, const struct nat_be_value *be,
-					 __u32 ct_flags)
+					 __u32 ct_flags, int *rev_ba)
 {
 	struct sl_ct_key fwd_key, rev_key;
 	__u8 family = ctx->l3_proto == ETH_P_IP ? 4 : 6;
 	int pre_ba = sl_ct_key_from_ctx(&fwd_key, ctx);
 	int post_ba = sl_ct_key_fill(&rev_key, family, ctx->ip_proto, ctx->saddr, be->addr,
 				     ctx->sport, be->port);
+
+	*rev_ba = post_ba;
 	struct sl_ct_value *normal = bpf_map_lookup_elem(&sl_conntrack, &fwd_key);
 	__u64 now = bpf_ktime_get_ns();
-	__u32 zero = 0;
-	struct nat_scratch *scratch = bpf_map_lookup_elem(&nat_scratch, &zero);
+	struct nat_scratch *scratch = nat_scratch_get();
 
 	if (!scratch)
 		return -1;
@@ -315,6 +335,91 @@ static __always_inline int nat_ct_create(const struct sl_pkt_ctx *ctx, const str
 	return 0;
 }
 
+/* ---- reject ------------------------------------------------------------------------ */
+
+static __always_inline __u16 nat_csum_fold(__s64 sum)
+{
+	__u32 s = (__u32)sum;
+
+	s = (s & 0xffff) + (s >> 16);
+	s = (s & 0xffff) + (s >> 16);
+	return (__u16)~s;
+}
+
+/* Turns the packet (IPv4 without options, with an Ethernet header) into an
+ * ICMP port unreachable to its sender, quoting its IP header and first 8
+ * bytes of L4, with the MAC addresses swapped, ready to go back out of the
+ * interface it came in by. Returns 0, or -1 when the packet cannot be turned
+ * (the caller drops it; the packet may then be changed already). */
+static __always_inline int nat_reject(struct __sk_buff *skb, struct sl_pkt_ctx *ctx)
+{
+	struct nat_scratch *scratch = nat_scratch_get();
+	__u32 l3 = ctx->l3_off;
+	__u8 mac[12], swapped[12];
+
+	if (!scratch || ctx->l3_proto != ETH_P_IP || !(ctx->flags & SL_PKT_F_L2) || l3 != 14)
+		return -1;
+	__u8 *b = scratch->reject;
+
+	/* outer IP (20) | ICMP (8) | the packet's IP header (20) | its L4 (8) */
+	if (bpf_skb_load_bytes(skb, l3, b + 28, 28))
+		return -1;
+	if ((b[28] & 0x0f) != 5)
+		return -1; /* IP options: the quote would not be the header */
+	if (bpf_skb_load_bytes(skb, 0, mac, sizeof(mac)))
+		return -1;
+	__builtin_memcpy(swapped, mac + 6, 6);
+	__builtin_memcpy(swapped + 6, mac, 6);
+
+	__builtin_memset(b, 0, 28);
+	b[0] = 0x45;
+	b[3] = 56; /* total length */
+	b[8] = 64; /* TTL */
+	b[9] = IPPROTO_ICMP;
+	__builtin_memcpy(b + 12, b + 28 + 16, 4); /* from: the address the client asked for */
+	__builtin_memcpy(b + 16, b + 28 + 12, 4); /* to: the client */
+	b[20] = 3; /* destination unreachable */
+	b[21] = 3; /* port unreachable */
+	__u16 c = nat_csum_fold(bpf_csum_diff(NULL, 0, (__be32 *)b, 20, 0));
+
+	__builtin_memcpy(b + 10, &c, 2);
+	c = nat_csum_fold(bpf_csum_diff(NULL, 0, (__be32 *)(b + 20), 36, 0));
+	__builtin_memcpy(b + 22, &c, 2);
+
+	/* Keep IP header + 8 bytes, then open 28 bytes after the first 20. */
+	if (bpf_skb_change_tail(skb, 14 + 28, 0))
+		return -1;
+	if (bpf_skb_adjust_room(skb, 28, BPF_ADJ_ROOM_NET, 0))
+		return -1;
+	if (bpf_skb_store_bytes(skb, 0, swapped, sizeof(swapped), 0))
+		return -1;
+	if (bpf_skb_store_bytes(skb, 14, b, 56, 0))
+		return -1;
+	return 0;
+}
+
+static __always_inline int nat_no_backend(struct __sk_buff *skb, struct sl_pkt_ctx *ctx)
+{
+	/* Forget the flow conntrack just opened for this packet: a retry (after
+	 * the service got a backend) must be a new flow again, not an
+	 * established one that bypasses NAT. */
+	if (sl_ct_result_verdict(ctx->scratch[SL_CT_SCRATCH]) == SL_CT_NEW) {
+		struct sl_ct_key key;
+		struct sl_ct_value *v;
+
+		sl_ct_key_from_ctx(&key, ctx);
+		v = bpf_map_lookup_elem(&sl_conntrack, &key);
+		if (v && v->type == SL_CT_TYPE_NORMAL)
+			bpf_map_delete_elem(&sl_conntrack, &key);
+	}
+	if (nat_no_backend_reject && nat_reject(skb, ctx) == 0) {
+		SL_DEBUG(ctx, "NAT: no backend, ICMP port unreachable sent back");
+		/* Counted as no-backend: the packet itself was refused. */
+		return sl_finish(skb, ctx, (int)bpf_redirect(ctx->ifindex, 0), SL_R_NO_BACKEND);
+	}
+	return sl_drop(skb, ctx, SL_R_NO_BACKEND);
+}
+
 /* ---- the stage -------------------------------------------------------------------- */
 
 static __always_inline int nat_new_flow(struct __sk_buff *skb, struct sl_pkt_ctx *ctx)
@@ -339,18 +444,27 @@ static __always_inline int nat_new_flow(struct __sk_buff *skb, struct sl_pkt_ctx
 
 	if (!found) {
 		SL_DEBUG(ctx, "NAT: service %d has no backend for this flow", fe->id);
-		return sl_drop(skb, ctx, SL_R_NO_BACKEND);
+		return nat_no_backend(skb, ctx);
 	}
 	struct nat_be_value be = *found;
 	__u32 ct_flags = 0;
 
 	if (nat_external_traffic(ctx) && (be.flags & NAT_BE_F_LOCAL))
 		ct_flags |= SL_CT_F_EXT_LOCAL;
-	if (!(ctx->flags & SL_PKT_F_LATER_FRAGMENT) && nat_ct_create(ctx, &be, ct_flags)) {
+	int rev_ba = 0;
+
+	if (nat_ct_create(ctx, &be, ct_flags, &rev_ba)) {
 		/* Without its NAT_REV entry the replies could not be reverse-NATed. */
 		SL_DEBUG(ctx, "NAT: cannot create the conntrack entries");
 		return sl_drop(skb, ctx, SL_R_CT_TABLE_FULL);
 	}
+	__u64 r = ctx->scratch[SL_CT_SCRATCH];
+
+	r &= ~((0xffull << 24) | (__u64)SL_CT_RES_LEG_BA);
+	r |= ((__u64)SL_CT_TYPE_NAT_REV << 24) | ((__u64)ct_flags << 32);
+	if (rev_ba)
+		r |= SL_CT_RES_LEG_BA;
+	ctx->scratch[SL_CT_SCRATCH] = r;
 	SL_DEBUG(ctx, "NAT: new flow to service %d -> backend %d", fe->id, ordinal);
 	if (nat_rewrite(skb, ctx, 0, be.addr, be.port))
 		return sl_drop(skb, ctx, SL_R_MALFORMED_L4_SHORT);

@@ -8,6 +8,7 @@
 #include <bpf/bpf.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <map>
@@ -80,9 +81,9 @@ struct Bed {
   PluginUnderTest nat;
   int table = -1;
 
-  Bed()
+  explicit Bed(const std::string& nat_body = "")
       : ct(bed.load_plugin(CONNTRACK_PLUGIN, "[plugins.conntrack]\n")),
-        nat(bed.load_plugin(NAT_PLUGIN, "[plugins.nat]\n")) {
+        nat(bed.load_plugin(NAT_PLUGIN, "[plugins.nat]\n" + nat_body)) {
     std::vector<int> chain = {ct.stage_fd("conntrack"), nat.stage_fd("nat")};
     bed.set_chain(SL_ROLE_WORKLOAD, SL_HOOK_INGRESS, chain);
     bed.set_chain(SL_ROLE_DATA, SL_HOOK_INGRESS, chain);
@@ -200,6 +201,12 @@ TEST(Nat, NewTcpFlowIsDnatedAndTheReplyReverseNated) {
   sl_pkt_ctx ctx = t.bed.context();
   EXPECT_EQ(ctx.daddr[0], inet_addr(kBackend1));
   EXPECT_EQ(ntohs(ctx.dport), 8080);
+  // ...and the conntrack result names the NAT_REV entry: client 10.65.0.9 is
+  // B of (10.65.0.2, 10.65.0.9), so the packet travels B->A.
+  std::uint64_t res = ctx.scratch[SL_CT_SCRATCH];
+  EXPECT_EQ(sl_ct_result_verdict(res), SL_CT_NEW);
+  EXPECT_EQ(sl_ct_result_type(res), SL_CT_TYPE_NAT_REV);
+  EXPECT_TRUE(sl_ct_result_has(res, SL_CT_RES_LEG_BA));
 
   // The conntrack entry became a NAT_FWD stub + NAT_REV pair.
   int fwd = 0, rev = 0;
@@ -312,15 +319,57 @@ TEST(Nat, SessionAffinityKeepsAClientOnOneBackend) {
 }
 
 TEST(Nat, NoReadyBackendDropsWithNoBackend) {
-  Bed t;
+  Bed t("no_backend = \"drop\"\n");
   t.apply({{"/state/web.toml",
             service("web", kVip, 80, backend(kBackend1, ", ready = false"))}});
   RunResult r = t.run(tcp(kClient, kVip, 40000, 80), TC_ACT_SHOT);
   EXPECT_EQ(r.reason, SL_R_NO_BACKEND);
   EXPECT_EQ(t.bed.counter(SL_R_NO_BACKEND).packets, 1u);
+  r = t.run(tcp(kClient, kVip, 40000, 80), TC_ACT_SHOT);  // the retry is refused too
+  EXPECT_EQ(r.reason, SL_R_NO_BACKEND);
+  EXPECT_TRUE(t.ct_entries().empty());
   // Traffic to other addresses is not the stage's business.
   r = t.run(tcp(kClient, "10.96.0.11", 40000, 80));
   EXPECT_EQ(ip4(r.out, 14 + 16), inet_addr("10.96.0.11"));
+}
+
+TEST(Nat, NoBackendRejectsWithIcmpPortUnreachable) {
+  Bed t;  // no_backend = "reject" is the default
+  t.apply({{"/state/web.toml", service("web", kVip, 80, "")}});
+  Packet syn = tcp(kClient, kVip, 40000, 80);
+  RunResult r = t.run(syn, TC_ACT_REDIRECT);
+  EXPECT_EQ(r.reason, SL_R_NO_BACKEND);
+  EXPECT_EQ(t.bed.counter(SL_R_NO_BACKEND).packets, 1u);
+  ASSERT_EQ(r.out.size(), 14u + 20 + 8 + 20 + 8);
+  // Ethernet addresses swapped: back to the sender.
+  EXPECT_TRUE(std::equal(r.out.begin(), r.out.begin() + 6, syn.bytes.begin() + 6));
+  EXPECT_TRUE(std::equal(r.out.begin() + 6, r.out.begin() + 12, syn.bytes.begin()));
+  EXPECT_EQ(port_at(r.out, 12), 0x0800);
+  // IPv4 from the service address to the client, ICMP 3/3.
+  EXPECT_EQ(r.out[14], 0x45);
+  EXPECT_EQ(port_at(r.out, 16), 56);
+  EXPECT_EQ(r.out[14 + 9], IPPROTO_ICMP);
+  EXPECT_EQ(ip4(r.out, 14 + 12), inet_addr(kVip));
+  EXPECT_EQ(ip4(r.out, 14 + 16), inet_addr(kClient));
+  EXPECT_TRUE(csum_ok(&r.out[14], 20));
+  EXPECT_EQ(r.out[34], 3);
+  EXPECT_EQ(r.out[35], 3);
+  EXPECT_TRUE(csum_ok(&r.out[34], 36));
+  // It quotes the refused packet's IP header and first 8 bytes of TCP.
+  EXPECT_TRUE(std::equal(r.out.begin() + 42, r.out.end(), syn.bytes.begin() + 14));
+  // The refused flow is forgotten: once the service has a backend, the
+  // retransmitted SYN is a new flow and gets DNATed.
+  EXPECT_TRUE(t.ct_entries().empty());
+  t.apply({{"/state/web.toml", service("web", kVip, 80, backend(kBackend1))}});
+  r = t.run(syn);
+  EXPECT_EQ(ip4(r.out, 14 + 16), inet_addr(kBackend1));
+  EXPECT_TRUE(checksums_ok(r.out));
+
+  // IPv6 is dropped (no ICMPv6 yet).
+  t.apply({{"/state/v6.toml", service("v6", "fd00:96::10", 80, "")}});
+  r = t.run(PacketBuilder().ipv6("fd00:65::9", "fd00:96::10").tcp(40000, 80, kTcpSyn).build(),
+            TC_ACT_SHOT);
+  EXPECT_EQ(r.reason, SL_R_NO_BACKEND);
 }
 
 TEST(Nat, ExternalTrafficPolicyLocalUsesOnlyLocalBackends) {
@@ -341,8 +390,9 @@ TEST(Nat, ExternalTrafficPolicyLocalUsesOnlyLocalBackends) {
   for (std::uint16_t sport = 30000; sport < 30030; ++sport)
     EXPECT_EQ(t.backend_for(sport, "198.51.100.7", "192.0.2.10"), kBackend2);
   // An external client of a service without a local backend is refused...
-  RunResult r = t.run(tcp("198.51.100.7", "192.0.2.20", 30000, 80), TC_ACT_SHOT);
+  RunResult r = t.run(tcp("198.51.100.7", "192.0.2.20", 30000, 80), TC_ACT_REDIRECT);
   EXPECT_EQ(r.reason, SL_R_NO_BACKEND);
+  EXPECT_EQ(r.out[14 + 9], IPPROTO_ICMP);
   // ...while the cluster IP (internal traffic) still uses every backend.
   t.bed.load_entry(SL_ROLE_WORKLOAD);
   EXPECT_EQ(t.backend_for(30000, kClient, "10.96.0.20"), kBackend3);
