@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# The conntrack plugin with its fast path, on real traffic: a TCP connection
+# between two workloads is tracked (ESTABLISHED, packets on both legs), its
+# established packets are redirected by the conntrack stage (counted as
+# "redirected" on both workload ingresses), a daemon restart in the middle of
+# the open connection does not disturb it, its teardown leaves the entry
+# CLOSED, and `sluicectl conntrack remove` deletes it.
+source "$(dirname "$0")/lib.sh"
+e2e_init conntrack
+
+write_config '["conntrack"]' '[plugins.conntrack]
+fast_path = true'
+start_daemon
+grep -q "fast path on" "$WORK/daemon.log" || fail "the daemon log does not say the fast path is on"
+
+# A request/response pair over one TCP connection: the client sends N
+# requests, waits for a go file, sends N more, then closes; every response
+# must echo its request. The server echoes until the client closes.
+cat >"$WORK/rr.py" <<'PY'
+import os, socket, sys, time
+role = sys.argv[1]
+if role == "server":
+    ip, port, ready = sys.argv[2], int(sys.argv[3]), sys.argv[4]
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind((ip, port)); srv.listen(1)
+    open(ready, "w").close()
+    conn, _ = srv.accept()
+    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    while True:
+        data = conn.recv(4096)
+        if not data:
+            break
+        conn.sendall(data)
+    conn.close()
+    sys.exit(0)
+# client <ip> <port> <per phase> <phase1 marker> <go file>
+ip, port, n, marker, go = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], sys.argv[6]
+c = socket.create_connection((ip, port), timeout=10)
+c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+def exchange(i):
+    msg = ("request %06d " % i).encode() + b"x" * 200
+    c.sendall(msg)
+    got = b""
+    while len(got) < len(msg):
+        part = c.recv(4096)
+        if not part:
+            sys.exit("connection closed by the server at request %d" % i)
+        got += part
+    if got != msg:
+        sys.exit("response %d does not echo its request" % i)
+for i in range(n):
+    exchange(i)
+open(marker, "w").close()
+deadline = time.time() + 60
+while not os.path.exists(go):
+    if time.time() > deadline:
+        sys.exit("no go file")
+    time.sleep(0.05)
+for i in range(n, 2 * n):
+    exchange(i)
+c.shutdown(socket.SHUT_WR)
+if c.recv(1) != b"":
+    sys.exit("data after close")
+c.close()
+print("client: %d request/responses" % (2 * n))
+PY
+
+wait_file() { # <file> <what>
+  for _ in $(seq 200); do [[ -e $1 ]] && return 0; sleep 0.05; done
+  fail "timed out waiting for $2"
+}
+
+ip netns exec "$NS_W2" python3 "$WORK/rr.py" server 10.65.2.2 8080 "$WORK/ready" &
+server_pid=$!
+wait_file "$WORK/ready" "the server"
+ip netns exec "$NS_W1" python3 "$WORK/rr.py" client 10.65.2.2 8080 50 "$WORK/phase1" "$WORK/go" \
+  >"$WORK/client.out" 2>&1 &
+client_pid=$!
+wait_file "$WORK/phase1" "the first 50 request/responses"
+
+# The open connection: tracked, established, both legs counted.
+# flow_field <field path> -> value of the 10.65.1.2 -> 10.65.2.2:8080 entry
+flow_json() {
+  ctl -o json conntrack dump | python3 -c '
+import json, sys
+flows = [f for f in json.load(sys.stdin) if f["proto"] == "TCP" and f["src"] == "10.65.1.2"
+         and f["dst"] == "10.65.2.2" and f["dport"] == 8080]
+print(json.dumps(flows[0]) if len(flows) == 1 else "")'
+}
+flow=$(flow_json)
+[[ -n $flow ]] || { ctl conntrack dump; fail "no conntrack entry for the connection"; }
+field() { python3 -c 'import json, sys; v = json.loads(sys.argv[1])
+for k in sys.argv[2].split("."): v = v[k]
+print(v)' "$flow" "$1"; }
+assert_eq ESTABLISHED "$(field state)" "state of the open connection"
+(( $(field a_to_b.packets) >= 50 && $(field b_to_a.packets) >= 50 )) \
+  || fail "legs counted too few packets: $flow"
+echo "ok: legs a_to_b $(field a_to_b.packets) packets, b_to_a $(field b_to_a.packets) packets"
+
+ctl -o json conntrack stats >"$WORK/stats.json"
+python3 - "$WORK/stats.json" <<'PY' || fail "conntrack stats: $(cat "$WORK/stats.json")"
+import json, sys
+s = json.load(open(sys.argv[1]))
+est = sum(r["entries"] for r in s["by_state"] if r["proto"] == "TCP" and r["state"] == "ESTABLISHED")
+assert est >= 1 and s["entries"] >= 1 and s["created_total"] >= 1, s
+print("ok: stats: %d entries, %d TCP ESTABLISHED, %d created" % (s["entries"], est, s["created_total"]))
+PY
+ctl conntrack stats >/dev/null || fail "conntrack stats (table output)"
+
+# The fast path carried the established packets, in both directions.
+fp1=$(counter cali1 ingress redirected)
+fp2=$(counter cali2 ingress redirected)
+(( fp1 > 0 && fp2 > 0 )) || fail "fast path not taken: redirected cali1 ingress $fp1, cali2 ingress $fp2"
+echo "ok: fast path: redirected on cali1 ingress $fp1, cali2 ingress $fp2"
+
+# Restart the daemon while the connection is open; it goes on afterwards.
+stop_daemon
+start_daemon
+touch "$WORK/go"
+wait "$client_pid" || { cat "$WORK/client.out"; fail "the TCP exchange failed across the restart"; }
+wait "$server_pid" || fail "the server failed"
+cat "$WORK/client.out"
+grep -q "client: 100 request/responses" "$WORK/client.out" || fail "the exchange did not complete"
+(( $(counter cali1 ingress redirected) > fp1 )) || fail "no fast path after the restart"
+echo "ok: the connection survived a daemon restart, fast path still taken"
+
+# Closed by both sides: the entry is CLOSED, then removed on request.
+flow=$(flow_json)
+[[ -n $flow ]] || fail "the entry disappeared after the close"
+assert_eq CLOSED "$(field state)" "state after both FINs"
+ctl conntrack dump
+assert_eq 1 "$(ctl -o json conntrack remove tcp 10.65.1.2 | python3 -c 'import json,sys; print(json.load(sys.stdin)["removed"])')" \
+  "entries removed by conntrack remove tcp 10.65.1.2"
+assert_eq "" "$(flow_json)" "entry after remove"
+stop_daemon
+echo PASS
