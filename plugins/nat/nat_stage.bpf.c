@@ -101,6 +101,7 @@ struct {
 } nat_scratch SEC(".maps");
 
 #define TCP_F_SYN 0x02
+#define TCP_F_ACK 0x10
 
 /* [plugins.nat] no_backend: 1 "reject" (ICMP port unreachable to the client,
  * IPv4), 0 "drop". Set by nat.cpp before load. */
@@ -490,7 +491,17 @@ SL_STAGE(nat_stage)
 		return sl_next(skb, ctx);
 
 	struct sl_ct_key key;
+	__u32 state = sl_ct_result_state(r);
 
+	if (sl_ct_result_has(r, SL_CT_RES_VIA_NAT_FWD) && ctx->ip_proto == IPPROTO_TCP &&
+	    (ctx->tcp_flags & (TCP_F_SYN | TCP_F_ACK)) == TCP_F_SYN &&
+	    (state == SL_CT_ST_CLOSED || state == SL_CT_ST_RESET)) {
+		/* A new connection on the tuple of a finished one (client port
+		 * reuse): it gets a backend afresh, not the old one, which may be
+		 * terminating or gone. */
+		SL_DEBUG(ctx, "NAT: SYN on a closed NAT flow, new backend");
+		return nat_new_flow(skb, ctx);
+	}
 	sl_ct_key_from_ctx(&key, ctx);
 	if (sl_ct_result_has(r, SL_CT_RES_VIA_NAT_FWD)) {
 		/* The client's packet on the pre-DNAT tuple: DNAT to the backend

@@ -431,6 +431,14 @@ TEST(Nat, TerminatingBackendGetsNoNewFlowsButKeepsItsOwn) {
   RunResult r = t.run(tcp(kClient, kVip, on1, 80, kTcpAck));
   EXPECT_EQ(ip4(r.out, 14 + 16), inet_addr(kBackend1));
 
+  // Once that flow is closed, a new connection from the same client port is a
+  // new flow: it does not go to the terminating backend.
+  t.run(tcp(kClient, kVip, on1, 80, kTcpFin | kTcpAck));
+  t.run(tcp(kBackend1, kClient, 8080, on1, kTcpFin | kTcpAck));
+  EXPECT_EQ(t.backend_for(on1), kBackend2);
+  r = t.run(tcp(kBackend2, kClient, 8080, on1, kTcpSyn | kTcpAck));
+  EXPECT_EQ(ip4(r.out, 14 + 12), inet_addr(kVip));  // its reply is reverse-NATed
+
   std::string out;
   ASSERT_EQ(t.cli({"nat", "dump"}, {}, out), 0) << out;
   EXPECT_NE(out.find("10.96.0.10 port 80 proto 6 id 1 count 1 local 0"), std::string::npos) << out;
