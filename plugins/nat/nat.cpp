@@ -27,6 +27,7 @@
 #include <ostream>
 #include <set>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include <sluice/bpf/conntrack.h>
@@ -682,6 +683,63 @@ std::optional<std::uint32_t> pinned_ct_size(const std::string& map_pin_dir) {
   return info.max_entries;
 }
 
+// A backend that left a UDP service port: its conntrack flows are removed, so
+// a client that keeps its source port (a UDP flow never goes idle while it
+// sends) is not held on a backend that is gone. TCP flows are left: the
+// client sees the failure and reconnects on a new port.
+struct GoneBackend {
+  std::uint8_t family;
+  std::array<__be32, 4> addr;
+  __be16 port;
+  __be16 service_port;  // frontend port the flows were addressed to
+  bool operator<(const GoneBackend& o) const {
+    return std::tie(family, addr, port, service_port) <
+           std::tie(o.family, o.addr, o.port, o.service_port);
+  }
+};
+
+void collect_gone_udp_backends(const PortEntries& old, const PortEntries* now,
+                               std::set<GoneBackend>& out) {
+  std::set<std::pair<std::array<__be32, 4>, __be16>> kept;
+  if (now)
+    for (const auto& b : now->backends) {
+      std::array<__be32, 4> a{};
+      std::memcpy(a.data(), b.addr, sizeof(b.addr));
+      kept.insert({a, b.port});
+    }
+  for (const auto& [fe, v] : old.frontends) {
+    if (fe.key.proto != IPPROTO_UDP) continue;
+    for (const auto& b : old.backends) {
+      std::array<__be32, 4> a{};
+      std::memcpy(a.data(), b.addr, sizeof(b.addr));
+      if (!kept.count({a, b.port})) out.insert(GoneBackend{b.family, a, b.port, fe.key.port});
+    }
+  }
+}
+
+// Deletes the UDP NAT_REV entries to `gone` backends and their NAT_FWD stubs.
+// One pass over the conntrack table; runs only when a UDP backend went away.
+std::size_t flush_udp_flows(int ct_fd, const std::set<GoneBackend>& gone) {
+  std::vector<sl_ct_key> doomed;
+  map_each<sl_ct_key, sl_ct_value>(ct_fd, [&](const sl_ct_key& k, const sl_ct_value& v) {
+    if (v.type != SL_CT_TYPE_NAT_REV || k.proto != IPPROTO_UDP) return;
+    bool opener_b = v.flags & SL_CT_F_BA;  // the client; the backend is the other side
+    GoneBackend be{k.family, {}, opener_b ? k.port_a : k.port_b, v.orig_dport};
+    std::memcpy(be.addr.data(), opener_b ? k.addr_a : k.addr_b, sizeof(k.addr_a));
+    if (!gone.count(be)) return;
+    doomed.push_back(k);
+    sl_ct_key fwd{};
+    sl_ct_key_fill(&fwd, k.family, k.proto, v.orig_src, v.orig_dst, v.orig_sport, v.orig_dport);
+    sl_ct_value stub{};
+    if (bpf_map_lookup_elem(ct_fd, &fwd, &stub) == 0 && stub.type == SL_CT_TYPE_NAT_FWD &&
+        std::memcmp(&stub.rev_key, &k, sizeof(k)) == 0)
+      doomed.push_back(fwd);
+  });
+  std::size_t n = 0;
+  for (const auto& k : doomed) n += bpf_map_delete_elem(ct_fd, &k) == 0;
+  return n;
+}
+
 // ---- the plugin -------------------------------------------------------------------------
 
 class NatPlugin final : public sluice::Plugin {
@@ -817,6 +875,7 @@ class NatPlugin final : public sluice::Plugin {
     }
 
     // 3. Apply, service by service; unchanged services are not touched.
+    std::set<GoneBackend> gone_udp;
     for (const auto& key : changed) {
       static const ServiceEntries kNone;
       auto old_it = applied_.find(key);
@@ -826,16 +885,19 @@ class NatPlugin final : public sluice::Plugin {
       for (const auto& [label, entries] : now) {
         auto o = old.find(label);
         if (o != old.end() && o->second == entries) continue;
+        if (o != old.end()) collect_gone_udp_backends(o->second, &entries, gone_udp);
         apply_port(maps_, o == old.end() ? nullptr : &o->second, &entries);
       }
       for (const auto& [label, entries] : old)
         if (!now.count(label)) {
+          collect_gone_udp_backends(entries, nullptr, gone_udp);
           apply_port(maps_, &entries, nullptr);
           ids.erase(label);
         }
       if (now.empty()) applied_.erase(key);
       else applied_[key] = now;
     }
+    if (!gone_udp.empty()) flush_udp_flows(bpf_map__fd(stage_->maps.sl_conntrack), gone_udp);
     if (change.full && !swept_) sweep_stale();
     swept_ = true;
 

@@ -283,6 +283,38 @@ TEST(Nat, Ipv6FlowIsDnatedWithAValidChecksum) {
   EXPECT_TRUE(csum_ok(&r.out[p.l4_off], len, pseudo));
 }
 
+TEST(Nat, UdpFlowsToARemovedBackendAreForgotten) {
+  Bed t;
+  t.apply({{"/state/dns.toml",
+            service("dns", kVip, 53, backend(kBackend1) + backend(kBackend2), "", "udp")}});
+  auto send = [&](std::uint16_t sport) {
+    RunResult r = t.run(PacketBuilder().ipv4(kClient, kVip).udp(sport, 53).payload(12).build());
+    in_addr a{ip4(r.out, 14 + 16)};
+    return std::string(inet_ntoa(a));
+  };
+  std::uint16_t on1 = 0, on2 = 0;
+  for (std::uint16_t sport = 5000; sport < 5100 && (!on1 || !on2); ++sport) {
+    std::string be = send(sport);
+    if (be == kBackend1 && !on1) on1 = sport;
+    if (be == kBackend2 && !on2) on2 = sport;
+  }
+  ASSERT_TRUE(on1 && on2);
+  EXPECT_EQ(send(on1), kBackend1);  // the flow sticks while backend 1 exists
+  std::size_t before = t.ct_entries().size();
+
+  t.apply({{"/state/dns.toml", service("dns", kVip, 53, backend(kBackend2), "", "udp")}});
+  // Flows to backend 1 lost their NAT_FWD/NAT_REV pair; the others kept theirs.
+  std::size_t after = t.ct_entries().size();
+  EXPECT_LT(after, before);
+  EXPECT_GT(after, 0u);
+  for (const auto& [k, v] : t.ct_entries())
+    if (v.type == SL_CT_TYPE_NAT_REV) {
+      EXPECT_TRUE(k.addr_a[0] != inet_addr(kBackend1) && k.addr_b[0] != inet_addr(kBackend1));
+    }
+  EXPECT_EQ(send(on1), kBackend2);  // the same client port, now a new flow
+  EXPECT_EQ(send(on2), kBackend2);
+}
+
 TEST(Nat, FlowsSpreadOverTheBackends) {
   Bed t;
   t.apply({{"/state/web.toml",
