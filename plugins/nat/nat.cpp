@@ -784,6 +784,14 @@ class NatPlugin final : public sluice::Plugin {
     maps_.backends = bpf_map__fd(stage_->maps.nat_backends);
     maps_.affinity = bpf_map__fd(stage_->maps.nat_affinity);
     maps_.services = bpf_map__fd(stage_->maps.nat_services);
+    // Re-adopt the ids a previous run gave to service ports (they are pinned
+    // with their names), so a restart rewrites every entry with the value it
+    // already has instead of renumbering under live traffic.
+    map_each<std::uint32_t, nat_service_name>(
+        maps_.services, [&](const std::uint32_t& id, const nat_service_name& name) {
+          std::string label(name.name, strnlen(name.name, sizeof(name.name)));
+          if (!label.empty() && id) ids_.emplace(label, id);
+        });
   }
 
   int stage_fd(std::string_view stage) const override {
@@ -898,14 +906,14 @@ class NatPlugin final : public sluice::Plugin {
       else applied_[key] = now;
     }
     if (!gone_udp.empty()) flush_udp_flows(bpf_map__fd(stage_->maps.sl_conntrack), gone_udp);
-    if (change.full && !swept_) sweep_stale();
-    swept_ = true;
 
     // 4. Remember what each file holds.
     for (const auto& path : gone_files) files_.erase(path);
     for (auto& [path, specs] : parsed) files_[path] = std::move(specs);
     ids_ = std::move(ids);
     fe_owner_ = std::move(owner);
+    if (change.full && !swept_) sweep_stale();
+    swept_ = true;
   }
 
   std::vector<sluice::CliCommand> cli_commands() const override {
@@ -990,6 +998,8 @@ class NatPlugin final : public sluice::Plugin {
       if (!want_ids.count(id)) ids_gone.push_back(id);
     });
     for (auto id : ids_gone) map_del(maps_.services, NAT_MAP_SERVICES, id);
+    for (auto it = ids_.begin(); it != ids_.end();)
+      it = want_ids.count(it->second) ? std::next(it) : ids_.erase(it);
   }
 
   mutable std::mutex mutex_;

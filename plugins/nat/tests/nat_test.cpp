@@ -528,6 +528,36 @@ TEST(Nat, ReconcileChangesOnlyTheChangedService) {
   EXPECT_EQ(ip4(r.out, 14 + 16), inet_addr("10.96.0.1"));  // no longer a service
 }
 
+TEST(Nat, ARestartKeepsServiceIdsAndRemovesWhatIsGone) {
+  Bed t;
+  t.apply({{"/state/a.toml", service("a", "10.96.0.1", 80, backend(kBackend1))},
+           {"/state/b.toml", service("b", "10.96.0.2", 80, backend(kBackend2))},
+           {"/state/c.toml", service("c", "10.96.0.3", 80, backend(kBackend3))}},
+          {}, true);
+  std::map<std::uint32_t, std::uint32_t> id_of;  // frontend address -> id
+  for (const auto& [k, v] : t.frontends()) id_of[k.addr[0]] = v.id;
+  ASSERT_EQ(id_of.size(), 3u);
+
+  // A second instance of the plugin on the same pins, as a restarted sluiced:
+  // its first full reconcile lists the files in another order and lacks a.
+  PluginUnderTest again = t.bed.load_plugin(NAT_PLUGIN, "[plugins.nat]\n");
+  sluice::ResourceChange change;
+  change.full = true;
+  change.upserted.push_back({"/state/c.toml", service("c", "10.96.0.3", 80, backend(kBackend3))});
+  change.upserted.push_back({"/state/b.toml", service("b", "10.96.0.2", 80, backend(kBackend2))});
+  again.plugin().reconcile(change);
+  auto fes = t.frontends();
+  ASSERT_EQ(fes.size(), 2u);  // a's frontend was swept
+  for (const auto& [k, v] : fes) EXPECT_EQ(v.id, id_of[k.addr[0]]) << "renumbered";
+  auto bes = t.backends();
+  ASSERT_EQ(bes.size(), 2u);
+  for (const auto& [k, v] : bes)
+    EXPECT_EQ(k.id, v.addr[0] == inet_addr(kBackend2) ? id_of[inet_addr("10.96.0.2")]
+                                                      : id_of[inet_addr("10.96.0.3")]);
+  auto names = t.dump<std::uint32_t, nat_service_name>(NAT_MAP_SERVICES);
+  EXPECT_EQ(names.size(), 2u);
+}
+
 TEST(Nat, BadFileIsRejectedWholeWithItsPosition) {
   Bed t;
   t.apply({{"/state/a.toml", service("a", "10.96.0.1", 80, backend(kBackend1))}});
