@@ -39,8 +39,10 @@
  * updated to the NAT_REV entry: type NAT_REV, SL_CT_RES_LEG_BA for the
  * post-DNAT key, ext-local in the flags.
  *
- * Not done here (yet): ICMP errors about NATed flows (inner header
- * rewrite), ICMPv6 unreachable on no-backend (IPv6 is dropped), forwarding node-port traffic to remote backends (np-fwd, needs encap) and
+ * ICMP errors about NATed flows (conntrack: SL_CT_RELATED) are translated
+ * for IPv4: see nat_icmp_error().
+ *
+ * Not done here (yet): ICMPv6 errors about NATed flows, ICMPv6 unreachable on no-backend (IPv6 is dropped), forwarding node-port traffic to remote backends (np-fwd, needs encap) and
  * SNAT for it, SCTP.
  */
 #include <linux/in.h>
@@ -421,6 +423,135 @@ static __always_inline int nat_no_backend(struct __sk_buff *skb, struct sl_pkt_c
 	return sl_drop(skb, ctx, SL_R_NO_BACKEND);
 }
 
+/* ---- ICMP errors about NATed flows ---------------------------------------------------- */
+
+/* Replaces 4 bytes of the quoted (inner) packet at `off`, fixing the ICMP
+ * checksum (IPv4 ICMP: no pseudo-header, so only the bytes count). */
+static __always_inline int nat_icmp_store(struct __sk_buff *skb, __u32 icmp_csum_off, __u32 off,
+					  const void *old, const void *new, __u32 size)
+{
+	__be32 o = 0, n = 0;
+
+	__builtin_memcpy(&o, old, size == 4 ? 4 : 2);
+	__builtin_memcpy(&n, new, size == 4 ? 4 : 2);
+	if (o == n)
+		return 0;
+	if (bpf_l4_csum_replace(skb, icmp_csum_off, o, n, size))
+		return -1;
+	return (int)bpf_skb_store_bytes(skb, off, &n, size, 0);
+}
+
+/* An ICMP error (IPv4) about a NATed flow: conntrack found the quoted packet's
+ * flow (SL_CT_RELATED). Two cases:
+ *  - it quotes client -> backend (an error from the backend or a router on
+ *    the way to it, for the client): the quote's destination becomes the
+ *    service, and so does the outer source if the backend sent it;
+ *  - it quotes service -> client (a reply after reverse NAT; an error from
+ *    the client's side, for the service address): the quote's source becomes
+ *    the backend, and so does the outer destination.
+ * The quote's IP checksum and the ICMP checksum are fixed; the quote's L4
+ * checksum is left (receivers do not check it). */
+static __always_inline int nat_icmp_error(struct __sk_buff *skb, struct sl_pkt_ctx *ctx)
+{
+	__u32 icmp_csum_off = ctx->l4_off + 2;
+	__u32 in_l3 = ctx->l4_off + 8;
+	__u8 ip[20];
+	__be16 ports[2];
+
+	if (ctx->l3_proto != ETH_P_IP)
+		return 0; /* ICMPv6 errors: not yet */
+	if (bpf_skb_load_bytes(skb, in_l3, ip, sizeof(ip)))
+		return 0;
+	__u32 in_l4 = in_l3 + (ip[0] & 0x0f) * 4u;
+	__u8 proto = ip[9];
+
+	if ((proto != IPPROTO_TCP && proto != IPPROTO_UDP) || in_l4 > 0xffff ||
+	    bpf_skb_load_bytes(skb, in_l4, ports, sizeof(ports)))
+		return 0;
+	__be32 in_src[4] = {}, in_dst[4] = {};
+
+	__builtin_memcpy(&in_src[0], &ip[12], 4);
+	__builtin_memcpy(&in_dst[0], &ip[16], 4);
+
+	struct sl_ct_key key;
+	sl_ct_key_fill(&key, 4, proto, in_src, in_dst, ports[0], ports[1]);
+	struct sl_ct_value *v = bpf_map_lookup_elem(&sl_conntrack, &key);
+
+	if (!v)
+		return 0;
+	__be32 svc = 0, backend = 0;
+	__be16 svc_port = 0, backend_port = 0;
+	int quote_is_request; /* client -> backend, else service -> client */
+
+	if (v->type == SL_CT_TYPE_NAT_REV) {
+		int opener_b = (v->flags & SL_CT_F_BA) != 0;
+
+		backend = opener_b ? key.addr_a[0] : key.addr_b[0];
+		backend_port = opener_b ? key.port_a : key.port_b;
+		svc = v->orig_dst[0];
+		svc_port = v->orig_dport;
+		quote_is_request = in_dst[0] == backend && ports[1] == backend_port;
+		if (!quote_is_request)
+			return 0;
+	} else if (v->type == SL_CT_TYPE_NAT_FWD) {
+		struct sl_ct_key rk = v->rev_key;
+		struct sl_ct_value *rev = bpf_map_lookup_elem(&sl_conntrack, &rk);
+
+		if (!rev)
+			return 0;
+		int opener_b = (rev->flags & SL_CT_F_BA) != 0;
+
+		backend = opener_b ? rk.addr_a[0] : rk.addr_b[0];
+		backend_port = opener_b ? rk.port_a : rk.port_b;
+		svc = rev->orig_dst[0];
+		svc_port = rev->orig_dport;
+		quote_is_request = 0;
+		if (in_src[0] != svc || ports[0] != svc_port)
+			return 0;
+	} else {
+		return 0;
+	}
+
+	/* The quote: address, its IP checksum, port; each change also in the
+	 * ICMP checksum. */
+	__u32 addr_off = in_l3 + (quote_is_request ? 16 : 12);
+	__u32 port_off = in_l4 + (quote_is_request ? 2 : 0);
+	__be32 old_addr = quote_is_request ? in_dst[0] : in_src[0];
+	__be32 new_addr = quote_is_request ? svc : backend;
+	__be16 old_port = quote_is_request ? ports[1] : ports[0];
+	__be16 new_port = quote_is_request ? svc_port : backend_port;
+	__be16 old_ipsum, new_ipsum;
+
+	if (bpf_skb_load_bytes(skb, in_l3 + 10, &old_ipsum, 2))
+		return -1;
+	if (bpf_l3_csum_replace(skb, in_l3 + 10, old_addr, new_addr, 4))
+		return -1;
+	if (bpf_skb_load_bytes(skb, in_l3 + 10, &new_ipsum, 2))
+		return -1;
+	/* The quote's checksum field changed too: the ICMP checksum covers it. */
+	if (nat_icmp_store(skb, icmp_csum_off, in_l3 + 10, &old_ipsum, &new_ipsum, 2))
+		return -1;
+	if (nat_icmp_store(skb, icmp_csum_off, addr_off, &old_addr, &new_addr, 4) ||
+	    nat_icmp_store(skb, icmp_csum_off, port_off, &old_port, &new_port, 2))
+		return -1;
+
+	/* The outer header: no ICMP checksum change (no pseudo-header). */
+	__be32 *outer = quote_is_request ? &ctx->saddr[0] : &ctx->daddr[0];
+	__be32 outer_old = *outer;
+	__be32 outer_new = quote_is_request ? svc : backend;
+	__be32 outer_match = quote_is_request ? backend : svc;
+
+	if (outer_old == outer_match) {
+		if (bpf_l3_csum_replace(skb, ctx->l3_off + 10, outer_old, outer_new, 4) ||
+		    bpf_skb_store_bytes(skb, ctx->l3_off + (quote_is_request ? 12 : 16), &outer_new,
+					4, 0))
+			return -1;
+		*outer = outer_new;
+	}
+	SL_DEBUG(ctx, "NAT: ICMP error about a NATed flow translated");
+	return 0;
+}
+
 /* ---- the stage -------------------------------------------------------------------- */
 
 static __always_inline int nat_new_flow(struct __sk_buff *skb, struct sl_pkt_ctx *ctx)
@@ -476,6 +607,12 @@ SL_STAGE(nat_stage)
 {
 	if (ctx->l3_proto != ETH_P_IP && ctx->l3_proto != ETH_P_IPV6)
 		return sl_next(skb, ctx);
+	if (ctx->ip_proto == IPPROTO_ICMP &&
+	    sl_ct_result_verdict(ctx->scratch[SL_CT_SCRATCH]) == SL_CT_RELATED) {
+		if (nat_icmp_error(skb, ctx))
+			return sl_drop(skb, ctx, SL_R_MALFORMED_L4_SHORT);
+		return sl_next(skb, ctx);
+	}
 	if (ctx->ip_proto != IPPROTO_TCP && ctx->ip_proto != IPPROTO_UDP)
 		return sl_next(skb, ctx);
 	if (ctx->flags & SL_PKT_F_LATER_FRAGMENT)

@@ -283,6 +283,68 @@ TEST(Nat, Ipv6FlowIsDnatedWithAValidChecksum) {
   EXPECT_TRUE(csum_ok(&r.out[p.l4_off], len, pseudo));
 }
 
+// An ICMP error from `src` to `dst` quoting the first 28 bytes of `quoted`'s IP
+// packet (type 3 code 4: fragmentation needed, next-hop MTU 1400).
+Packet icmp_error(const char* src, const char* dst, const Packet& quoted) {
+  Bytes quote(quoted.bytes.begin() + 14, quoted.bytes.begin() + 14 + 28);
+  return PacketBuilder().ipv4(src, dst).icmp(3, 4, 0, 1400).payload(quote).build();
+}
+
+::testing::AssertionResult icmp_checksums_ok(const Bytes& b) {
+  if (!csum_ok(&b[14], 20)) return ::testing::AssertionFailure() << "bad outer IP checksum";
+  if (!csum_ok(&b[34], b.size() - 34)) return ::testing::AssertionFailure() << "bad ICMP checksum";
+  if (!csum_ok(&b[42], 20)) return ::testing::AssertionFailure() << "bad quoted IP checksum";
+  return ::testing::AssertionSuccess();
+}
+
+TEST(Nat, IcmpErrorsAboutNatedFlowsAreTranslated) {
+  Bed t;
+  t.apply({{"/state/web.toml", service("web", kVip, 80, backend(kBackend1))}});
+  t.run(tcp(kClient, kVip, 40000, 80));
+
+  // From the backend to the client, quoting client -> backend: the client
+  // must see an error from the service about its packet to the service.
+  Packet quoted = tcp(kClient, kBackend1, 40000, 8080, kTcpAck);
+  Packet err = icmp_error(kBackend1, kClient, quoted);
+  ASSERT_TRUE(icmp_checksums_ok(err.bytes));
+  RunResult r = t.run(err);
+  EXPECT_EQ(sl_ct_result_verdict(t.bed.context().scratch[SL_CT_SCRATCH]), SL_CT_RELATED);
+  EXPECT_EQ(ip4(r.out, 14 + 12), inet_addr(kVip));     // outer source
+  EXPECT_EQ(ip4(r.out, 14 + 16), inet_addr(kClient));
+  EXPECT_EQ(ip4(r.out, 42 + 12), inet_addr(kClient));  // quoted source
+  EXPECT_EQ(ip4(r.out, 42 + 16), inet_addr(kVip));     // quoted destination
+  EXPECT_EQ(port_at(r.out, 62), 40000);
+  EXPECT_EQ(port_at(r.out, 64), 80);
+  EXPECT_TRUE(icmp_checksums_ok(r.out));
+  Bytes broken = r.out;
+  broken[42 + 16] ^= 1;
+  EXPECT_FALSE(icmp_checksums_ok(broken));
+
+  // From a router on the way: the outer source stays the router's.
+  r = t.run(icmp_error("10.0.0.1", kClient, quoted));
+  EXPECT_EQ(ip4(r.out, 14 + 12), inet_addr("10.0.0.1"));
+  EXPECT_EQ(ip4(r.out, 42 + 16), inet_addr(kVip));
+  EXPECT_TRUE(icmp_checksums_ok(r.out));
+
+  // From the client's side, quoting a reply service -> client: it goes to the
+  // backend, about the backend's packet.
+  Packet reply = tcp(kVip, kClient, 80, 40000, kTcpAck);
+  r = t.run(icmp_error(kClient, kVip, reply));
+  EXPECT_EQ(ip4(r.out, 14 + 12), inet_addr(kClient));
+  EXPECT_EQ(ip4(r.out, 14 + 16), inet_addr(kBackend1));  // outer destination
+  EXPECT_EQ(ip4(r.out, 42 + 12), inet_addr(kBackend1));  // quoted source
+  EXPECT_EQ(port_at(r.out, 62), 8080);
+  EXPECT_EQ(ip4(r.out, 42 + 16), inet_addr(kClient));
+  EXPECT_TRUE(icmp_checksums_ok(r.out));
+
+  // About a flow that is not NATed: untouched.
+  t.run(tcp(kClient, "10.65.7.7", 41000, 22));
+  Packet plain = tcp(kClient, "10.65.7.7", 41000, 22, kTcpAck);
+  Packet plain_err = icmp_error("10.65.7.7", kClient, plain);
+  r = t.run(plain_err);
+  EXPECT_EQ(r.out, plain_err.bytes);
+}
+
 TEST(Nat, UdpFlowsToARemovedBackendAreForgotten) {
   Bed t;
   t.apply({{"/state/dns.toml",
