@@ -402,10 +402,14 @@ static __always_inline int ct_fast_route(struct __sk_buff *skb, struct sl_pkt_ct
 		if (bpf_skb_store_bytes(skb, off + 7, &nttl, 1, 0))
 			return CT_FAST_NONE;
 	}
-	if (target == CT_FAST_PEER &&
-	    (bpf_skb_store_bytes(skb, 0, fib->dmac, ETH_ALEN, 0) ||
-	     bpf_skb_store_bytes(skb, ETH_ALEN, fib->smac, ETH_ALEN, 0)))
-		return CT_FAST_NONE;
+	if (target == CT_FAST_PEER) {
+		__u8 macs[2 * ETH_ALEN]; /* destination, source: one store */
+
+		__builtin_memcpy(macs, fib->dmac, ETH_ALEN);
+		__builtin_memcpy(macs + ETH_ALEN, fib->smac, ETH_ALEN);
+		if (bpf_skb_store_bytes(skb, 0, macs, sizeof(macs), 0))
+			return CT_FAST_NONE;
+	}
 	return target;
 }
 
