@@ -406,6 +406,13 @@ TEST(Nat, SessionAffinityKeepsAClientOnOneBackend) {
   EXPECT_GT(others.size(), 1u);
 
   std::string out;
+  ASSERT_EQ(t.cli({"nat", "aff"}, {}, out, true), 0) << out;
+  EXPECT_NE(out.find("\"client\": \"10.65.0.9\""), std::string::npos) << out;
+  EXPECT_NE(out.find("\"backend\": \"" + *chosen.begin() + "\""), std::string::npos) << out;
+  ASSERT_EQ(t.cli({"nat", "dump"}, {}, out, true), 0) << out;
+  EXPECT_NE(out.find("\"flags\": [\n      \"affinity\"\n    ]"), std::string::npos) << out;
+  EXPECT_NE(out.find("\"affinity_timeout\": 600"), std::string::npos) << out;
+  EXPECT_EQ(t.cli({"nat", "dump"}, {"--bogus"}, out), sluice::kCliUsage);
   ASSERT_EQ(t.cli({"nat", "aff"}, {}, out), 0) << out;
   EXPECT_NE(out.find("client 10.65.0.9 svc 1 (default/web:80/tcp) -> " + *chosen.begin() + ":8080"),
             std::string::npos)
