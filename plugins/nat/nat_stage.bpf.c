@@ -39,16 +39,26 @@
  * updated to the NAT_REV entry: type NAT_REV, SL_CT_RES_LEG_BA for the
  * post-DNAT key, ext-local in the flags.
  *
- * ICMP errors about NATed flows (conntrack: SL_CT_RELATED) are translated
- * for IPv4: see nat_icmp_error().
+ * ICMP and ICMPv6 errors about NATed flows (conntrack: SL_CT_RELATED) are
+ * translated: see nat_icmp_error() and nat_icmp6_error().
  *
- * Not done here (yet): ICMPv6 errors about NATed flows, ICMPv6 unreachable on no-backend (IPv6 is dropped), forwarding node-port traffic to remote backends (np-fwd, needs encap) and
- * SNAT for it, SCTP.
+ * Not done here (yet): ICMPv6 unreachable on no-backend (IPv6 is dropped),
+ * forwarding node-port traffic to remote backends (np-fwd, needs encap) and
+ * SNAT for it, hairpin (a backend reaching itself through its service), SCTP.
  */
 #include <linux/in.h>
 #include <linux/if_ether.h>
 
 #include <sluice/bpf/sluice.h>
+
+/* sl_ct_key_fill() takes 7 arguments: a BPF call allows 5, so it must be
+ * inlined, and <sluice/bpf/conntrack.h> declares it only `static inline`.
+ * This declaration, seen before the definition, makes it always_inline. */
+struct sl_ct_key;
+static inline __attribute__((always_inline)) int
+sl_ct_key_fill(struct sl_ct_key *key, __u8 family, __u8 proto, const __be32 *saddr,
+	       const __be32 *daddr, __be16 sport, __be16 dport);
+
 #include <sluice/bpf/conntrack.h>
 
 #include "nat_layout.h"
@@ -552,6 +562,93 @@ static __always_inline int nat_icmp_error(struct __sk_buff *skb, struct sl_pkt_c
 	return 0;
 }
 
+/* The same for ICMPv6 (types 1-4), whose checksum also covers the outer
+ * addresses (pseudo-header). The quoted IPv6 header must be followed
+ * directly by TCP or UDP (no extension headers). */
+static __always_inline int nat_icmp6_store(struct __sk_buff *skb, __u32 icmp_csum_off, __u32 off,
+					   __be32 *old, const __be32 *new, __u64 pseudo)
+{
+	if (nat_addr_eq(old, new))
+		return 0;
+	__s64 diff = bpf_csum_diff(old, 16, (__be32 *)new, 16, 0);
+
+	if (diff < 0 || bpf_l4_csum_replace(skb, icmp_csum_off, 0, (__u32)diff, pseudo))
+		return -1;
+	return (int)bpf_skb_store_bytes(skb, off, new, 16, 0);
+}
+
+static __always_inline int nat_icmp6_error(struct __sk_buff *skb, struct sl_pkt_ctx *ctx)
+{
+	__u32 icmp_csum_off = ctx->l4_off + 2;
+	__u32 in_l3 = ctx->l4_off + 8;
+	__u32 in_l4 = in_l3 + 40;
+	__u8 next;
+	__be16 ports[2];
+	__be32 in_src[4], in_dst[4];
+
+	if (bpf_skb_load_bytes(skb, in_l3 + 6, &next, 1) ||
+	    (next != IPPROTO_TCP && next != IPPROTO_UDP) ||
+	    bpf_skb_load_bytes(skb, in_l3 + 8, in_src, 16) ||
+	    bpf_skb_load_bytes(skb, in_l3 + 24, in_dst, 16) ||
+	    bpf_skb_load_bytes(skb, in_l4, ports, sizeof(ports)))
+		return 0;
+
+	struct sl_ct_key key;
+	sl_ct_key_fill(&key, 6, next, in_src, in_dst, ports[0], ports[1]);
+	struct sl_ct_value *v = bpf_map_lookup_elem(&sl_conntrack, &key);
+	struct sl_ct_value *rev = v;
+	struct sl_ct_key rk = key;
+
+	if (!v)
+		return 0;
+	if (v->type == SL_CT_TYPE_NAT_FWD) {
+		rk = v->rev_key;
+		rev = bpf_map_lookup_elem(&sl_conntrack, &rk);
+		if (!rev)
+			return 0;
+	} else if (v->type != SL_CT_TYPE_NAT_REV) {
+		return 0;
+	}
+	int opener_b = (rev->flags & SL_CT_F_BA) != 0;
+	__be32 backend[4], svc[4];
+	__be16 backend_port = opener_b ? rk.port_a : rk.port_b;
+	__be16 svc_port = rev->orig_dport;
+	int quote_is_request = v->type == SL_CT_TYPE_NAT_REV;
+
+	__builtin_memcpy(backend, opener_b ? rk.addr_a : rk.addr_b, 16);
+	__builtin_memcpy(svc, rev->orig_dst, 16);
+	if (quote_is_request ? !(nat_addr_eq(in_dst, backend) && ports[1] == backend_port)
+			     : !(nat_addr_eq(in_src, svc) && ports[0] == svc_port))
+		return 0;
+
+	/* The quote (no pseudo-header part of the ICMPv6 checksum). */
+	__be16 old_port = quote_is_request ? ports[1] : ports[0];
+	__be16 new_port = quote_is_request ? svc_port : backend_port;
+
+	if (nat_icmp6_store(skb, icmp_csum_off, in_l3 + (quote_is_request ? 24 : 8),
+			    quote_is_request ? in_dst : in_src, quote_is_request ? svc : backend, 0) ||
+	    nat_icmp_store(skb, icmp_csum_off, in_l4 + (quote_is_request ? 2 : 0), &old_port,
+			   &new_port, 2))
+		return -1;
+
+	/* The outer address: in the pseudo-header. */
+	__be32 *outer = quote_is_request ? ctx->saddr : ctx->daddr;
+	const __be32 *match = quote_is_request ? backend : svc;
+	const __be32 *to = quote_is_request ? svc : backend;
+
+	if (nat_addr_eq(outer, match)) {
+		__be32 old[4];
+
+		__builtin_memcpy(old, outer, 16);
+		if (nat_icmp6_store(skb, icmp_csum_off, ctx->l3_off + (quote_is_request ? 8 : 24), old,
+				    to, BPF_F_PSEUDO_HDR))
+			return -1;
+		__builtin_memcpy(outer, to, 16);
+	}
+	SL_DEBUG(ctx, "NAT: ICMPv6 error about a NATed flow translated");
+	return 0;
+}
+
 /* ---- the stage -------------------------------------------------------------------- */
 
 static __always_inline int nat_new_flow(struct __sk_buff *skb, struct sl_pkt_ctx *ctx)
@@ -607,9 +704,10 @@ SL_STAGE(nat_stage)
 {
 	if (ctx->l3_proto != ETH_P_IP && ctx->l3_proto != ETH_P_IPV6)
 		return sl_next(skb, ctx);
-	if (ctx->ip_proto == IPPROTO_ICMP &&
+	if ((ctx->ip_proto == IPPROTO_ICMP || ctx->ip_proto == 58 /* ICMPv6 */) &&
 	    sl_ct_result_verdict(ctx->scratch[SL_CT_SCRATCH]) == SL_CT_RELATED) {
-		if (nat_icmp_error(skb, ctx))
+		if (ctx->ip_proto == IPPROTO_ICMP ? nat_icmp_error(skb, ctx)
+						  : nat_icmp6_error(skb, ctx))
 			return sl_drop(skb, ctx, SL_R_MALFORMED_L4_SHORT);
 		return sl_next(skb, ctx);
 	}

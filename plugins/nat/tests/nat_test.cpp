@@ -345,6 +345,53 @@ TEST(Nat, IcmpErrorsAboutNatedFlowsAreTranslated) {
   EXPECT_EQ(r.out, plain_err.bytes);
 }
 
+TEST(Nat, Icmpv6ErrorsAboutNatedFlowsAreTranslated) {
+  Bed t;
+  const char* client = "fd00:65::9";
+  const char* vip = "fd00:96::10";
+  const char* be = "fd00:65::2";
+  t.apply({{"/state/v6.toml", service("v6", vip, 80, "{ ip = \"fd00:65::2\" },")}});
+  t.run(PacketBuilder().ipv6(client, vip).tcp(40000, 80, kTcpSyn).build());
+  auto v6 = [](const char* text) {
+    Bytes b(16);
+    inet_pton(AF_INET6, text, b.data());
+    return b;
+  };
+  auto at = [](const Bytes& b, std::size_t off) { return Bytes(b.begin() + off, b.begin() + off + 16); };
+  // ICMPv6 checksum over pseudo-header (outer addresses) + message.
+  auto icmp6_ok = [](const Bytes& b) {
+    std::size_t len = b.size() - 54;
+    std::uint32_t pseudo = csum_add(0, &b[14 + 8], 32) + 58 + static_cast<std::uint32_t>(len);
+    return csum_ok(&b[54], len, pseudo);
+  };
+  auto error = [](const char* src, const char* dst, const Packet& quoted) {
+    Bytes quote(quoted.bytes.begin() + 14, quoted.bytes.begin() + 14 + 48);
+    return PacketBuilder().ipv6(src, dst).icmpv6(2, 0, 0, 1280).payload(quote).build();  // too big
+  };
+
+  // From the backend, quoting client -> backend.
+  Packet quoted = PacketBuilder().ipv6(client, be).tcp(40000, 8080, kTcpAck).payload(20).build();
+  Packet err = error(be, client, quoted);
+  ASSERT_TRUE(icmp6_ok(err.bytes));
+  RunResult r = t.run(err);
+  EXPECT_EQ(sl_ct_result_verdict(t.bed.context().scratch[SL_CT_SCRATCH]), SL_CT_RELATED);
+  EXPECT_EQ(at(r.out, 14 + 8), v6(vip));         // outer source
+  EXPECT_EQ(at(r.out, 62 + 24), v6(vip));        // quoted destination
+  EXPECT_EQ(port_at(r.out, 62 + 40 + 2), 80);
+  EXPECT_TRUE(icmp6_ok(r.out));
+  Bytes broken = r.out;
+  broken[62 + 24] ^= 1;
+  EXPECT_FALSE(icmp6_ok(broken));
+
+  // From the client's side, quoting service -> client.
+  Packet reply = PacketBuilder().ipv6(vip, client).tcp(80, 40000, kTcpAck).payload(20).build();
+  r = t.run(error(client, vip, reply));
+  EXPECT_EQ(at(r.out, 14 + 24), v6(be));         // outer destination
+  EXPECT_EQ(at(r.out, 62 + 8), v6(be));          // quoted source
+  EXPECT_EQ(port_at(r.out, 62 + 40), 8080);
+  EXPECT_TRUE(icmp6_ok(r.out));
+}
+
 TEST(Nat, UdpFlowsToARemovedBackendAreForgotten) {
   Bed t;
   t.apply({{"/state/dns.toml",
