@@ -6,7 +6,7 @@
 //
 // [plugins.nat]
 //   no_backend = "reject"   new flows to a service without a backend: "reject"
-//                           (ICMP port unreachable back to the client; IPv4) or "drop"
+//                           (ICMP / ICMPv6 port unreachable back to the client) or "drop"
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <time.h>

@@ -31,7 +31,8 @@
  * match would also capture traffic to remote hosts on that port.
  *
  * No backend: with [plugins.nat] no_backend = "reject" (the default, as
- * Calico) an IPv4 packet with an Ethernet header is turned into an ICMP port
+ * Calico) a packet with an Ethernet header (IPv4 without options, IPv6
+ * without extension headers) is turned into an ICMP / ICMPv6 port
  * unreachable and sent back out of the interface it came in by (verdict
  * redirect, counted as no-backend); anything else is dropped (no-backend).
  *
@@ -42,8 +43,7 @@
  * ICMP and ICMPv6 errors about NATed flows (conntrack: SL_CT_RELATED) are
  * translated: see nat_icmp_error() and nat_icmp6_error().
  *
- * Not done here (yet): ICMPv6 unreachable on no-backend (IPv6 is dropped),
- * forwarding node-port traffic to remote backends (np-fwd, needs encap) and
+ * Not done here (yet): forwarding node-port traffic to remote backends (np-fwd, needs encap) and
  * SNAT for it, hairpin (a backend reaching itself through its service), SCTP.
  */
 #include <linux/in.h>
@@ -103,6 +103,7 @@ struct {
 struct nat_scratch {
 	struct sl_ct_value value;
 	__u8 reject[56]; /* the ICMP error nat_reject() builds */
+	__u8 reject6[136]; /* pseudo-header (40) + the ICMPv6 error nat_reject6() builds (96) */
 };
 
 struct {
@@ -115,8 +116,8 @@ struct {
 #define TCP_F_SYN 0x02
 #define TCP_F_ACK 0x10
 
-/* [plugins.nat] no_backend: 1 "reject" (ICMP port unreachable to the client,
- * IPv4), 0 "drop". Set by nat.cpp before load. */
+/* [plugins.nat] no_backend: 1 "reject" (ICMP/ICMPv6 port unreachable to the
+ * client), 0 "drop". Set by nat.cpp before load. */
 const volatile __u32 nat_no_backend_reject = 1;
 
 static __always_inline struct nat_scratch *nat_scratch_get(void)
@@ -411,6 +412,61 @@ static __always_inline int nat_reject(struct __sk_buff *skb, struct sl_pkt_ctx *
 	return 0;
 }
 
+/* The same for IPv6 (no extension headers): an ICMPv6 destination
+ * unreachable, port unreachable (type 1 code 4), quoting the IPv6 header and
+ * the first 8 bytes of L4. */
+static __always_inline int nat_reject6(struct __sk_buff *skb, struct sl_pkt_ctx *ctx)
+{
+	struct nat_scratch *scratch = nat_scratch_get();
+	__u8 mac[12], swapped[12];
+
+	if (!scratch || ctx->l3_proto != ETH_P_IPV6 || !(ctx->flags & SL_PKT_F_L2) ||
+	    ctx->l3_off != 14 || ctx->l4_off != 14 + 40)
+		return -1;
+	__u8 *ph = scratch->reject6; /* pseudo-header: src, dst, length, next header */
+	__u8 *b = scratch->reject6 + 40; /* outer IPv6 (40) | ICMPv6 (8) | quote (48) */
+
+	if (bpf_skb_load_bytes(skb, 14, b + 48, 48))
+		return -1;
+	if (bpf_skb_load_bytes(skb, 0, mac, sizeof(mac)))
+		return -1;
+	__builtin_memcpy(swapped, mac + 6, 6);
+	__builtin_memcpy(swapped + 6, mac, 6);
+
+	__builtin_memset(b, 0, 48);
+	b[0] = 0x60;
+	b[5] = 56; /* payload length */
+	b[6] = 58; /* ICMPv6 */
+	b[7] = 64; /* hop limit */
+	__builtin_memcpy(b + 8, b + 48 + 24, 16);  /* from: the address the client asked for */
+	__builtin_memcpy(b + 24, b + 48 + 8, 16);  /* to: the client */
+	b[40] = 1; /* destination unreachable */
+	b[41] = 4; /* port unreachable */
+	__builtin_memcpy(ph, b + 8, 32);
+	__builtin_memset(ph + 32, 0, 8);
+	ph[35] = 56;
+	ph[39] = 58;
+	/* Pseudo-header, then the ICMPv6 message (the outer header in between
+	 * is not summed): the first sum seeds the second. */
+	__s64 pseudo = bpf_csum_diff(NULL, 0, (__be32 *)ph, 40, 0);
+
+	if (pseudo < 0)
+		return -1;
+	__u16 c = nat_csum_fold(bpf_csum_diff(NULL, 0, (__be32 *)(b + 40), 56, (__u32)pseudo));
+
+	__builtin_memcpy(b + 42, &c, 2);
+
+	if (bpf_skb_change_tail(skb, 14 + 48, 0))
+		return -1;
+	if (bpf_skb_adjust_room(skb, 48, BPF_ADJ_ROOM_NET, 0))
+		return -1;
+	if (bpf_skb_store_bytes(skb, 0, swapped, sizeof(swapped), 0))
+		return -1;
+	if (bpf_skb_store_bytes(skb, 14, b, 96, 0))
+		return -1;
+	return 0;
+}
+
 static __always_inline int nat_no_backend(struct __sk_buff *skb, struct sl_pkt_ctx *ctx)
 {
 	/* Forget the flow conntrack just opened for this packet: a retry (after
@@ -425,7 +481,8 @@ static __always_inline int nat_no_backend(struct __sk_buff *skb, struct sl_pkt_c
 		if (v && v->type == SL_CT_TYPE_NORMAL)
 			bpf_map_delete_elem(&sl_conntrack, &key);
 	}
-	if (nat_no_backend_reject && nat_reject(skb, ctx) == 0) {
+	if (nat_no_backend_reject &&
+	    (ctx->l3_proto == ETH_P_IP ? nat_reject(skb, ctx) : nat_reject6(skb, ctx)) == 0) {
 		SL_DEBUG(ctx, "NAT: no backend, ICMP port unreachable sent back");
 		/* Counted as no-backend: the packet itself was refused. */
 		return sl_finish(skb, ctx, (int)bpf_redirect(ctx->ifindex, 0), SL_R_NO_BACKEND);

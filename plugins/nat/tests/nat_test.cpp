@@ -513,11 +513,25 @@ TEST(Nat, NoBackendRejectsWithIcmpPortUnreachable) {
   EXPECT_EQ(ip4(r.out, 14 + 16), inet_addr(kBackend1));
   EXPECT_TRUE(checksums_ok(r.out));
 
-  // IPv6 is dropped (no ICMPv6 yet).
+  // IPv6: ICMPv6 port unreachable (type 1 code 4).
   t.apply({{"/state/v6.toml", service("v6", "fd00:96::10", 80, "")}});
-  r = t.run(PacketBuilder().ipv6("fd00:65::9", "fd00:96::10").tcp(40000, 80, kTcpSyn).build(),
-            TC_ACT_SHOT);
+  Packet syn6 = PacketBuilder().ipv6("fd00:65::9", "fd00:96::10").tcp(40000, 80, kTcpSyn)
+                    .payload(100).build();
+  r = t.run(syn6, TC_ACT_REDIRECT);
   EXPECT_EQ(r.reason, SL_R_NO_BACKEND);
+  ASSERT_EQ(r.out.size(), 14u + 40 + 8 + 40 + 8);
+  EXPECT_TRUE(std::equal(r.out.begin(), r.out.begin() + 6, syn6.bytes.begin() + 6));
+  EXPECT_EQ(port_at(r.out, 12), 0x86dd);
+  EXPECT_EQ(r.out[14] >> 4, 6);
+  EXPECT_EQ(port_at(r.out, 14 + 4), 56);
+  EXPECT_EQ(r.out[14 + 6], 58);
+  EXPECT_TRUE(std::equal(r.out.begin() + 22, r.out.begin() + 38, syn6.bytes.begin() + 38));
+  EXPECT_TRUE(std::equal(r.out.begin() + 38, r.out.begin() + 54, syn6.bytes.begin() + 22));
+  EXPECT_EQ(r.out[54], 1);
+  EXPECT_EQ(r.out[55], 4);
+  std::uint32_t pseudo = csum_add(0, &r.out[22], 32) + 58 + 56;
+  EXPECT_TRUE(csum_ok(&r.out[54], 56, pseudo));
+  EXPECT_TRUE(std::equal(r.out.begin() + 62, r.out.end(), syn6.bytes.begin() + 14));
 }
 
 TEST(Nat, ExternalTrafficPolicyLocalUsesOnlyLocalBackends) {
