@@ -882,6 +882,32 @@ class NatPlugin final : public sluice::Plugin {
       desired[key] = std::move(entries);
     }
 
+    // The maps must hold the result: a change that would fill them is refused
+    // before anything is written (counts kept incrementally).
+    std::int64_t fe_delta = 0, be_delta = 0;
+    const ServiceSpec* grown = nullptr;
+    for (const auto& key : changed) {
+      std::int64_t fe = 0, be = 0;
+      if (auto it = desired.find(key); it != desired.end())
+        for (const auto& [label, e] : it->second) {
+          fe += static_cast<std::int64_t>(e.frontends.size());
+          be += static_cast<std::int64_t>(e.backends.size());
+        }
+      if (auto it = applied_.find(key); it != applied_.end())
+        for (const auto& [label, e] : it->second) {
+          fe -= static_cast<std::int64_t>(e.frontends.size());
+          be -= static_cast<std::int64_t>(e.backends.size());
+        }
+      if ((fe > 0 || be > 0) && !grown) grown = after.at(key);
+      fe_delta += fe;
+      be_delta += be;
+    }
+    if (grown && (fe_total_ + fe_delta > NAT_MAX_FRONTENDS || be_total_ + be_delta > NAT_MAX_BACKENDS))
+      fail(grown->at, "the services would need " + std::to_string(fe_total_ + fe_delta) +
+                          " frontends and " + std::to_string(be_total_ + be_delta) +
+                          " backend entries; the maps hold " + std::to_string(NAT_MAX_FRONTENDS) +
+                          " and " + std::to_string(NAT_MAX_BACKENDS));
+
     // 3. Apply, service by service; unchanged services are not touched.
     std::set<GoneBackend> gone_udp;
     for (const auto& key : changed) {
@@ -912,6 +938,8 @@ class NatPlugin final : public sluice::Plugin {
     for (auto& [path, specs] : parsed) files_[path] = std::move(specs);
     ids_ = std::move(ids);
     fe_owner_ = std::move(owner);
+    fe_total_ += fe_delta;
+    be_total_ += be_delta;
     if (change.full && !swept_) sweep_stale();
     swept_ = true;
   }
@@ -1012,6 +1040,7 @@ class NatPlugin final : public sluice::Plugin {
   std::map<std::string, ServiceEntries> applied_;           // by service key
   std::map<std::string, std::uint32_t> ids_;                // port label -> id
   std::map<FeKey, std::string> fe_owner_;                   // frontend -> service key
+  std::int64_t fe_total_ = 0, be_total_ = 0;                // entries in applied_
 };
 
 }  // namespace

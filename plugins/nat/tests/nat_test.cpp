@@ -718,6 +718,22 @@ TEST(Nat, BadFileIsRejectedWholeWithItsPosition) {
   }
   EXPECT_EQ(snapshot(t), before);
 
+  // More backends than the map holds: refused before anything is written.
+  std::string many;
+  for (int i = 0; i < 263000; ++i)
+    many += "{ ip = \"10." + std::to_string(100 + i / 65536) + "." +
+            std::to_string((i / 256) % 256) + "." + std::to_string(i % 256) + "\" },";
+  try {
+    t.apply({{"/state/big.toml", service("big", "10.96.0.9", 80, many)}});
+    FAIL() << "no error";
+  } catch (const sluice::ConfigError& e) {
+    EXPECT_EQ(e.file, "/state/big.toml");
+    EXPECT_EQ(e.line, 1u);
+    EXPECT_NE(std::string(e.what()).find("the maps hold 65536 and 262144"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_EQ(snapshot(t), before);
+
   // Unknown keys are refused with their position.
   try {
     t.apply({{"/state/d.toml", "[[service]]\nname = \"d\"\ncluster_ip = \"10.96.0.4\"\n"
