@@ -794,13 +794,19 @@ SL_STAGE(nat_stage)
 		SL_DEBUG(ctx, "NAT: SYN on a closed NAT flow, new backend");
 		return nat_new_flow(skb, ctx);
 	}
-	sl_ct_key_from_ctx(&key, ctx);
+	int pkt_ba = sl_ct_key_from_ctx(&key, ctx);
+
 	if (sl_ct_result_has(r, SL_CT_RES_VIA_NAT_FWD)) {
 		/* The client's packet on the pre-DNAT tuple: DNAT to the backend
 		 * its NAT_REV entry names (the side that did not open). */
 		struct sl_ct_value *fwd = bpf_map_lookup_elem(&sl_conntrack, &key);
 
 		if (!fwd || fwd->type != SL_CT_TYPE_NAT_FWD)
+			return sl_next(skb, ctx);
+		/* The stub's B-A flag says which side of its key the client is:
+		 * a packet from the other side is a reply that was already
+		 * reverse-NATed (service -> client), not for DNAT. */
+		if (pkt_ba != ((fwd->flags & SL_CT_F_BA) != 0))
 			return sl_next(skb, ctx);
 		struct sl_ct_key rk = fwd->rev_key;
 		struct sl_ct_value *rev = bpf_map_lookup_elem(&sl_conntrack, &rk);
@@ -812,11 +818,6 @@ SL_STAGE(nat_stage)
 		__be16 port = opener_b ? rk.port_a : rk.port_b;
 
 		__builtin_memcpy(addr, opener_b ? rk.addr_a : rk.addr_b, sizeof(addr));
-		if (verdict == SL_CT_REPLY) {
-			/* The service address talking to the client (the reply seen
-			 * again after reverse NAT on another hook): nothing to do. */
-			return sl_next(skb, ctx);
-		}
 		if (nat_rewrite(skb, ctx, 0, addr, port))
 			return sl_drop(skb, ctx, SL_R_MALFORMED_L4_SHORT);
 		return sl_next(skb, ctx);

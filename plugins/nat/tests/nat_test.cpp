@@ -235,6 +235,12 @@ TEST(Nat, NewTcpFlowIsDnatedAndTheReplyReverseNated) {
   EXPECT_TRUE(checksums_ok(r.out));
   EXPECT_EQ(sl_ct_result_verdict(t.bed.context().scratch[SL_CT_SCRATCH]), SL_CT_REPLY);
 
+  // A reply already reverse-NATed (service -> client) that meets the stage
+  // again is left as it is (conntrack finds it through the NAT_FWD stub too).
+  Packet natted_reply = tcp(kVip, kClient, 80, 40000, kTcpSyn | kTcpAck);
+  r = t.run(natted_reply);
+  EXPECT_EQ(r.out, natted_reply.bytes);
+
   // The client's next packet goes to the same backend through NAT_FWD.
   Packet ack = tcp(kClient, kVip, 40000, 80, kTcpAck);
   r = t.run(ack);
