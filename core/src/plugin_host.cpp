@@ -134,7 +134,9 @@ void PluginHost::open_one(LoadedPlugin& entry, bool strict) {
   try {
     entry.plugin->configure(source);
   } catch (const ConfigError& error) {
-    if (strict) throw;
+    // A copy made here: the plugin's exception object (its vtable) lives in
+    // the plugin's library, which is unloaded before the caller reads it.
+    if (strict) throw ConfigError(error.file, error.line, error.column, error.key, error.what());
     throw Error("plugin '" + entry.name + "': " + format_config_error(error));
   }
   entry.stages = entry.plugin->stages();

@@ -51,14 +51,6 @@
 
 #include <sluice/bpf/sluice.h>
 
-/* sl_ct_key_fill() takes 7 arguments: a BPF call allows 5, so it must be
- * inlined, and <sluice/bpf/conntrack.h> declares it only `static inline`.
- * This declaration, seen before the definition, makes it always_inline. */
-struct sl_ct_key;
-static inline __attribute__((always_inline)) int
-sl_ct_key_fill(struct sl_ct_key *key, __u8 family, __u8 proto, const __be32 *saddr,
-	       const __be32 *daddr, __be16 sport, __be16 dport);
-
 #include <sluice/bpf/conntrack.h>
 
 #include "nat_layout.h"

@@ -55,6 +55,14 @@
 #ifndef SLUICE_BPF_CONNTRACK_H
 #define SLUICE_BPF_CONNTRACK_H
 
+/* BPF calls take at most five arguments: every helper here must be inlined
+ * into the stage, not left to clang's judgement. */
+#if defined(__bpf__) || defined(__BPF__)
+#define SL_CT_INLINE static inline __attribute__((always_inline))
+#else
+#define SL_CT_INLINE static inline
+#endif
+
 #include <linux/types.h>
 
 #include "layout.h"
@@ -159,23 +167,23 @@ struct sl_ct_value {
 
 /* ---- result word ------------------------------------------------------------ */
 
-static inline __u64 sl_ct_result_make(__u32 verdict, __u32 state, __u32 bits, __u32 type,
+SL_CT_INLINE __u64 sl_ct_result_make(__u32 verdict, __u32 state, __u32 bits, __u32 type,
 				      __u32 flags)
 {
 	return (__u64)(verdict & 0xff) | ((__u64)(state & 0xff) << 8) | (__u64)(bits & 0xff0000u) |
 	       ((__u64)(type & 0xff) << 24) | ((__u64)flags << 32);
 }
-static inline __u32 sl_ct_result_verdict(__u64 r) { return (__u32)(r & 0xff); }
-static inline __u32 sl_ct_result_state(__u64 r) { return (__u32)((r >> 8) & 0xff); }
-static inline __u32 sl_ct_result_type(__u64 r) { return (__u32)((r >> 24) & 0xff); }
-static inline __u32 sl_ct_result_flags(__u64 r) { return (__u32)(r >> 32); }
-static inline int sl_ct_result_has(__u64 r, __u32 bit) { return (r & bit) != 0; }
+SL_CT_INLINE __u32 sl_ct_result_verdict(__u64 r) { return (__u32)(r & 0xff); }
+SL_CT_INLINE __u32 sl_ct_result_state(__u64 r) { return (__u32)((r >> 8) & 0xff); }
+SL_CT_INLINE __u32 sl_ct_result_type(__u64 r) { return (__u32)((r >> 24) & 0xff); }
+SL_CT_INLINE __u32 sl_ct_result_flags(__u64 r) { return (__u32)(r >> 32); }
+SL_CT_INLINE int sl_ct_result_has(__u64 r, __u32 bit) { return (r & bit) != 0; }
 
 /* ---- state ------------------------------------------------------------------- */
 
 /* The TCP state of a NORMAL/NAT_REV entry (SL_CT_ST_ACTIVE for other
  * protocols). Shared by the stage, the cleaner and sluicectl. */
-static inline __u32 sl_ct_state_of(__u8 proto, const struct sl_ct_value *v)
+SL_CT_INLINE __u32 sl_ct_state_of(__u8 proto, const struct sl_ct_value *v)
 {
 	__u32 a = v->legs[0].flags, b = v->legs[1].flags;
 	const __u32 syn_ack = SL_CT_LEG_SYN | SL_CT_LEG_ACK;
@@ -209,7 +217,7 @@ enum sl_ct_timeout {
 	SL_CT_TO_COUNT = 7,
 };
 
-static inline __u32 sl_ct_timeout_of(__u8 proto, __u32 state)
+SL_CT_INLINE __u32 sl_ct_timeout_of(__u8 proto, __u32 state)
 {
 	switch (proto) {
 	case 6: /* TCP */
@@ -231,7 +239,7 @@ static inline __u32 sl_ct_timeout_of(__u8 proto, __u32 state)
 
 /* Fills a normalised key from one packet's tuple; returns 1 when the
  * packet's source is endpoint B (the packet travels B->A), else 0. */
-static inline int sl_ct_key_fill(struct sl_ct_key *key, __u8 family, __u8 proto,
+SL_CT_INLINE int sl_ct_key_fill(struct sl_ct_key *key, __u8 family, __u8 proto,
 				 const __be32 *saddr, const __be32 *daddr, __be16 sport,
 				 __be16 dport)
 {
