@@ -29,6 +29,11 @@ e2e_teardown() {
   if [[ -n ${DAEMON_PID:-} ]] && kill -0 "$DAEMON_PID" 2>/dev/null; then
     kill -TERM "$DAEMON_PID"; wait "$DAEMON_PID" 2>/dev/null
   fi
+  # Servers and clients a test left in the background would outlive their
+  # namespaces (and hold ctest's output pipe open).
+  local jobs_left
+  jobs_left=$(jobs -p)
+  [[ -n $jobs_left ]] && kill $jobs_left 2>/dev/null
   if [[ -f $CONFIG ]] && [[ -e /run/netns/$NS_NODE ]]; then
     in_node "$SLUICED" --config "$CONFIG" --cleanup >/dev/null 2>&1
   fi
