@@ -111,6 +111,35 @@ static __always_inline __u64 ct_result(__u32 verdict, __u8 proto, const struct s
 	return sl_ct_result_make(verdict, sl_ct_state_of(proto, v), bits, v->type, v->flags);
 }
 
+/* The entry holding the state of `key` (NULL when none), following a NAT_FWD
+ * stub to its NAT_REV entry (*via_fwd = 1), and *leg_ba: the leg of that
+ * entry for a packet that travels B->A in `key` when pkt_ba is set. Without
+ * a stub that is pkt_ba itself. Through a stub, `key` is the pre-DNAT tuple
+ * (client <-> service) and the stub's own SL_CT_F_BA says which side of it
+ * the client is: the client's packets travel in the NAT_REV entry's opener
+ * leg, the other side's (replies after reverse NAT, service -> client, e.g.
+ * at the client veth's egress hook) in the other leg. */
+static __always_inline struct sl_ct_value *ct_lookup(const struct sl_ct_key *key, int pkt_ba,
+						     int *leg_ba, int *via_fwd)
+{
+	struct sl_ct_value *v = bpf_map_lookup_elem(&sl_conntrack, key);
+
+	*via_fwd = 0;
+	*leg_ba = pkt_ba;
+	if (!v || v->type != SL_CT_TYPE_NAT_FWD)
+		return v;
+	int from_client = pkt_ba == ((v->flags & SL_CT_F_BA) ? 1 : 0);
+
+	*via_fwd = 1;
+	v = bpf_map_lookup_elem(&sl_conntrack, &v->rev_key);
+	if (v) {
+		int opener_ba = (v->flags & SL_CT_F_BA) ? 1 : 0;
+
+		*leg_ba = from_client ? opener_ba : !opener_ba;
+	}
+	return v;
+}
+
 /* ICMP errors carry the start of the packet they are about: look its flow up
  * (no entry is created or refreshed for the error itself). */
 static __always_inline __u64 ct_icmp_error(struct __sk_buff *skb, struct sl_pkt_ctx *ctx)
@@ -156,13 +185,13 @@ static __always_inline __u64 ct_icmp_error(struct __sk_buff *skb, struct sl_pkt_
 	}
 	int inner_ba = sl_ct_key_fill(&key, ctx->l3_proto == ETH_P_IP ? 4 : 6, inner_proto, saddr,
 				      daddr, sport, dport);
-	int via_fwd;
-	struct sl_ct_value *v = sl_ct_lookup(&key, &via_fwd);
+	int via_fwd, quote_leg;
+	struct sl_ct_value *v = ct_lookup(&key, inner_ba, &quote_leg, &via_fwd);
 
 	if (!v)
 		return sl_ct_result_make(SL_CT_INVALID, 0, 0, 0, 0);
 	/* The error travels against the packet it quotes. */
-	return ct_result(SL_CT_RELATED, inner_proto, v, !inner_ba, via_fwd);
+	return ct_result(SL_CT_RELATED, inner_proto, v, !quote_leg, via_fwd);
 }
 
 /* What an ICMP packet is to conntrack: 1 echo request (may open a flow),
@@ -223,17 +252,15 @@ static __always_inline __u64 ct_track(struct __sk_buff *skb, struct sl_pkt_ctx *
 			return sl_ct_result_make(SL_CT_UNTRACKED, 0, 0, 0, 0);
 	}
 
-	int leg_ba = sl_ct_key_from_ctx(&key, ctx);
+	int pkt_ba = sl_ct_key_from_ctx(&key, ctx);
 	__u32 bits = ct_leg_bits(ctx);
 	__u64 now = bpf_ktime_get_ns();
-	int via_fwd;
-	struct sl_ct_value *v = sl_ct_lookup(&key, &via_fwd);
+	int via_fwd, leg_ba;
+	struct sl_ct_value *v = ct_lookup(&key, pkt_ba, &leg_ba, &via_fwd);
 	int tcp_syn = proto == IPPROTO_TCP &&
 		      (ctx->tcp_flags & (TCP_F_SYN | TCP_F_ACK | TCP_F_RST)) == TCP_F_SYN;
 
 	if (v) {
-		if (via_fwd) /* the pre-DNAT tuple: the opener's direction */
-			leg_ba = (v->flags & SL_CT_F_BA) ? 1 : 0;
 		__u32 state = sl_ct_state_of(proto, v);
 
 		if (tcp_syn && !via_fwd &&
@@ -291,7 +318,7 @@ static __always_inline __u64 ct_track(struct __sk_buff *skb, struct sl_pkt_ctx *
 	struct ct_stats *stats = ct_stats_get();
 
 	if (err == -17 /* EEXIST: another CPU created it (or a stale NAT_FWD stub) */) {
-		v = sl_ct_lookup(&key, &via_fwd);
+		v = ct_lookup(&key, pkt_ba, &leg_ba, &via_fwd);
 		if (!v) {
 			if (bpf_map_update_elem(&sl_conntrack, &key, &nv, BPF_ANY))
 				return sl_ct_result_make(SL_CT_UNTRACKED, 0, 0, 0, 0);

@@ -253,6 +253,75 @@ TEST(Nat, NewTcpFlowIsDnatedAndTheReplyReverseNated) {
     }
 }
 
+// The reply on its way to the client, after reverse NAT (service -> client),
+// meets conntrack again at the client veth's egress hook. conntrack finds it
+// through the NAT_FWD stub (the pre-DNAT tuple), whose B-A flag tells the
+// client's side of that key: the packet is a reply, counted in the backend's
+// leg of the NAT_REV entry, not the client's.
+TEST(Nat, AReverseNatedReplyIsAReplyAtTheClientsEgress) {
+  Bed t;
+  t.bed.set_chain(SL_ROLE_WORKLOAD, SL_HOOK_EGRESS, {t.ct.stage_fd("conntrack")});
+  t.bed.load_entry(SL_ROLE_WORKLOAD);
+  t.apply({{"/state/web.toml", service("web", kVip, 80, backend(kBackend1))}});
+
+  // NAT_REV key (10.65.0.2:8080, 10.65.0.9:40000): the backend is A, the
+  // client (the opener) B. The backend's leg is legs[0], the client's legs[1].
+  auto rev = [&t]() {
+    for (const auto& [k, v] : t.ct_entries())
+      if (v.type == SL_CT_TYPE_NAT_REV) return v;
+    ADD_FAILURE() << "no NAT_REV entry";
+    return sl_ct_value{};
+  };
+
+  t.run(tcp(kClient, kVip, 40000, 80));  // the client's veth ingress: DNAT
+  Packet synack = tcp(kBackend1, kClient, 8080, 40000, kTcpSyn | kTcpAck);
+  RunResult r = t.run(synack);  // the backend's veth ingress: reverse NAT
+  EXPECT_EQ(ip4(r.out, 14 + 12), inet_addr(kVip));
+  std::uint64_t res = t.bed.context().scratch[SL_CT_SCRATCH];
+  EXPECT_EQ(sl_ct_result_verdict(res), SL_CT_REPLY);
+  EXPECT_FALSE(sl_ct_result_has(res, SL_CT_RES_LEG_BA));
+  sl_ct_value before = rev();
+  EXPECT_EQ(before.legs[0].packets, 1u);
+  EXPECT_EQ(before.legs[1].packets, 1u);
+
+  // The same packet, reverse-NATed, at the client's veth egress.
+  r = t.bed.run(r.out, SL_HOOK_EGRESS);
+  EXPECT_EQ(r.verdict, TC_ACT_OK) << verdict_name(r.verdict);
+  res = t.bed.context().scratch[SL_CT_SCRATCH];
+  EXPECT_EQ(sl_ct_result_verdict(res), SL_CT_REPLY);
+  EXPECT_FALSE(sl_ct_result_has(res, SL_CT_RES_LEG_BA));  // the backend's leg, A->B
+  EXPECT_TRUE(sl_ct_result_has(res, SL_CT_RES_VIA_NAT_FWD));
+  EXPECT_EQ(sl_ct_result_type(res), SL_CT_TYPE_NAT_REV);
+  EXPECT_EQ(sl_ct_result_state(res), SL_CT_ST_SYN_RECV);
+  sl_ct_value after = rev();
+  EXPECT_EQ(after.legs[0].packets, 2u);  // counted at both hooks
+  EXPECT_EQ(after.legs[0].bytes, 2 * before.legs[0].bytes);
+  EXPECT_EQ(after.legs[1].packets, 1u);  // the client's leg: untouched
+  EXPECT_EQ(after.legs[1].bytes, before.legs[1].bytes);
+
+  // The client's ACK, through the stub too, is the opener's direction
+  // (ESTABLISHED, the client's leg, B->A) and completes the handshake.
+  r = t.run(tcp(kClient, kVip, 40000, 80, kTcpAck));
+  EXPECT_EQ(ip4(r.out, 14 + 16), inet_addr(kBackend1));
+  res = t.bed.context().scratch[SL_CT_SCRATCH];
+  EXPECT_EQ(sl_ct_result_verdict(res), SL_CT_ESTABLISHED);
+  EXPECT_TRUE(sl_ct_result_has(res, SL_CT_RES_LEG_BA));
+  EXPECT_TRUE(sl_ct_result_has(res, SL_CT_RES_VIA_NAT_FWD));
+  EXPECT_EQ(sl_ct_result_state(res), SL_CT_ST_ESTABLISHED);
+  after = rev();
+  EXPECT_EQ(after.legs[0].packets, 2u);
+  EXPECT_EQ(after.legs[1].packets, 2u);
+
+  // Data from the backend, reverse-NATed, at the client's egress: a reply.
+  r = t.run(tcp(kBackend1, kClient, 8080, 40000, kTcpAck));
+  r = t.bed.run(r.out, SL_HOOK_EGRESS);
+  res = t.bed.context().scratch[SL_CT_SCRATCH];
+  EXPECT_EQ(sl_ct_result_verdict(res), SL_CT_REPLY);
+  EXPECT_FALSE(sl_ct_result_has(res, SL_CT_RES_LEG_BA));
+  EXPECT_EQ(rev().legs[0].packets, 4u);
+  EXPECT_EQ(rev().legs[1].packets, 2u);
+}
+
 TEST(Nat, UdpChecksumsAndZeroChecksumStaysZero) {
   Bed t;
   t.apply({{"/state/dns.toml", service("dns", kVip, 53, backend(kBackend1), "", "udp")}});
@@ -315,6 +384,8 @@ TEST(Nat, IcmpErrorsAboutNatedFlowsAreTranslated) {
   ASSERT_TRUE(icmp_checksums_ok(err.bytes));
   RunResult r = t.run(err);
   EXPECT_EQ(sl_ct_result_verdict(t.bed.context().scratch[SL_CT_SCRATCH]), SL_CT_RELATED);
+  // From the backend: its leg of the NAT_REV entry, A->B.
+  EXPECT_FALSE(sl_ct_result_has(t.bed.context().scratch[SL_CT_SCRATCH], SL_CT_RES_LEG_BA));
   EXPECT_EQ(ip4(r.out, 14 + 12), inet_addr(kVip));     // outer source
   EXPECT_EQ(ip4(r.out, 14 + 16), inet_addr(kClient));
   EXPECT_EQ(ip4(r.out, 42 + 12), inet_addr(kClient));  // quoted source
@@ -336,6 +407,10 @@ TEST(Nat, IcmpErrorsAboutNatedFlowsAreTranslated) {
   // backend, about the backend's packet.
   Packet reply = tcp(kVip, kClient, 80, 40000, kTcpAck);
   r = t.run(icmp_error(kClient, kVip, reply));
+  // conntrack found the quote through the NAT_FWD stub: the error travels
+  // from the client, whose leg of the NAT_REV entry is B->A.
+  EXPECT_EQ(sl_ct_result_verdict(t.bed.context().scratch[SL_CT_SCRATCH]), SL_CT_RELATED);
+  EXPECT_TRUE(sl_ct_result_has(t.bed.context().scratch[SL_CT_SCRATCH], SL_CT_RES_LEG_BA));
   EXPECT_EQ(ip4(r.out, 14 + 12), inet_addr(kClient));
   EXPECT_EQ(ip4(r.out, 14 + 16), inet_addr(kBackend1));  // outer destination
   EXPECT_EQ(ip4(r.out, 42 + 12), inet_addr(kBackend1));  // quoted source
