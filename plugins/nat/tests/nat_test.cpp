@@ -19,6 +19,7 @@
 
 #include <sluice/bpf/conntrack.h>
 #include <sluice/testing/gtest.hpp>
+#include <sluice/testing/cli.hpp>
 #include <sluice/testing/stage_test.hpp>
 
 #include "nat_layout.h"
@@ -140,22 +141,11 @@ struct Bed {
 
   int cli(const std::vector<std::string>& path, std::vector<std::string> args, std::string& out,
           bool json = false) {
-    for (const auto& command : nat.plugin().cli_commands()) {
-      if (command.path != path) continue;
-      std::ostringstream o, e;
-      sluice::CliContext context;
-      context.pin_dir = bed.pin_dir();
-      context.map_pin_dir = bed.map_pin_dir();
-      context.format = json ? sluice::OutputFormat::json : sluice::OutputFormat::table;
-      context.args = std::move(args);
-      context.out = &o;
-      context.err = &e;
-      int rc = command.run(context);
-      out = o.str() + e.str();
-      return rc;
-    }
-    ADD_FAILURE() << "no such command";
-    return -1;
+    int rc = sluice::testing::run_plugin_command(
+        nat.plugin(), bed, path, std::move(args), out,
+        json ? sluice::OutputFormat::json : sluice::OutputFormat::table);
+    if (rc < 0) ADD_FAILURE() << out;
+    return rc;
   }
 };
 

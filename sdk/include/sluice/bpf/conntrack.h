@@ -299,7 +299,11 @@ static __always_inline int sl_ct_key_from_ctx(struct sl_ct_key *key, const struc
 }
 
 /* The entry holding the state of `key`: follows a NAT_FWD stub to its
- * NAT_REV entry. *via_fwd is set when it did. NULL when none. */
+ * NAT_REV entry. *via_fwd is set when it did. NULL when none.
+ * It does not tell which leg a packet belongs to when it came through a
+ * stub: for that, compare the packet's orientation in the stub's key with
+ * the stub's own SL_CT_F_BA (the client's side), as the conntrack stage does;
+ * better still, read the direction from the CT result in ctx->scratch[0]. */
 static __always_inline struct sl_ct_value *sl_ct_lookup(const struct sl_ct_key *key, int *via_fwd)
 {
 	struct sl_ct_value *v = bpf_map_lookup_elem(&sl_conntrack, key);
