@@ -44,6 +44,7 @@
 #include <sluice/metrics.hpp>
 #include <sluice/output.hpp>
 #include <sluice/plugin.hpp>
+#include <sluice/unique_fd.hpp>
 
 #include "conntrack_cleaner.skel.h"
 #include "conntrack_layout.h"
@@ -367,15 +368,7 @@ std::string raw_text(const Entry& e, std::uint64_t now) {
 
 // ---- pinned maps for CLI commands ---------------------------------------------
 
-struct Fd {
-  int fd = -1;
-  explicit Fd(int f = -1) : fd(f) {}
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  ~Fd() {
-    if (fd >= 0) close(fd);
-  }
-};
+using Fd = sluice::UniqueFd;
 
 std::string table_pin(const std::string& map_pin_dir) {
   return map_pin_dir + "/" SL_MAP_CONNTRACK;
@@ -383,8 +376,8 @@ std::string table_pin(const std::string& map_pin_dir) {
 
 int open_table(const sluice::CliContext& context, Fd& fd) {
   std::string path = table_pin(context.map_pin_dir);
-  fd.fd = bpf_obj_get(path.c_str());
-  if (fd.fd < 0) {
+  fd.reset(bpf_obj_get(path.c_str()));
+  if (!fd) {
     *context.err << "conntrack: cannot open " << path << ": " << std::strerror(errno)
                  << " (is the conntrack plugin loaded by sluiced?)\n";
     return sluice::kCliFailure;
@@ -402,8 +395,8 @@ std::uint32_t max_entries_of(int fd) {
 // The max_entries of an already pinned table, if any.
 std::optional<std::uint32_t> pinned_size(const std::string& map_pin_dir) {
   Fd fd(bpf_obj_get(table_pin(map_pin_dir).c_str()));
-  if (fd.fd < 0) return std::nullopt;
-  return max_entries_of(fd.fd);
+  if (!fd) return std::nullopt;
+  return max_entries_of(fd.get());
 }
 
 ct_stats read_stats(int fd) {
@@ -474,7 +467,7 @@ int run_dump(const sluice::CliContext& context) {
   }
   Fd fd;
   if (int rc = open_table(context, fd)) return rc;
-  std::vector<Entry> entries = read_entries(fd.fd);
+  std::vector<Entry> entries = read_entries(fd.get());
   std::uint64_t now = monotonic_ns();
   if (context.json()) {
     Json out = Json::array();
@@ -513,8 +506,8 @@ int run_stats(const sluice::CliContext& context) {
   }
   Fd fd;
   if (int rc = open_table(context, fd)) return rc;
-  std::vector<Entry> entries = read_entries(fd.fd);
-  std::uint32_t size = max_entries_of(fd.fd);
+  std::vector<Entry> entries = read_entries(fd.get());
+  std::uint32_t size = max_entries_of(fd.get());
   std::map<std::pair<std::string, std::string>, std::uint64_t> by;
   std::uint64_t nat_fwd = 0;
   for (const auto& e : entries) {
@@ -526,7 +519,7 @@ int run_stats(const sluice::CliContext& context) {
   }
   ct_stats stats{};
   Fd stats_fd(bpf_obj_get((context.map_pin_dir + "/" CT_MAP_STATS).c_str()));
-  if (stats_fd.fd >= 0) stats = read_stats(stats_fd.fd);
+  if (stats_fd) stats = read_stats(stats_fd.get());
 
   if (context.json()) {
     Json out = Json::object();
@@ -601,7 +594,7 @@ int run_remove(const sluice::CliContext& context) {
     return std::memcmp(a, b.data(), 16) == 0;
   };
   std::uint64_t removed = 0;
-  for (const auto& e : read_entries(fd.fd)) {
+  for (const auto& e : read_entries(fd.get())) {
     const sl_ct_key& k = e.key;
     if (*proto >= 0 && k.proto != *proto) continue;
     if (k.family != family1) continue;
@@ -611,7 +604,7 @@ int run_remove(const sluice::CliContext& context) {
                                       (same(k.addr_a, ip2) && same(k.addr_b, ip1)));
     else
       match = same(k.addr_a, ip1) || same(k.addr_b, ip1);
-    if (match && bpf_map_delete_elem(fd.fd, &k) == 0) ++removed;
+    if (match && bpf_map_delete_elem(fd.get(), &k) == 0) ++removed;
   }
   if (context.json()) {
     Json out = Json::object();

@@ -34,6 +34,7 @@
 #include <sluice/metrics.hpp>
 #include <sluice/output.hpp>
 #include <sluice/plugin.hpp>
+#include <sluice/unique_fd.hpp>
 
 #include "log_layout.h"
 #include "log_stage.skel.h"
@@ -230,23 +231,7 @@ MatchRule parse_rule(const Table& table) {
 }
 
 
-// Owns a file descriptor (a pinned map opened by path) and closes it once.
-class MapFd {
- public:
-  explicit MapFd(int fd) : fd_(fd) {}
-  MapFd(const MapFd&) = delete;
-  MapFd& operator=(const MapFd&) = delete;
-  MapFd(MapFd&& other) noexcept : fd_(other.fd_) { other.fd_ = -1; }
-  MapFd& operator=(MapFd&&) = delete;
-  ~MapFd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  int get() const { return fd_; }
-  explicit operator bool() const { return fd_ >= 0; }
-
- private:
-  int fd_;
-};
+using MapFd = sluice::UniqueFd;
 
 // Opens <map_pin_dir>/<name> and checks its value size; throws with the pin
 // path and what to do.

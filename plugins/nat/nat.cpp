@@ -36,6 +36,7 @@
 #include <sluice/metrics.hpp>
 #include <sluice/output.hpp>
 #include <sluice/plugin.hpp>
+#include <sluice/unique_fd.hpp>
 #include <sluice/resources.hpp>
 
 #include "nat_layout.h"
@@ -359,15 +360,7 @@ PortEntries entries_of(const ServiceSpec& s, const PortSpec& p, std::uint32_t id
 
 // ---- the plugin's maps --------------------------------------------------------------
 
-struct Fd {
-  int fd = -1;
-  explicit Fd(int f = -1) : fd(f) {}
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  ~Fd() {
-    if (fd >= 0) close(fd);
-  }
-};
+using Fd = sluice::UniqueFd;
 
 struct StageDestroyer {
   void operator()(nat_stage* skel) const { nat_stage__destroy(skel); }
@@ -480,8 +473,8 @@ struct CliMaps {
 int open_maps(const sluice::CliContext& context, CliMaps& maps) {
   auto open = [&](const char* name, Fd& fd) {
     std::string path = context.map_pin_dir + "/" + name;
-    fd.fd = bpf_obj_get(path.c_str());
-    if (fd.fd < 0) {
+    fd.reset(bpf_obj_get(path.c_str()));
+    if (!fd) {
       *context.err << "nat: cannot open " << path << ": " << std::strerror(errno)
                    << " (is the nat plugin loaded by sluiced?)\n";
       return false;
@@ -515,7 +508,7 @@ int run_dump(const sluice::CliContext& context) {
   CliMaps maps;
   if (int rc = open_maps(context, maps)) return rc;
   std::vector<std::pair<nat_fe_key, nat_fe_value>> frontends;
-  map_each<nat_fe_key, nat_fe_value>(maps.frontends.fd, [&](const nat_fe_key& k, const nat_fe_value& v) {
+  map_each<nat_fe_key, nat_fe_value>(maps.frontends.get(), [&](const nat_fe_key& k, const nat_fe_value& v) {
     frontends.emplace_back(k, v);
   });
   std::sort(frontends.begin(), frontends.end(), [](const auto& a, const auto& b) {
@@ -527,7 +520,7 @@ int run_dump(const sluice::CliContext& context) {
     for (std::uint32_t i = 0; i < fe.total && i < 65536; ++i) {
       nat_be_key k{fe.id, i};
       nat_be_value v{};
-      out.emplace_back(i, bpf_map_lookup_elem(maps.backends.fd, &k, &v) == 0
+      out.emplace_back(i, bpf_map_lookup_elem(maps.backends.get(), &k, &v) == 0
                               ? std::optional<nat_be_value>(v)
                               : std::nullopt);
     }
@@ -584,7 +577,7 @@ int run_dump(const sluice::CliContext& context) {
       Json out = Json::array();
       for (const auto& [k, v] : frontends) {
         Json f = frontend_json(k, v);
-        f["service"] = service_name(maps.services.fd, v.id);
+        f["service"] = service_name(maps.services.get(), v.id);
         Json bes = Json::array();
         for (const auto& [i, b] : backend_list(v)) bes.push_back(backend_json(i, b));
         f["backends"] = std::move(bes);
@@ -605,7 +598,7 @@ int run_dump(const sluice::CliContext& context) {
   for (std::size_t n = 0; n < frontends.size(); ++n) by_id[frontends[n].second.id].push_back(n);
   Json out = Json::array();
   for (const auto& [id, indexes] : by_id) {
-    std::string name = service_name(maps.services.fd, id);
+    std::string name = service_name(maps.services.get(), id);
     const nat_fe_value& first = frontends[indexes[0]].second;
     if (context.json()) {
       Json s = Json::object();
@@ -645,9 +638,9 @@ int run_aff(const sluice::CliContext& context) {
   if (int rc = open_maps(context, maps)) return rc;
   std::uint64_t now = monotonic_ns();
   Json out = Json::array();
-  map_each<nat_aff_key, nat_aff_value>(maps.affinity.fd, [&](const nat_aff_key& k,
+  map_each<nat_aff_key, nat_aff_value>(maps.affinity.get(), [&](const nat_aff_key& k,
                                                              const nat_aff_value& v) {
-    std::string name = service_name(maps.services.fd, k.id);
+    std::string name = service_name(maps.services.get(), k.id);
     std::uint64_t age_ms = now > v.last_ns ? (now - v.last_ns) / 1000000 : 0;
     std::string client = address_text(static_cast<std::uint8_t>(k.family), k.client);
     if (context.json()) {
@@ -676,10 +669,10 @@ int run_aff(const sluice::CliContext& context) {
 // it from its configuration before we load).
 std::optional<std::uint32_t> pinned_ct_size(const std::string& map_pin_dir) {
   Fd fd(bpf_obj_get((map_pin_dir + "/" SL_MAP_CONNTRACK).c_str()));
-  if (fd.fd < 0) return std::nullopt;
+  if (!fd) return std::nullopt;
   bpf_map_info info{};
   std::uint32_t len = sizeof(info);
-  if (bpf_obj_get_info_by_fd(fd.fd, &info, &len) != 0) return std::nullopt;
+  if (bpf_obj_get_info_by_fd(fd.get(), &info, &len) != 0) return std::nullopt;
   return info.max_entries;
 }
 

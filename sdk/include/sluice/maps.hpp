@@ -21,6 +21,8 @@
 #include <bpf/libbpf.h>
 #include <linux/bpf.h>
 
+#include <sluice/unique_fd.hpp>
+
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
@@ -41,30 +43,7 @@ struct MapError : std::runtime_error {
   int error;  // errno, or 0 for a layout mismatch
 };
 
-// An owned file descriptor.
-class UniqueMapFd {
- public:
-  UniqueMapFd() = default;
-  explicit UniqueMapFd(int fd) : fd_(fd) {}
-  UniqueMapFd(UniqueMapFd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-  UniqueMapFd& operator=(UniqueMapFd&& other) noexcept {
-    if (this != &other) {
-      reset();
-      fd_ = std::exchange(other.fd_, -1);
-    }
-    return *this;
-  }
-  ~UniqueMapFd() { reset(); }
-  int get() const { return fd_; }
-  explicit operator bool() const { return fd_ >= 0; }
-  void reset() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-
- private:
-  int fd_ = -1;
-};
+using UniqueMapFd = UniqueFd;  // <sluice/unique_fd.hpp>
 
 namespace detail {
 
