@@ -192,16 +192,6 @@ Dataplane::Dataplane(const NodeConfig& config) : config_(config) {
   copy_name(meta.node, config.node_name);
   update_or_throw(bpf_map__fd(core_->maps.sl_meta), &zero, &meta, SL_MAP_META);
   bank_ = meta.active_bank;
-
-  // Interfaces an earlier run attached keep their counter slots.
-  int ifstate_fd = bpf_map__fd(core_->maps.sl_ifstate);
-  for (int ifindex : recorded_interfaces()) {
-    sl_ifstate state{};
-    __u32 key = static_cast<__u32>(ifindex);
-    if (bpf_map_lookup_elem(ifstate_fd, &key, &state) == 0)
-      spdlog::debug("found {} (ifindex {}) from an earlier run, slot {}", state.name, ifindex,
-                    state.slot);
-  }
 }
 
 Dataplane::~Dataplane() = default;
@@ -304,8 +294,7 @@ void Dataplane::commit_bank() {
   update_or_throw(bpf_map__fd(core_->maps.sl_meta), &zero, &meta, SL_MAP_META);
 }
 
-void Dataplane::write_registry(const std::vector<LoadedPlugin>& plugins,
-                               const std::array<Chain, SL_CHAINS>& chains) {
+void Dataplane::write_registry(const std::vector<LoadedPlugin>& plugins) {
   int fd = bpf_map__fd(core_->maps.sl_registry);
   std::vector<sl_registry_entry> entries;
   for (const auto& p : plugins) {
@@ -336,7 +325,6 @@ void Dataplane::write_registry(const std::vector<LoadedPlugin>& plugins,
       entries.push_back(s);
     }
   }
-  (void)chains;
   if (entries.size() > SL_REGISTRY_SLOTS)
     throw Error("too many plugins and stages for the registry (" +
                 std::to_string(entries.size()) + " > " + std::to_string(SL_REGISTRY_SLOTS) + ")");

@@ -128,7 +128,7 @@ class Daemon {
           return p.plugin->stage_fd(stage.spec.name);
       return -1;
     });
-    dataplane_->write_registry(plugins_.plugins(), chains);
+    dataplane_->write_registry(plugins_.plugins());
   }
 
   // Where a failed plugin's holes go. An optional plugin leaves none. One

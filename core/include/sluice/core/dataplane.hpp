@@ -70,8 +70,7 @@ class Dataplane {
   void stage_chains(const std::array<Chain, SL_CHAINS>& chains,
                     const std::function<int(const DeclaredStage&)>& fd_of);
   // Records plugins and stages for sluicectl.
-  void write_registry(const std::vector<LoadedPlugin>& plugins,
-                      const std::array<Chain, SL_CHAINS>& chains);
+  void write_registry(const std::vector<LoadedPlugin>& plugins);
   // Makes the staged bank the one new attachments use (after every managed
   // interface was switched to it).
   void commit_bank();
