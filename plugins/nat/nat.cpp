@@ -735,6 +735,31 @@ std::size_t flush_udp_flows(int ct_fd, const std::set<GoneBackend>& gone) {
 
 // ---- the plugin -------------------------------------------------------------------------
 
+// Service-port ids: the lowest free id is reused, so ids stay dense (they
+// index nothing, but small numbers read well in `sluicectl nat dump`).
+class IdPool {
+ public:
+  std::uint32_t take_lowest() {
+    if (free_below_next_.empty()) return next_++;
+    std::uint32_t id = *free_below_next_.begin();
+    free_below_next_.erase(free_below_next_.begin());
+    return id;
+  }
+  void take(std::uint32_t id) {
+    if (id < next_) {
+      free_below_next_.erase(id);
+      return;
+    }
+    for (std::uint32_t gap = next_; gap < id; ++gap) free_below_next_.insert(gap);
+    next_ = id + 1;
+  }
+  void give_back(std::uint32_t id) { free_below_next_.insert(id); }
+
+ private:
+  std::set<std::uint32_t> free_below_next_;
+  std::uint32_t next_ = 1;  // 0 is never an id
+};
+
 class NatPlugin final : public sluice::Plugin {
  public:
   std::string description() const override {
@@ -783,7 +808,7 @@ class NatPlugin final : public sluice::Plugin {
     map_each<std::uint32_t, nat_service_name>(
         maps_.services, [&](const std::uint32_t& id, const nat_service_name& name) {
           std::string label(name.name, strnlen(name.name, sizeof(name.name)));
-          if (!label.empty() && id) ids_.emplace(label, id);
+          if (!label.empty() && id && ids_.emplace(label, id).second) free_ids_.take(id);
         });
   }
 
@@ -803,6 +828,9 @@ class NatPlugin final : public sluice::Plugin {
 
   std::vector<std::string> resource_kinds() const override { return {"service"}; }
 
+  // Work is proportional to the services of the touched files: nothing here
+  // walks all services, so one changed service costs the same at 10 or
+  // 10,000 (the state directory's unit is a file; see plugins/nat/README.md).
   void reconcile(const sluice::ResourceChange& change) override {
     std::lock_guard lock(mutex_);
     if (!stage_) throw std::logic_error("nat: reconcile before load");
@@ -815,62 +843,72 @@ class NatPlugin final : public sluice::Plugin {
       for (const auto& [path, specs] : files_)
         if (!parsed.count(path)) gone_files.insert(path);
     for (const auto& [path, specs] : parsed) gone_files.erase(path);
-
-    // Services of the touched files, before and after.
     std::set<std::string> touched_files = gone_files;
     for (const auto& [path, specs] : parsed) touched_files.insert(path);
-    std::map<std::string, const ServiceSpec*> after;  // service key -> spec
-    for (const auto& [path, specs] : files_)
-      if (!touched_files.count(path))
-        for (const auto& s : specs) after[s.key()] = &s;
-    std::set<std::string> changed;  // service keys whose entries may change
+
+    // Services whose entries may change: those the touched files held, and
+    // those they hold now.
+    std::set<std::string> changed;
     for (const auto& path : touched_files)
       if (auto it = files_.find(path); it != files_.end())
         for (const auto& s : it->second) changed.insert(s.key());
-    for (const auto& [path, specs] : parsed) {
+    std::map<std::string, const ServiceSpec*> now_declared;  // touched files only
+    for (const auto& [path, specs] : parsed)
       for (const auto& s : specs) {
-        if (auto [it, fresh] = after.emplace(s.key(), &s); !fresh)
-          fail(s.at, "service " + s.key() + " is already declared in " + it->second->at.file +
-                         ":" + std::to_string(it->second->at.line));
+        const ServiceSpec* other = nullptr;
+        if (auto it = now_declared.find(s.key()); it != now_declared.end()) other = it->second;
+        else if (auto f = service_file_.find(s.key());
+                 f != service_file_.end() && !touched_files.count(f->second))
+          other = declared_in(f->second, s.key());
+        if (other)
+          fail(s.at, "service " + s.key() + " is already declared in " + other->at.file + ":" +
+                         std::to_string(other->at.line));
+        now_declared.emplace(s.key(), &s);
         changed.insert(s.key());
       }
-    }
-    // A frontend belongs to one service.
-    std::map<FeKey, std::string> owner = fe_owner_;
-    for (auto it = owner.begin(); it != owner.end();)
-      it = changed.count(it->second) ? owner.erase(it) : std::next(it);
-    for (const auto& key : changed) {
-      auto it = after.find(key);
-      if (it == after.end()) continue;
-      const ServiceSpec& s = *it->second;
-      for (const auto& p : s.ports)
-        for (const auto& [fe, kind] : frontends_of(s, p))
-          if (auto [o, fresh] = owner.emplace(fe, s.key()); !fresh)
-            fail(s.at, "frontend " + frontend_addr(fe.key) + ":" +
-                           std::to_string(ntohs(fe.key.port)) + "/" + proto_text(fe.key.proto) +
-                           " of service " + s.key() + " is also a frontend of " +
-                           (o->second == s.key() ? "this service (listed twice)" : o->second));
-    }
+    // A frontend belongs to one service: new frontends of the changed
+    // services may collide with each other or with an untouched service's.
+    std::map<FeKey, std::string> claimed;
+    for (const auto& [key, spec] : now_declared)
+      for (const auto& p : spec->ports)
+        for (const auto& [fe, kind] : frontends_of(*spec, p)) {
+          std::string owner;
+          if (auto c = claimed.find(fe); c != claimed.end()) owner = c->second;
+          else if (auto o = fe_owner_.find(fe); o != fe_owner_.end() && !changed.count(o->second))
+            owner = o->second;
+          if (!owner.empty())
+            fail(spec->at, "frontend " + frontend_addr(fe.key) + ":" +
+                               std::to_string(ntohs(fe.key.port)) + "/" +
+                               proto_text(fe.key.proto) + " of service " + key +
+                               " is also a frontend of " +
+                               (owner == key ? "this service (listed twice)" : owner));
+          claimed.emplace(fe, key);
+        }
 
-    // 2. Desired entries of the changed services (ids reused by label).
-    std::map<std::string, std::uint32_t> ids = ids_;
-    std::set<std::uint32_t> used;
-    for (const auto& [label, id] : ids) used.insert(id);
-    std::uint32_t next_id = 1;
+    // 2. Desired entries of the changed services. A port keeps its id (by
+    // label); new labels take the lowest free ids, given back if this change
+    // is refused below.
+    std::map<std::string, std::uint32_t> new_ids;
+    struct IdRollback {
+      IdPool& pool;
+      std::map<std::string, std::uint32_t>& ids;
+      bool committed = false;
+      ~IdRollback() {
+        if (!committed)
+          for (const auto& [label, id] : ids) pool.give_back(id);
+      }
+    } rollback{free_ids_, new_ids};
     auto allocate = [&](const std::string& label) {
-      if (auto it = ids.find(label); it != ids.end()) return it->second;
-      while (used.count(next_id)) ++next_id;
-      used.insert(next_id);
-      return ids[label] = next_id;
+      if (auto it = ids_.find(label); it != ids_.end()) return it->second;
+      if (auto it = new_ids.find(label); it != new_ids.end()) return it->second;
+      return new_ids[label] = free_ids_.take_lowest();
     };
     std::map<std::string, ServiceEntries> desired;
-    for (const auto& key : changed) {
-      auto it = after.find(key);
-      if (it == after.end()) continue;
+    for (const auto& [key, spec] : now_declared) {
       ServiceEntries entries;
-      for (const auto& p : it->second->ports) {
-        std::string label = port_label(*it->second, p);
-        entries[label] = entries_of(*it->second, p, allocate(label), node_);
+      for (const auto& p : spec->ports) {
+        std::string label = port_label(*spec, p);
+        entries[label] = entries_of(*spec, p, allocate(label), node_);
       }
       desired[key] = std::move(entries);
     }
@@ -891,7 +929,7 @@ class NatPlugin final : public sluice::Plugin {
           fe -= static_cast<std::int64_t>(e.frontends.size());
           be -= static_cast<std::int64_t>(e.backends.size());
         }
-      if ((fe > 0 || be > 0) && !grown) grown = after.at(key);
+      if ((fe > 0 || be > 0) && !grown) grown = now_declared.at(key);
       fe_delta += fe;
       be_delta += be;
     }
@@ -901,7 +939,9 @@ class NatPlugin final : public sluice::Plugin {
                           " backend entries; the maps hold " + std::to_string(NAT_MAX_FRONTENDS) +
                           " and " + std::to_string(NAT_MAX_BACKENDS));
 
-    // 3. Apply, service by service; unchanged services are not touched.
+    // 3. Apply, service by service; unchanged ports are not touched.
+    ids_.insert(new_ids.begin(), new_ids.end());
+    rollback.committed = true;
     std::set<GoneBackend> gone_udp;
     for (const auto& key : changed) {
       static const ServiceEntries kNone;
@@ -909,7 +949,10 @@ class NatPlugin final : public sluice::Plugin {
       const ServiceEntries& old = old_it == applied_.end() ? kNone : old_it->second;
       auto new_it = desired.find(key);
       const ServiceEntries& now = new_it == desired.end() ? kNone : new_it->second;
+      for (const auto& [label, entries] : old)
+        for (const auto& [fe, v] : entries.frontends) fe_owner_.erase(fe);
       for (const auto& [label, entries] : now) {
+        for (const auto& [fe, v] : entries.frontends) fe_owner_[fe] = key;
         auto o = old.find(label);
         if (o != old.end() && o->second == entries) continue;
         if (o != old.end()) collect_gone_udp_backends(o->second, &entries, gone_udp);
@@ -919,7 +962,10 @@ class NatPlugin final : public sluice::Plugin {
         if (!now.count(label)) {
           collect_gone_udp_backends(entries, nullptr, gone_udp);
           apply_port(maps_, &entries, nullptr);
-          ids.erase(label);
+          if (auto it = ids_.find(label); it != ids_.end()) {
+            free_ids_.give_back(it->second);
+            ids_.erase(it);
+          }
         }
       if (now.empty()) applied_.erase(key);
       else applied_[key] = now;
@@ -927,10 +973,16 @@ class NatPlugin final : public sluice::Plugin {
     if (!gone_udp.empty()) flush_udp_flows(bpf_map__fd(stage_->maps.sl_conntrack), gone_udp);
 
     // 4. Remember what each file holds.
+    for (const auto& path : touched_files)
+      if (auto it = files_.find(path); it != files_.end())
+        for (const auto& s : it->second)
+          if (auto f = service_file_.find(s.key()); f != service_file_.end() && f->second == path)
+            service_file_.erase(f);
     for (const auto& path : gone_files) files_.erase(path);
-    for (auto& [path, specs] : parsed) files_[path] = std::move(specs);
-    ids_ = std::move(ids);
-    fe_owner_ = std::move(owner);
+    for (auto& [path, specs] : parsed) {
+      for (const auto& s : specs) service_file_[s.key()] = path;
+      files_[path] = std::move(specs);
+    }
     fe_total_ += fe_delta;
     be_total_ += be_delta;
     if (change.full && !swept_) sweep_stale();
@@ -992,6 +1044,12 @@ class NatPlugin final : public sluice::Plugin {
   }
 
  private:
+  const ServiceSpec* declared_in(const std::string& path, const std::string& key) const {
+    for (const auto& s : files_.at(path))
+      if (s.key() == key) return &s;
+    return nullptr;
+  }
+
   // First full reconcile after a start: entries the previous run left in the
   // pinned maps that the state no longer has are removed.
   void sweep_stale() {
@@ -1019,8 +1077,14 @@ class NatPlugin final : public sluice::Plugin {
       if (!want_ids.count(id)) ids_gone.push_back(id);
     });
     for (auto id : ids_gone) map_del(maps_.services, NAT_MAP_SERVICES, id);
-    for (auto it = ids_.begin(); it != ids_.end();)
-      it = want_ids.count(it->second) ? std::next(it) : ids_.erase(it);
+    for (auto it = ids_.begin(); it != ids_.end();) {
+      if (want_ids.count(it->second)) {
+        ++it;
+        continue;
+      }
+      free_ids_.give_back(it->second);
+      it = ids_.erase(it);
+    }
   }
 
   mutable std::mutex mutex_;
@@ -1032,7 +1096,9 @@ class NatPlugin final : public sluice::Plugin {
   std::map<std::string, std::vector<ServiceSpec>> files_;   // desired state per file
   std::map<std::string, ServiceEntries> applied_;           // by service key
   std::map<std::string, std::uint32_t> ids_;                // port label -> id
+  IdPool free_ids_;                                         // ids not in ids_
   std::map<FeKey, std::string> fe_owner_;                   // frontend -> service key
+  std::map<std::string, std::string> service_file_;         // service key -> file
   std::int64_t fe_total_ = 0, be_total_ = 0;                // entries in applied_
 };
 
