@@ -7,22 +7,16 @@
  * full and table_full = "drop-new"; existing flows are never affected.
  *
  * Fast path (fast_path = true): on an ingress hook, a packet of an
- * established NORMAL flow is routed here (bpf_fib_lookup) and redirected,
- * skipping the rest of the chain and the host stack: into the veth peer of a
- * managed workload interface (bpf_redirect_peer), else out of the route's
- * interface (bpf_redirect_neigh). Anything else continues the chain.
+ * established NORMAL flow is routed here and redirected, skipping the rest of
+ * the chain and the host stack (<sluice/bpf/fast_path.h>). A packet of an
+ * established NAT flow gets SL_CT_RES_FAST in the result instead: the nat
+ * stage forwards it the same way once it has rewritten it. Anything else
+ * continues the chain.
  *
  * Settings are read-only data fixed by conntrack.cpp before load.
  */
 #include <linux/in.h>
 #include <linux/if_ether.h>
-
-#ifndef AF_INET
-#define AF_INET 2
-#endif
-#ifndef AF_INET6
-#define AF_INET6 10
-#endif
 
 #ifndef IPPROTO_ICMPV6
 #define IPPROTO_ICMPV6 58
@@ -30,22 +24,13 @@
 
 #include <sluice/bpf/sluice.h>
 #include <sluice/bpf/conntrack.h>
+#include <sluice/bpf/fast_path.h>
 
 #include "conntrack_layout.h"
 
 const volatile __u32 ct_table_full_rule = CT_FULL_DROP_NEW; /* enum ct_table_full_rule */
 const volatile __u32 ct_tcp_midstream = 1; /* pick up TCP flows without their SYN */
 const volatile __u32 ct_fast_path = 0;     /* redirect established flows (see the top) */
-
-/* The core's interface table (bpf/core.bpf.c), reused by pin: the fast path
- * asks it whether the route's interface is a managed workload veth. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, SL_MAX_IFACES);
-	__type(key, __u32);
-	__type(value, struct sl_ifstate);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} sl_ifstate SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -220,17 +205,30 @@ static __always_inline int ct_icmp_kind(const struct sl_pkt_ctx *ctx)
 
 /* May this packet of an existing flow take the fast path? An established
  * TCP flow (both sides' SYN and ACK, no FIN or RST yet) or a UDP flow seen in
- * both directions, without NAT (later stages must rewrite NAT flows). */
+ * both directions: here for flows without NAT, after the nat stage's rewrite
+ * for NAT flows (SL_CT_RES_FAST tells it). Flows that need more than a
+ * rewrite (SNAT to the node, DSR, node-port forwarding) never. */
+enum ct_fast {
+	CT_FAST_NO = 0,
+	CT_FAST_HERE,      /* NORMAL entry: forward from this stage */
+	CT_FAST_AFTER_NAT, /* NAT entry: the nat stage forwards after its rewrite */
+};
+
 static __always_inline int ct_fast_eligible(__u8 proto, const struct sl_ct_value *v, int via_fwd)
 {
-	if (via_fwd || v->type != SL_CT_TYPE_NORMAL ||
-	    (v->flags & (SL_CT_F_NAT_OUT | SL_CT_F_DSR | SL_CT_F_NP_FWD)))
-		return 0;
+	int ready;
+
+	if (v->flags & (SL_CT_F_NAT_OUT | SL_CT_F_DSR | SL_CT_F_NP_FWD))
+		return CT_FAST_NO;
 	if (proto == IPPROTO_TCP)
-		return sl_ct_state_of(proto, v) == SL_CT_ST_ESTABLISHED;
-	if (proto == IPPROTO_UDP)
-		return v->legs[0].packets && v->legs[1].packets;
-	return 0;
+		ready = sl_ct_state_of(proto, v) == SL_CT_ST_ESTABLISHED;
+	else if (proto == IPPROTO_UDP)
+		ready = v->legs[0].packets && v->legs[1].packets;
+	else
+		ready = 0;
+	if (!ready)
+		return CT_FAST_NO;
+	return via_fwd || v->type != SL_CT_TYPE_NORMAL ? CT_FAST_AFTER_NAT : CT_FAST_HERE;
 }
 
 static __always_inline __u64 ct_track(struct __sk_buff *skb, struct sl_pkt_ctx *ctx, int *drop,
@@ -352,122 +350,17 @@ static __always_inline __u64 ct_track(struct __sk_buff *skb, struct sl_pkt_ctx *
 	return ct_result(SL_CT_NEW, proto, &nv, leg_ba, 0);
 }
 
-/* ---- fast path ---------------------------------------------------------------- */
-
-enum ct_fast_target {
-	CT_FAST_NONE = 0, /* continue the chain (and the host stack) */
-	CT_FAST_PEER,     /* into a managed workload's veth peer */
-	CT_FAST_NEIGH,    /* out of the route's interface, L2 from the neighbour table */
-};
-
-/* Routes the packet; on a target, decrements the TTL (we forward in place of
- * the kernel) and, for CT_FAST_PEER, writes the Ethernet addresses. */
-static __always_inline int ct_fast_route(struct __sk_buff *skb, struct sl_pkt_ctx *ctx,
-					 struct bpf_fib_lookup *fib)
-{
-	__u32 off = ctx->l3_off;
-	void *data = (void *)(long)skb->data;
-	void *data_end = (void *)(long)skb->data_end;
-	__u8 ttl;
-
-	if (off > 64)
-		return CT_FAST_NONE;
-	fib->ifindex = ctx->ifindex;
-	fib->l4_protocol = ctx->ip_proto;
-	fib->sport = ctx->sport;
-	fib->dport = ctx->dport;
-	if (ctx->l3_proto == ETH_P_IP) {
-		__u8 *ip = data + off;
-
-		if ((void *)(ip + 20) > data_end)
-			return CT_FAST_NONE;
-		ttl = ip[8];
-		fib->family = AF_INET;
-		fib->tos = ip[1];
-		fib->ipv4_src = ctx->saddr[0];
-		fib->ipv4_dst = ctx->daddr[0];
-	} else {
-		__u8 *ip = data + off;
-
-		if ((void *)(ip + 40) > data_end)
-			return CT_FAST_NONE;
-		ttl = ip[7];
-		fib->family = AF_INET6;
-		__builtin_memcpy(fib->ipv6_src, ctx->saddr, 16);
-		__builtin_memcpy(fib->ipv6_dst, ctx->daddr, 16);
-	}
-	if (ttl <= 1) /* the kernel sends time-exceeded */
-		return CT_FAST_NONE;
-
-	long rc = bpf_fib_lookup(skb, fib, sizeof(*fib), 0);
-	int target;
-
-	if (fib->ifindex == ctx->ifindex) /* hairpin: leave it to the kernel */
-		return CT_FAST_NONE;
-	struct sl_ifstate *st = bpf_map_lookup_elem(&sl_ifstate, &fib->ifindex);
-	int workload = st && st->role == SL_ROLE_WORKLOAD && !(st->flags & SL_IF_F_L3);
-
-	if (rc == BPF_FIB_LKUP_RET_SUCCESS)
-		target = workload ? CT_FAST_PEER : CT_FAST_NEIGH;
-	else if (rc == BPF_FIB_LKUP_RET_NO_NEIGH && !workload)
-		target = CT_FAST_NEIGH; /* bpf_redirect_neigh resolves it */
-	else {
-		SL_DEBUG(ctx, "CT: fast path: fib lookup %ld, to the stack", rc);
-		return CT_FAST_NONE;
-	}
-
-	if (ctx->l3_proto == ETH_P_IP) {
-		__be16 old = bpf_htons((__u16)ttl << 8), new = bpf_htons((__u16)(ttl - 1) << 8);
-		__u8 nttl = ttl - 1;
-
-		if (bpf_l3_csum_replace(skb, off + 10, old, new, 2) ||
-		    bpf_skb_store_bytes(skb, off + 8, &nttl, 1, 0))
-			return CT_FAST_NONE;
-	} else {
-		__u8 nttl = ttl - 1;
-
-		if (bpf_skb_store_bytes(skb, off + 7, &nttl, 1, 0))
-			return CT_FAST_NONE;
-	}
-	if (target == CT_FAST_PEER) {
-		__u8 macs[2 * ETH_ALEN]; /* destination, source: one store */
-
-		__builtin_memcpy(macs, fib->dmac, ETH_ALEN);
-		__builtin_memcpy(macs + ETH_ALEN, fib->smac, ETH_ALEN);
-		if (bpf_skb_store_bytes(skb, 0, macs, sizeof(macs), 0))
-			return CT_FAST_NONE;
-	}
-	return target;
-}
-
 SL_STAGE(conntrack_stage)
 {
-	int drop = 0, fast = 0;
+	int drop = 0, fast = 0, verdict;
 
 	ctx->scratch[SL_CT_SCRATCH] = ct_track(skb, ctx, &drop, &fast);
 	if (drop)
 		return sl_drop(skb, ctx, SL_R_CT_TABLE_FULL);
-	if (fast && ctx->hook == SL_HOOK_INGRESS && (ctx->flags & SL_PKT_F_L2) &&
-	    !(ctx->flags & SL_PKT_F_FRAGMENT)) {
-		struct bpf_fib_lookup fib = {};
-		int target = ct_fast_route(skb, ctx, &fib);
-
-		if (target == CT_FAST_PEER) {
-			SL_DEBUG(ctx, "CT: fast path: into the peer of %d", fib.ifindex);
-			return sl_redirect_peer(skb, ctx, fib.ifindex);
-		}
-		if (target == CT_FAST_NEIGH) {
-			struct bpf_redir_neigh nh = {};
-
-			nh.nh_family = fib.family;
-			if (fib.family == AF_INET)
-				nh.ipv4_nh = fib.ipv4_dst; /* the next hop after the lookup */
-			else
-				__builtin_memcpy(nh.ipv6_nh, fib.ipv6_dst, 16);
-			SL_DEBUG(ctx, "CT: fast path: out of %d", fib.ifindex);
-			return sl_redirect_neigh(skb, ctx, fib.ifindex, &nh, sizeof(nh));
-		}
-	}
+	if (fast == CT_FAST_HERE && sl_fast_forward(skb, ctx, &verdict))
+		return verdict;
+	if (fast == CT_FAST_AFTER_NAT)
+		ctx->scratch[SL_CT_SCRATCH] |= SL_CT_RES_FAST;
 	return sl_next(skb, ctx);
 }
 

@@ -18,6 +18,10 @@
  *    service maps say now: existing flows survive backend changes.
  *  - Replies from the backend (conntrack: SL_CT_REPLY on a NAT_REV entry)
  *    are reverse-NATed: the source becomes the service address and port.
+ *  - Either way, a packet of an established flow that conntrack marked
+ *    SL_CT_RES_FAST (its fast_path = true) then leaves by the fast path:
+ *    one conntrack lookup, the rewrite from the entry, a route lookup and a
+ *    redirect; no service lookup, no later stage, no host stack.
  *
  * After a rewrite ctx->saddr/daddr/sport/dport describe the packet as it
  * now is, so later stages (encap 400, log 900) see the post-NAT packet.
@@ -52,6 +56,7 @@
 #include <sluice/bpf/sluice.h>
 
 #include <sluice/bpf/conntrack.h>
+#include <sluice/bpf/fast_path.h>
 
 #include "nat_layout.h"
 
@@ -749,6 +754,17 @@ static __always_inline int nat_new_flow(struct __sk_buff *skb, struct sl_pkt_ctx
 	return sl_next(skb, ctx);
 }
 
+/* After the rewrite of an established flow's packet. */
+static __always_inline int nat_established_done(struct __sk_buff *skb, struct sl_pkt_ctx *ctx,
+						__u64 ct_result)
+{
+	int verdict;
+
+	if (sl_ct_result_has(ct_result, SL_CT_RES_FAST) && sl_fast_forward(skb, ctx, &verdict))
+		return verdict;
+	return sl_next(skb, ctx);
+}
+
 SL_STAGE(nat_stage)
 {
 	if (ctx->l3_proto != ETH_P_IP && ctx->l3_proto != ETH_P_IPV6)
@@ -812,7 +828,7 @@ SL_STAGE(nat_stage)
 		__builtin_memcpy(addr, opener_b ? rk.addr_a : rk.addr_b, sizeof(addr));
 		if (nat_rewrite(skb, ctx, 0, addr, port))
 			return sl_drop(skb, ctx, SL_R_MALFORMED_L4_SHORT);
-		return sl_next(skb, ctx);
+		return nat_established_done(skb, ctx, r);
 	}
 	if (verdict == SL_CT_REPLY) {
 		/* The backend answering: the source becomes the service again. */
@@ -827,6 +843,7 @@ SL_STAGE(nat_stage)
 		SL_DEBUG(ctx, "NAT: reverse NAT of a reply");
 		if (nat_rewrite(skb, ctx, 1, addr, port))
 			return sl_drop(skb, ctx, SL_R_MALFORMED_L4_SHORT);
+		return nat_established_done(skb, ctx, r);
 	}
 	return sl_next(skb, ctx);
 }

@@ -3,6 +3,8 @@
 # cluster IP that spreads connections over its backends, each backend sees
 # the client's own address, replies come back from the service address;
 # editing the file moves new connections, a broken file changes nothing.
+# With conntrack's fast_path on, established packets of these NAT flows are
+# rewritten by the nat stage and redirected (counted "redirected").
 source "$(dirname "$0")/lib.sh"
 e2e_init service
 echo_py="python3 $(dirname "$0")/tcp_echo.py"
@@ -10,7 +12,9 @@ echo_py="python3 $(dirname "$0")/tcp_echo.py"
 state=$WORK/state
 mkdir -p "$state"
 write_config '["conntrack", "nat"]' "[state]
-dir = \"$state\""
+dir = \"$state\"
+[plugins.conntrack]
+fast_path = true"
 service() { # <backends toml>
   cat >"$state/services.toml" <<TOML
 [[service]]
@@ -34,6 +38,13 @@ assert_eq 20 "$(grep -c ' 10.65.1.2$' "$WORK/answers")" "answers that saw the cl
   || { sort "$WORK/answers" | uniq -c; fail "connections were not spread over both backends"; }
 echo "ok: spread $(grep -c '^w2 ' "$WORK/answers") / $(grep -c '^ext ' "$WORK/answers") over w2 / ext"
 ctl -o json nat dump | grep -q '10.96.0.10' || fail "nat dump does not show the frontend"
+# Client requests (DNAT, then into w2's veth or out of the uplink) and w2's
+# replies (reverse NAT, then into w1's veth) both take the fast path.
+fp_client=$(counter cali1 ingress redirected)
+fp_backend=$(counter cali2 ingress redirected)
+(( fp_client > 0 && fp_backend > 0 )) \
+  || fail "NAT flows did not take the fast path: redirected cali1 ingress $fp_client, cali2 ingress $fp_backend"
+echo "ok: fast path for NAT flows: redirected cali1 ingress $fp_client, cali2 ingress $fp_backend"
 
 # Remove a backend: new connections only go to the other one.
 service '{ ip = "10.65.2.2" }'

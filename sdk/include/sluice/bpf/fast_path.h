@@ -1,0 +1,165 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* The fast path: forwarding a packet of an established flow straight to its
+ * destination from the ingress hook, past the rest of the chain and the
+ * host's routing and netfilter. Shared by the stage that owns the decision
+ * for a flow: conntrack for flows without NAT, nat for NAT flows (after its
+ * rewrite, so the route is looked up for the packet as it leaves).
+ *
+ *   int verdict;
+ *   if (sl_fast_forward(skb, ctx, &verdict))
+ *           return verdict;          // redirected
+ *   return sl_next(skb, ctx);        // not possible: the usual way
+ *
+ * The route comes from bpf_fib_lookup(). A destination behind a managed
+ * workload veth (sl_ifstate role workload, not L3) gets the Ethernet
+ * addresses written here and bpf_redirect_peer() into the workload's
+ * namespace; any other gets bpf_redirect_neigh() out of the route's
+ * interface, which also resolves a missing neighbour. Left to the host
+ * stack: egress hooks, packets without an L2 header, fragments, TTL <= 1
+ * (the kernel sends time-exceeded), a route back out of the interface the
+ * packet came in by, and any lookup failure (blackhole, unreachable,
+ * forwarding disabled, a workload neighbour not yet resolved).
+ *
+ * Including this header declares the core's pinned interface table
+ * (sl_ifstate), so the object must load with pin_root_path = the map pin
+ * directory, as every stage does.
+ */
+#ifndef SLUICE_BPF_FAST_PATH_H
+#define SLUICE_BPF_FAST_PATH_H
+
+#include "sluice.h"
+
+#ifndef AF_INET
+#define AF_INET 2
+#endif
+#ifndef AF_INET6
+#define AF_INET6 10
+#endif
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SL_MAX_IFACES);
+	__type(key, __u32);
+	__type(value, struct sl_ifstate);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sl_ifstate SEC(".maps");
+
+enum sl_fast_target {
+	SL_FAST_NONE = 0, /* continue the chain (and the host stack) */
+	SL_FAST_PEER,     /* into a managed workload's veth peer */
+	SL_FAST_NEIGH,    /* out of the route's interface, L2 from the neighbour table */
+};
+
+/* Routes the packet; on a target, decrements the TTL (we forward in place of
+ * the kernel) and, for SL_FAST_PEER, writes the Ethernet addresses. */
+static __always_inline int sl_fast_route(struct __sk_buff *skb, struct sl_pkt_ctx *ctx,
+					 struct bpf_fib_lookup *fib)
+{
+	__u32 off = ctx->l3_off;
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	__u8 ttl;
+
+	if (off > 64)
+		return SL_FAST_NONE;
+	fib->ifindex = ctx->ifindex;
+	fib->l4_protocol = ctx->ip_proto;
+	fib->sport = ctx->sport;
+	fib->dport = ctx->dport;
+	if (ctx->l3_proto == 0x0800 /* ETH_P_IP */) {
+		__u8 *ip = data + off;
+
+		if ((void *)(ip + 20) > data_end)
+			return SL_FAST_NONE;
+		ttl = ip[8];
+		fib->family = AF_INET;
+		fib->tos = ip[1];
+		fib->ipv4_src = ctx->saddr[0];
+		fib->ipv4_dst = ctx->daddr[0];
+	} else {
+		__u8 *ip = data + off;
+
+		if ((void *)(ip + 40) > data_end)
+			return SL_FAST_NONE;
+		ttl = ip[7];
+		fib->family = AF_INET6;
+		__builtin_memcpy(fib->ipv6_src, ctx->saddr, 16);
+		__builtin_memcpy(fib->ipv6_dst, ctx->daddr, 16);
+	}
+	if (ttl <= 1)
+		return SL_FAST_NONE;
+
+	long rc = bpf_fib_lookup(skb, fib, sizeof(*fib), 0);
+	int target;
+
+	if (fib->ifindex == ctx->ifindex) /* hairpin: leave it to the kernel */
+		return SL_FAST_NONE;
+	struct sl_ifstate *st = bpf_map_lookup_elem(&sl_ifstate, &fib->ifindex);
+	int workload = st && st->role == SL_ROLE_WORKLOAD && !(st->flags & SL_IF_F_L3);
+
+	if (rc == BPF_FIB_LKUP_RET_SUCCESS)
+		target = workload ? SL_FAST_PEER : SL_FAST_NEIGH;
+	else if (rc == BPF_FIB_LKUP_RET_NO_NEIGH && !workload)
+		target = SL_FAST_NEIGH; /* bpf_redirect_neigh resolves it */
+	else {
+		SL_DEBUG(ctx, "fast path: fib lookup %ld, to the stack", rc);
+		return SL_FAST_NONE;
+	}
+
+	if (ctx->l3_proto == 0x0800) {
+		__be16 old = bpf_htons((__u16)ttl << 8), new = bpf_htons((__u16)(ttl - 1) << 8);
+		__u8 nttl = ttl - 1;
+
+		if (bpf_l3_csum_replace(skb, off + 10, old, new, 2) ||
+		    bpf_skb_store_bytes(skb, off + 8, &nttl, 1, 0))
+			return SL_FAST_NONE;
+	} else {
+		__u8 nttl = ttl - 1;
+
+		if (bpf_skb_store_bytes(skb, off + 7, &nttl, 1, 0))
+			return SL_FAST_NONE;
+	}
+	if (target == SL_FAST_PEER) {
+		__u8 macs[2 * 6]; /* destination, source: one store */
+
+		__builtin_memcpy(macs, fib->dmac, 6);
+		__builtin_memcpy(macs + 6, fib->smac, 6);
+		if (bpf_skb_store_bytes(skb, 0, macs, sizeof(macs), 0))
+			return SL_FAST_NONE;
+	}
+	return target;
+}
+
+/* Forwards the packet if it can (returns 1 with the program's verdict in
+ * *verdict), else returns 0 and the packet continues unchanged. */
+static __always_inline int sl_fast_forward(struct __sk_buff *skb, struct sl_pkt_ctx *ctx,
+					   int *verdict)
+{
+	struct bpf_fib_lookup fib = {};
+
+	if (ctx->hook != SL_HOOK_INGRESS || !(ctx->flags & SL_PKT_F_L2) ||
+	    (ctx->flags & SL_PKT_F_FRAGMENT))
+		return 0;
+	int target = sl_fast_route(skb, ctx, &fib);
+
+	if (target == SL_FAST_PEER) {
+		SL_DEBUG(ctx, "fast path: into the peer of %d", fib.ifindex);
+		*verdict = sl_redirect_peer(skb, ctx, fib.ifindex);
+		return 1;
+	}
+	if (target == SL_FAST_NEIGH) {
+		struct bpf_redir_neigh nh = {};
+
+		nh.nh_family = fib.family;
+		if (fib.family == AF_INET)
+			nh.ipv4_nh = fib.ipv4_dst; /* the next hop after the lookup */
+		else
+			__builtin_memcpy(nh.ipv6_nh, fib.ipv6_dst, 16);
+		SL_DEBUG(ctx, "fast path: out of %d", fib.ifindex);
+		*verdict = sl_redirect_neigh(skb, ctx, fib.ifindex, &nh, sizeof(nh));
+		return 1;
+	}
+	return 0;
+}
+
+#endif /* SLUICE_BPF_FAST_PATH_H */
