@@ -8,6 +8,10 @@
 #         chain end on cali1/cali2 ingress and egress, then the kernel)
 #   fp    sluiced with conntrack, fast_path = true (established packets are
 #         redirected into the other workload by the conntrack stage)
+#   svc   sluiced with conntrack + nat, fast_path = true, the client talking
+#         to a cluster IP whose one backend is the server: every request is
+#         DNATed and every response reverse-NATed by the nat stage, then
+#         redirected (the NAT fast path)
 #
 # Prints transactions/s per round and mode, then per mode the median, the
 # best run, and the median of the per-round ratios to "none" (each round's
@@ -31,8 +35,8 @@ PIN=${RR_PIN:-same}
 SLUICED=$BUILD/bin/sluiced
 SLUICECTL=$BUILD/bin/sluicectl
 RR=$BUILD/bin/sluice-rr
-for f in "$SLUICED" "$RR" "$BUILD/lib/sluice/plugins/conntrack.so"; do
-  [[ -e $f ]] || { echo "rr_bench: $f is missing (build with the conntrack plugin)" >&2; exit 1; }
+for f in "$SLUICED" "$RR" "$BUILD/lib/sluice/plugins/conntrack.so" "$BUILD/lib/sluice/plugins/nat.so"; do
+  [[ -e $f ]] || { echo "rr_bench: $f is missing (build with the conntrack and nat plugins)" >&2; exit 1; }
 done
 (( EUID == 0 )) || { echo "rr_bench: needs root" >&2; exit 1; }
 
@@ -59,7 +63,18 @@ trap 'exit 130' INT TERM
 
 lab_create "$NS_NODE" "$NS_W1" "$NS_W2" "$NS_EXT"
 
-write_config() { # <fast_path true|false>
+SERVICE_IP=10.96.0.99
+mkdir -p "$WORK/state"
+cat >"$WORK/state/rr.toml" <<TOML
+[[service]]
+name = "rr"
+cluster_ip = "$SERVICE_IP"
+ports = [{ port = 5001, protocol = "tcp" }]
+backends = [{ ip = "10.65.2.2" }]
+TOML
+
+write_config() { # <fast_path true|false> [plugins]
+  local plugins=${2:-'["conntrack"]'}
   cat >"$WORK/sluice.toml" <<TOML
 [node]
 name = "$ID-node"
@@ -69,9 +84,11 @@ instance = "$ID"
 listen = ""
 [plugins]
 dir = "$BUILD/lib/sluice/plugins"
-enabled = ["conntrack"]
+enabled = $plugins
 [plugins.conntrack]
 fast_path = $1
+[state]
+dir = "$WORK/state"
 TOML
 }
 
@@ -82,9 +99,9 @@ stop_daemon() {
   fi
 }
 
-start_daemon() { # <fast_path>
+start_daemon() { # <fast_path> [plugins]
   stop_daemon
-  write_config "$1"
+  write_config "$@"
   local before
   before=$(grep -c "sluiced ready" "$WORK/daemon.log" 2>/dev/null || true)
   nsenter --net="/run/netns/$NS_NODE" "$SLUICED" --config "$WORK/sluice.toml" >>"$WORK/daemon.log" 2>&1 &
@@ -100,7 +117,8 @@ start_daemon() { # <fast_path>
 no_sluice() {
   stop_daemon
   write_config false
-  nsenter --net="/run/netns/$NS_NODE" "$SLUICED" --config "$WORK/sluice.toml" --cleanup >>"$WORK/daemon.log" 2>&1
+  nsenter --net="/run/netns/$NS_NODE" "$SLUICED" --config "$WORK/sluice.toml" --cleanup >>"$WORK/daemon.log" 2>&1 \
+    || { cat "$WORK/daemon.log" >&2; exit 1; }
   if tc -n "$NS_NODE" filter show dev cali1 ingress | grep -q bpf; then
     echo "rr_bench: a filter is still on cali1 after --cleanup" >&2; exit 1
   fi
@@ -120,9 +138,9 @@ ip netns exec "$NS_W2" $(pin server) "$RR" server 10.65.2.2 5001 "$SIZE" >"$WORK
 SERVER_PID=$!
 for _ in $(seq 50); do grep -q listening "$WORK/server.log" 2>/dev/null && break; sleep 0.1; done
 
-measure() { # -> transactions/s
+measure() { # <server address> -> transactions/s
   # shellcheck disable=SC2046
-  ip netns exec "$NS_W1" $(pin client) "$RR" client 10.65.2.2 5001 "$SECONDS_PER_RUN" "$SIZE" |
+  ip netns exec "$NS_W1" $(pin client) "$RR" client "$1" 5001 "$SECONDS_PER_RUN" "$SIZE" |
     awk '{print $6}'
 }
 
@@ -134,29 +152,38 @@ print(sum(r["packets"] for r in json.load(sys.stdin)
 }
 
 declare -A results
-modes=(none ct fp)
+modes=(none ct fp svc)
 echo "# sluice-rr: $ROUNDS rounds x ${SECONDS_PER_RUN}s per mode, ${SIZE}-byte request and response," \
      "one TCP connection per run, $(nproc) CPUs, $(uname -r), pin=$PIN"
-printf '%-6s %12s %12s %12s\n' round none ct fp
+printf '%-6s %12s %12s %12s %12s\n' round none ct fp svc
 for round in $(seq "$ROUNDS"); do
   row=()
   # Rotate the order each round so no mode always runs first.
-  for i in 0 1 2; do
-    mode=${modes[$(( (i + round - 1) % 3 ))]}
+  for i in "${!modes[@]}"; do
+    mode=${modes[$(( (i + round - 1) % ${#modes[@]} ))]}
+    server=10.65.2.2
     case $mode in
       none) no_sluice ;;
       ct) start_daemon false ;;
       fp) start_daemon true ;;
+      svc)
+        start_daemon true '["conntrack", "nat"]'
+        server=$SERVICE_IP
+        for _ in $(seq 50); do
+          grep -q "plugin 'nat' applied" "$WORK/daemon.log" && break
+          sleep 0.1
+        done
+        ;;
     esac
-    results[$mode,$round]=$(measure)
+    results[$mode,$round]=$(measure "$server")
     # The fast path must have carried the run (a broken one would pass
     # everything to the kernel and measure "ct").
-    if [[ $mode == fp ]] && (( $(redirected) < results[fp,$round] )); then
-      echo "rr_bench: the fast path did not carry the fp run ($(redirected) redirects)" >&2; exit 1
+    if [[ $mode == fp || $mode == svc ]] && (( $(redirected) < results[$mode,$round] )); then
+      echo "rr_bench: the fast path did not carry the $mode run ($(redirected) redirects)" >&2; exit 1
     fi
   done
-  printf '%-6s %12s %12s %12s\n' "$round" "${results[none,$round]}" "${results[ct,$round]}" \
-    "${results[fp,$round]}"
+  printf '%-6s %12s %12s %12s %12s\n' "$round" "${results[none,$round]}" "${results[ct,$round]}" \
+    "${results[fp,$round]}" "${results[svc,$round]}"
 done
 stop_daemon
 
@@ -169,6 +196,7 @@ for mode in "${modes[@]}"; do
     none) label="none: no Sluice (kernel forwarding)" ;;
     ct) label="ct: conntrack, fast_path = false" ;;
     fp) label="fp: conntrack, fast_path = true" ;;
+    svc) label="svc: + nat, via a cluster IP, fast" ;;
   esac
   all=$(for r in $(seq "$ROUNDS"); do echo "${results[$mode,$r]}"; done)
   med=$(median <<<"$all")
