@@ -735,6 +735,23 @@ std::size_t flush_udp_flows(int ct_fd, const std::set<GoneBackend>& gone) {
 
 // ---- the plugin -------------------------------------------------------------------------
 
+// Cilium's service loopback address for IPv4; for IPv6 a unique local
+// address of our own. Neither is ever a real peer of a workload.
+constexpr const char* kDefaultHairpinV4 = "169.254.42.1";
+constexpr const char* kDefaultHairpinV6 = "fd5c:1ce:0:42::1";
+
+// The source address hairpin flows get; "" turns hairpin handling off.
+Address read_hairpin_source(const Table& table, std::string_view key, const char* fallback,
+                            std::uint8_t family) {
+  std::string text = table.get_string(key, fallback);
+  if (text.empty()) return Address{};
+  auto a = parse_address(text);
+  if (!a || a->family != family)
+    table.fail(key, "'" + text + "' is not an IPv" + std::to_string(family) +
+                        " address (\"\" turns hairpin source NAT off)");
+  return *a;
+}
+
 // Service-port ids: the lowest free id is reused, so ids stay dense (they
 // index nothing, but small numbers read well in `sluicectl nat dump`).
 class IdPool {
@@ -771,8 +788,10 @@ class NatPlugin final : public sluice::Plugin {
   void configure(const sluice::ConfigSource& source) override {
     sluice::config::PluginTable plugin_table(source);
     const Table& table = plugin_table.table();
-    table.expect_only({"no_backend"});
+    table.expect_only({"no_backend", "hairpin_snat_ipv4", "hairpin_snat_ipv6"});
     reject_ = table.get_choice("no_backend", "reject", {"reject", "drop"}) == "reject";
+    hairpin_v4_ = read_hairpin_source(table, "hairpin_snat_ipv4", kDefaultHairpinV4, 4);
+    hairpin_v6_ = read_hairpin_source(table, "hairpin_snat_ipv6", kDefaultHairpinV6, 6);
   }
 
   std::vector<sluice::StageSpec> stages() const override {
@@ -794,6 +813,8 @@ class NatPlugin final : public sluice::Plugin {
                                std::string(std::strerror(errno)));
     bpf_map__set_max_entries(stage->maps.sl_conntrack, *ct_size);
     stage->rodata->nat_no_backend_reject = reject_ ? 1 : 0;
+    stage->rodata->nat_hairpin_v4 = hairpin_v4_.words[0];
+    for (int i = 0; i < 4; ++i) stage->rodata->nat_hairpin_v6[i] = hairpin_v6_.words[i];
     host.load_bpf("nat stage", [&] { return nat_stage__load(stage.get()); });
     std::lock_guard lock(mutex_);
     stage_ = std::move(stage);
@@ -1089,6 +1110,7 @@ class NatPlugin final : public sluice::Plugin {
 
   mutable std::mutex mutex_;
   bool reject_ = true;
+  Address hairpin_v4_, hairpin_v6_;  // all zero: hairpin not handled
   StageSkeleton stage_;
   std::string node_;
   MapFds maps_;

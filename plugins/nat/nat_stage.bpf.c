@@ -47,8 +47,13 @@
  * ICMP and ICMPv6 errors about NATed flows (conntrack: SL_CT_RELATED) are
  * translated: see nat_icmp_error() and nat_icmp6_error().
  *
+ * Hairpin (a workload reaching itself through its service): the new flow is
+ * also source-NATed to the hairpin address ([plugins.nat] hairpin_snat_*),
+ * marked svc-self, and every packet of it, both ways, is sent straight back
+ * out of the workload's veth (nat_reflect()).
+ *
  * Not done here (yet): forwarding node-port traffic to remote backends (np-fwd, needs encap) and
- * SNAT for it, hairpin (a backend reaching itself through its service), SCTP.
+ * SNAT for it, SCTP.
  */
 #include <linux/in.h>
 #include <linux/if_ether.h>
@@ -116,6 +121,14 @@ struct {
 /* [plugins.nat] no_backend: 1 "reject" (ICMP/ICMPv6 port unreachable to the
  * client), 0 "drop". Set by nat.cpp before load. */
 const volatile __u32 nat_no_backend_reject = 1;
+
+/* [plugins.nat] hairpin_snat_ipv4 / _ipv6: the source a backend sees when it
+ * reaches itself through its service (zero: hairpin not handled). A packet
+ * from an address to the same address would be dropped by the workload's
+ * kernel as a martian, hence the source NAT, as kube-proxy masquerades it
+ * and Cilium uses its service loopback address. Set by nat.cpp before load. */
+const volatile __be32 nat_hairpin_v4 = 0;
+const volatile __be32 nat_hairpin_v6[4] = {};
 
 static __always_inline struct nat_scratch *nat_scratch_get(void)
 {
@@ -284,14 +297,15 @@ static __always_inline struct nat_be_value *nat_pick(const struct sl_pkt_ctx *ct
 /* ---- conntrack entries ----------------------------------------------------------- */
 
 /* Turns the flow conntrack just created for the pre-DNAT tuple (if any) into
- * a NAT_FWD stub and creates its NAT_REV entry on the post-DNAT tuple. */
+ * a NAT_FWD stub and creates its NAT_REV entry on the post-NAT tuple
+ * (post_saddr: the client's address, or the hairpin address). */
 static __always_inline int nat_ct_create(const struct sl_pkt_ctx *ctx, const struct nat_be_value *be,
-					 __u32 ct_flags, int *rev_ba)
+					 const __be32 *post_saddr, __u32 ct_flags, int *rev_ba)
 {
 	struct sl_ct_key fwd_key, rev_key;
 	__u8 family = ctx->l3_proto == ETH_P_IP ? 4 : 6;
 	int pre_ba = sl_ct_key_from_ctx(&fwd_key, ctx);
-	int post_ba = sl_ct_key_fill(&rev_key, family, ctx->ip_proto, ctx->saddr, be->addr,
+	int post_ba = sl_ct_key_fill(&rev_key, family, ctx->ip_proto, post_saddr, be->addr,
 				     ctx->sport, be->port);
 
 	*rev_ba = post_ba;
@@ -703,6 +717,45 @@ static __always_inline int nat_icmp6_error(struct __sk_buff *skb, struct sl_pkt_
 	return 0;
 }
 
+/* ---- hairpin ----------------------------------------------------------------------- */
+
+/* The hairpin source for the packet's family into addr; 0 when none is set. */
+static __always_inline int nat_hairpin_source(const struct sl_pkt_ctx *ctx, __be32 *addr)
+{
+	if (ctx->l3_proto == ETH_P_IP) {
+		if (!nat_hairpin_v4)
+			return 0;
+		addr[0] = nat_hairpin_v4;
+		addr[1] = addr[2] = addr[3] = 0;
+		return 1;
+	}
+	/* Word by word: a memcpy from volatile read-only data loses the volatile. */
+	addr[0] = nat_hairpin_v6[0];
+	addr[1] = nat_hairpin_v6[1];
+	addr[2] = nat_hairpin_v6[2];
+	addr[3] = nat_hairpin_v6[3];
+	return addr[0] | addr[1] | addr[2] | addr[3] ? 1 : 0;
+}
+
+/* Sends a hairpin packet straight back to the workload it came from, with
+ * the Ethernet addresses swapped: not through the host's routing, which
+ * would see a packet from the hairpin address arrive on a workload veth
+ * (reverse-path filtering) and route it back out of the same interface. */
+static __always_inline int nat_reflect(struct __sk_buff *skb, struct sl_pkt_ctx *ctx)
+{
+	__u8 macs[12], swapped[12];
+
+	if (!(ctx->flags & SL_PKT_F_L2))
+		return sl_next(skb, ctx);
+	if (bpf_skb_load_bytes(skb, 0, macs, sizeof(macs)))
+		return sl_drop(skb, ctx, SL_R_MALFORMED_L4_SHORT);
+	__builtin_memcpy(swapped, macs + 6, 6);
+	__builtin_memcpy(swapped + 6, macs, 6);
+	if (bpf_skb_store_bytes(skb, 0, swapped, sizeof(swapped), 0))
+		return sl_drop(skb, ctx, SL_R_MALFORMED_L4_SHORT);
+	return sl_redirect(skb, ctx, ctx->ifindex, 0);
+}
+
 /* ---- the stage -------------------------------------------------------------------- */
 
 static __always_inline int nat_new_flow(struct __sk_buff *skb, struct sl_pkt_ctx *ctx)
@@ -731,12 +784,17 @@ static __always_inline int nat_new_flow(struct __sk_buff *skb, struct sl_pkt_ctx
 	}
 	struct nat_be_value be = *found;
 	__u32 ct_flags = 0;
+	__be32 post_saddr[4];
 
+	__builtin_memcpy(post_saddr, ctx->saddr, sizeof(post_saddr));
 	if (nat_external_traffic(ctx) && (be.flags & NAT_BE_F_LOCAL))
 		ct_flags |= SL_CT_F_EXT_LOCAL;
+	if (!nat_external_traffic(ctx) && nat_addr_eq(be.addr, ctx->saddr) &&
+	    nat_hairpin_source(ctx, post_saddr))
+		ct_flags |= SL_CT_F_SVC_SELF;
 	int rev_ba = 0;
 
-	if (nat_ct_create(ctx, &be, ct_flags, &rev_ba)) {
+	if (nat_ct_create(ctx, &be, post_saddr, ct_flags, &rev_ba)) {
 		/* Without its NAT_REV entry the replies could not be reverse-NATed. */
 		SL_DEBUG(ctx, "NAT: cannot create the conntrack entries");
 		return sl_drop(skb, ctx, SL_R_CT_TABLE_FULL);
@@ -751,6 +809,12 @@ static __always_inline int nat_new_flow(struct __sk_buff *skb, struct sl_pkt_ctx
 	SL_DEBUG(ctx, "NAT: new flow to service %d -> backend %d", fe->id, ordinal);
 	if (nat_rewrite(skb, ctx, 0, be.addr, be.port))
 		return sl_drop(skb, ctx, SL_R_MALFORMED_L4_SHORT);
+	if (ct_flags & SL_CT_F_SVC_SELF) {
+		SL_DEBUG(ctx, "NAT: hairpin, source NAT and back out");
+		if (nat_rewrite(skb, ctx, 1, post_saddr, ctx->sport))
+			return sl_drop(skb, ctx, SL_R_MALFORMED_L4_SHORT);
+		return nat_reflect(skb, ctx);
+	}
 	return sl_next(skb, ctx);
 }
 
@@ -828,6 +892,13 @@ SL_STAGE(nat_stage)
 		__builtin_memcpy(addr, opener_b ? rk.addr_a : rk.addr_b, sizeof(addr));
 		if (nat_rewrite(skb, ctx, 0, addr, port))
 			return sl_drop(skb, ctx, SL_R_MALFORMED_L4_SHORT);
+		if (rev->flags & SL_CT_F_SVC_SELF) {
+			/* The opener's side of the NAT_REV key is the hairpin source. */
+			__builtin_memcpy(addr, opener_b ? rk.addr_b : rk.addr_a, sizeof(addr));
+			if (nat_rewrite(skb, ctx, 1, addr, ctx->sport))
+				return sl_drop(skb, ctx, SL_R_MALFORMED_L4_SHORT);
+			return nat_reflect(skb, ctx);
+		}
 		return nat_established_done(skb, ctx, r);
 	}
 	if (verdict == SL_CT_REPLY) {
@@ -843,6 +914,13 @@ SL_STAGE(nat_stage)
 		SL_DEBUG(ctx, "NAT: reverse NAT of a reply");
 		if (nat_rewrite(skb, ctx, 1, addr, port))
 			return sl_drop(skb, ctx, SL_R_MALFORMED_L4_SHORT);
+		if (rev->flags & SL_CT_F_SVC_SELF) {
+			/* Back to the client's own address and port. */
+			__builtin_memcpy(addr, rev->orig_src, sizeof(addr));
+			if (nat_rewrite(skb, ctx, 0, addr, rev->orig_sport))
+				return sl_drop(skb, ctx, SL_R_MALFORMED_L4_SHORT);
+			return nat_reflect(skb, ctx);
+		}
 		return nat_established_done(skb, ctx, r);
 	}
 	return sl_next(skb, ctx);

@@ -360,11 +360,20 @@ PluginUnderTest Testbed::load_plugin(const std::string& so_path, const std::stri
                 std::to_string(SL_LAYOUT_VERSION));
   if (name != abi->name)
     throw Error(so_path + ": file name must be <name>.so for plugin '" + abi->name + "'");
-  state->plugin.reset(create());
-  state->plugin->configure(ConfigSource{"<test>", config_text, "plugins." + name});
-  state->stages = state->plugin->stages();
-  state->host = std::make_unique<TestHost>(pin_dir(), map_pin_dir(), &state->log);
-  state->plugin->load(*state->host);
+  // A failure unloads the plugin (state's handle) while the exception
+  // unwinds: an exception object whose vtable lives in the plugin would then
+  // crash the test that catches it. Rethrow copies made here instead.
+  try {
+    state->plugin.reset(create());
+    state->plugin->configure(ConfigSource{"<test>", config_text, "plugins." + name});
+    state->stages = state->plugin->stages();
+    state->host = std::make_unique<TestHost>(pin_dir(), map_pin_dir(), &state->log);
+    state->plugin->load(*state->host);
+  } catch (const ConfigError& e) {
+    throw ConfigError(e.file, e.line, e.column, e.key, e.what());
+  } catch (const std::exception& e) {
+    throw std::runtime_error(e.what());
+  }
   return PluginUnderTest(std::move(state));
 }
 

@@ -24,6 +24,14 @@ ports = [{ port = 80, protocol = "tcp", target_port = 8080 }]
 backends = [$1]
 TOML
 }
+# A service whose one backend is w2 itself, for hairpin.
+cat >"$state/self.toml" <<TOML
+[[service]]
+name = "self"
+cluster_ip = "10.96.0.11"
+ports = [{ port = 80, protocol = "tcp", target_port = 8080 }]
+backends = [{ ip = "10.65.2.2" }]
+TOML
 service '{ ip = "10.65.2.2" }, { ip = "10.64.0.2" }'
 
 ip netns exec "$NS_W2" $echo_py serve w2 8080 >/dev/null &
@@ -45,6 +53,14 @@ fp_backend=$(counter cali2 ingress redirected)
 (( fp_client > 0 && fp_backend > 0 )) \
   || fail "NAT flows did not take the fast path: redirected cali1 ingress $fp_client, cali2 ingress $fp_backend"
 echo "ok: fast path for NAT flows: redirected cali1 ingress $fp_client, cali2 ingress $fp_backend"
+
+# Hairpin: w2 reaches itself through its service; it sees the connection
+# come from the hairpin address (169.254.42.1, the default), not from itself.
+ip netns exec "$NS_W2" $echo_py ask 10.96.0.11 80 5 >"$WORK/hairpin"
+grep -q error "$WORK/hairpin" && { cat "$WORK/hairpin"; fail "hairpin connections failed"; }
+assert_eq 5 "$(grep -c '^w2 169.254.42.1$' "$WORK/hairpin")" "hairpin answers seen from 169.254.42.1"
+grep -q svc-self <<<"$(ctl conntrack dump --raw)" || fail "conntrack dump --raw shows no svc-self flow"
+echo "ok: hairpin through 10.96.0.11"
 
 # Remove a backend: new connections only go to the other one.
 service '{ ip = "10.65.2.2" }'

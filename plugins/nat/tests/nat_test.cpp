@@ -863,3 +863,83 @@ TEST(Nat, TheExampleFileIsValidAndMetricsCountIt) {
 }
 
 }  // namespace
+
+// Hairpin: a backend reaching itself through its service. Its packets come
+// back to it from the hairpin address (not from itself, which its kernel
+// would drop as a martian) and leave straight back out of the interface
+// they came in by; its replies become the service's again.
+TEST(Nat, HairpinIsSourceNatedAndReflected) {
+  Bed t;
+  t.apply({{"/state/web.toml", service("web", kVip, 80, backend(kBackend1))}});
+  constexpr const char* kHairpin = "169.254.42.1";  // the default hairpin_snat_ipv4
+
+  Packet syn = tcp(kBackend1, kVip, 41000, 80);
+  RunResult r = t.run(syn, TC_ACT_REDIRECT);
+  EXPECT_EQ(ip4(r.out, 14 + 12), inet_addr(kHairpin));
+  EXPECT_EQ(port_at(r.out, syn.l4_off), 41000);
+  EXPECT_EQ(ip4(r.out, 14 + 16), inet_addr(kBackend1));
+  EXPECT_EQ(port_at(r.out, syn.l4_off + 2), 8080);
+  EXPECT_TRUE(checksums_ok(r.out));
+  // Back to the sender: the Ethernet addresses are swapped.
+  EXPECT_TRUE(std::equal(r.out.begin(), r.out.begin() + 6, syn.bytes.begin() + 6));
+  EXPECT_TRUE(std::equal(r.out.begin() + 6, r.out.begin() + 12, syn.bytes.begin()));
+  bool svc_self = false;
+  for (const auto& [k, v] : t.ct_entries())
+    if (v.type == SL_CT_TYPE_NAT_REV) {
+      svc_self = v.flags & SL_CT_F_SVC_SELF;
+      EXPECT_EQ(v.orig_src[0], inet_addr(kBackend1));
+      EXPECT_EQ(ntohs(v.orig_sport), 41000);
+    }
+  EXPECT_TRUE(svc_self);
+
+  // The backend's answer to the hairpin address: from the service, to its
+  // own client socket.
+  Packet synack = tcp(kBackend1, kHairpin, 8080, 41000, kTcpSyn | kTcpAck);
+  r = t.run(synack, TC_ACT_REDIRECT);
+  EXPECT_EQ(ip4(r.out, 14 + 12), inet_addr(kVip));
+  EXPECT_EQ(port_at(r.out, synack.l4_off), 80);
+  EXPECT_EQ(ip4(r.out, 14 + 16), inet_addr(kBackend1));
+  EXPECT_EQ(port_at(r.out, synack.l4_off + 2), 41000);
+  EXPECT_TRUE(checksums_ok(r.out));
+
+  // The client's next packet: both rewrites again, from the entries.
+  Packet ack = tcp(kBackend1, kVip, 41000, 80, kTcpAck);
+  r = t.run(ack, TC_ACT_REDIRECT);
+  EXPECT_EQ(ip4(r.out, 14 + 12), inet_addr(kHairpin));
+  EXPECT_EQ(ip4(r.out, 14 + 16), inet_addr(kBackend1));
+  EXPECT_EQ(port_at(r.out, ack.l4_off + 2), 8080);
+  EXPECT_TRUE(checksums_ok(r.out));
+
+  // Another client of the same service is not source-NATed.
+  r = t.run(tcp(kClient, kVip, 41001, 80));
+  EXPECT_EQ(ip4(r.out, 14 + 12), inet_addr(kClient));
+}
+
+TEST(Nat, HairpinSourceNatCanBeTurnedOff) {
+  Bed t("hairpin_snat_ipv4 = \"\"\n");
+  t.apply({{"/state/web.toml", service("web", kVip, 80, backend(kBackend1))}});
+  RunResult r = t.run(tcp(kBackend1, kVip, 41000, 80));
+  EXPECT_EQ(ip4(r.out, 14 + 12), inet_addr(kBackend1));
+  EXPECT_EQ(ip4(r.out, 14 + 16), inet_addr(kBackend1));
+}
+
+TEST(Nat, ConfigErrorsArePositioned) {
+  Testbed bed;
+  PluginUnderTest ct = bed.load_plugin(CONNTRACK_PLUGIN, "[plugins.conntrack]\n");
+  auto error_of = [&](const std::string& text) -> sluice::ConfigError {
+    try {
+      bed.load_plugin(NAT_PLUGIN, text);
+    } catch (const sluice::ConfigError& e) {
+      return e;
+    }
+    ADD_FAILURE() << "no error for:\n" << text;
+    return sluice::ConfigError("", 0, 0, "", "");
+  };
+  auto e = error_of("[plugins.nat]\n\nhairpin_snat_ipv4 = \"fd00::1\"\n");
+  EXPECT_EQ(e.line, 3u);
+  EXPECT_EQ(e.key, "plugins.nat.hairpin_snat_ipv4");
+  EXPECT_NE(std::string(e.what()).find("not an IPv4 address"), std::string::npos) << e.what();
+  e = error_of("[plugins.nat]\nno_backend = \"ignore\"\n");
+  EXPECT_EQ(e.line, 2u);
+  EXPECT_EQ(e.key, "plugins.nat.no_backend");
+}

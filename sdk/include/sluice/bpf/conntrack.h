@@ -112,6 +112,8 @@ enum sl_ct_state {
 #define SL_CT_F_NP_FWD (1u << 2)    /* "np-fwd": node port forwarded to a remote backend (tun_ip) */
 #define SL_CT_F_EXT_LOCAL (1u << 6) /* "ext-local": external client, local backend */
 #define SL_CT_F_BA (1u << 8)        /* "B-A": side B opened the flow */
+#define SL_CT_F_SVC_SELF (1u << 10) /* "svc-self": hairpin, a backend reaching itself through
+				     * its service: source NATed too (NAT_REV orig_src/sport) */
 #define SL_CT_F_MIDSTREAM (1u << 16) /* "midstream": TCP picked up without its SYN */
 
 /* Leg flags (legs[i].flags). */
