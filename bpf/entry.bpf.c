@@ -59,6 +59,9 @@ static __always_inline int parse_l4(struct __sk_buff *skb, struct sl_pkt_ctx *ct
 	case IPPROTO_UDP:
 		need = sizeof(struct udphdr);
 		break;
+	case IPPROTO_SCTP:
+		need = 12; /* common header: ports, verification tag, CRC32c */
+		break;
 	case IPPROTO_ICMP:
 	case IPPROTO_ICMPV6:
 		need = 8;
@@ -99,7 +102,7 @@ static __always_inline int parse_l4(struct __sk_buff *skb, struct sl_pkt_ctx *ct
 		ctx->sport = *(__be16 *)&l4[0];
 		ctx->dport = *(__be16 *)&l4[2];
 		ctx->tcp_flags = l4[13];
-	} else if (ctx->ip_proto == IPPROTO_UDP) {
+	} else if (ctx->ip_proto == IPPROTO_UDP || ctx->ip_proto == IPPROTO_SCTP) {
 		ctx->sport = *(__be16 *)&l4[0];
 		ctx->dport = *(__be16 *)&l4[2];
 	} else {

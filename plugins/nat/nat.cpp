@@ -82,8 +82,16 @@ std::string endpoint_text(std::uint8_t family, const __be32* words, __be16 port)
   return a + ":" + std::to_string(ntohs(port));
 }
 
+struct Prefix {
+  Address addr;
+  std::uint8_t length = 0;
+};
+
 std::string proto_text(int proto) {
-  return proto == IPPROTO_TCP ? "tcp" : proto == IPPROTO_UDP ? "udp" : std::to_string(proto);
+  return proto == IPPROTO_TCP    ? "tcp"
+         : proto == IPPROTO_UDP  ? "udp"
+         : proto == IPPROTO_SCTP ? "sctp"
+                                 : std::to_string(proto);
 }
 
 // ---- the desired state of one service, as read from a file --------------------------
@@ -120,7 +128,9 @@ struct ServiceSpec {
   Position at;  // the [[service]] table
   std::optional<Address> cluster_ip;
   std::vector<Address> external_ips, load_balancer_ips;
+  std::vector<Prefix> source_ranges;  // load_balancer_source_ranges
   bool external_local = false;
+  bool internal_local = false;
   bool affinity = false;
   std::uint32_t affinity_timeout = 10800;
   std::vector<PortSpec> ports;
@@ -150,9 +160,43 @@ std::vector<Address> read_address_list(const Table& table, std::string_view key)
   return out;
 }
 
+// "10.0.0.0/8", "2001:db8::/32"; a bare address is a host prefix.
+std::vector<Prefix> read_prefix_list(const Table& table, std::string_view key) {
+  std::vector<Prefix> out;
+  const toml::node* node = table.node(key);
+  if (!node) return out;
+  if (!node->is_array()) table.fail_at(node, key, "expected a list of CIDR prefixes");
+  for (const toml::node& item : *node->as_array()) {
+    if (!item.is_string()) table.fail_at(&item, key, "expected a CIDR prefix (a string)");
+    std::string text(item.as_string()->get());
+    auto slash = text.find('/');
+    auto a = parse_address(text.substr(0, slash));
+    if (!a) table.fail_at(&item, key, "'" + text + "' is not a CIDR prefix like 10.0.0.0/8");
+    Prefix p{*a, static_cast<std::uint8_t>(a->family == 4 ? 32 : 128)};
+    if (slash != std::string::npos) {
+      const std::string len = text.substr(slash + 1);
+      int value = -1;
+      if (!len.empty() && len.size() <= 3 &&
+          std::all_of(len.begin(), len.end(), [](char c) { return c >= '0' && c <= '9'; }))
+        value = std::stoi(len);
+      if (value < 0 || value > p.length)
+        table.fail_at(&item, key, "'" + text + "': the prefix length must be 0-" +
+                                      std::to_string(p.length));
+      p.length = static_cast<std::uint8_t>(value);
+    }
+    // Host bits are cleared, so "10.1.2.3/8" means 10.0.0.0/8.
+    auto* bytes = reinterpret_cast<std::uint8_t*>(p.addr.words.data());
+    for (int bit = p.length; bit < (a->family == 4 ? 32 : 128); ++bit)
+      bytes[bit / 8] &= static_cast<std::uint8_t>(~(0x80u >> (bit % 8)));
+    out.push_back(p);
+  }
+  return out;
+}
+
 ServiceSpec parse_service(const Table& t) {
   t.expect_only({"name", "namespace", "cluster_ip", "ports", "external_ips", "load_balancer_ips",
-                 "external_traffic_policy", "session_affinity", "session_affinity_timeout",
+                 "load_balancer_source_ranges", "external_traffic_policy",
+                 "internal_traffic_policy", "session_affinity", "session_affinity_timeout",
                  "backends"});
   ServiceSpec s;
   s.at = position_of(t, nullptr, "");
@@ -165,8 +209,14 @@ ServiceSpec parse_service(const Table& t) {
   if (const toml::node* n = t.node("cluster_ip")) s.cluster_ip = read_address(t, *n, "cluster_ip");
   s.external_ips = read_address_list(t, "external_ips");
   s.load_balancer_ips = read_address_list(t, "load_balancer_ips");
+  s.source_ranges = read_prefix_list(t, "load_balancer_source_ranges");
+  if (!s.source_ranges.empty() && s.load_balancer_ips.empty())
+    t.fail("load_balancer_source_ranges",
+           "limits who may reach the load_balancer_ips, and the service has none");
   s.external_local =
       t.get_choice("external_traffic_policy", "cluster", {"cluster", "local"}) == "local";
+  s.internal_local =
+      t.get_choice("internal_traffic_policy", "cluster", {"cluster", "local"}) == "local";
   s.affinity = t.get_choice("session_affinity", "none", {"none", "client_ip"}) == "client_ip";
   s.affinity_timeout =
       static_cast<std::uint32_t>(t.get_int("session_affinity_timeout", 10800, 1, 86400));
@@ -182,10 +232,20 @@ ServiceSpec parse_service(const Table& t) {
     PortSpec port;
     if (!p.has("port")) p.fail_at(nullptr, "port", "a port needs port = <1-65535>");
     port.port = static_cast<std::uint16_t>(p.get_int("port", 0, 1, 65535));
-    std::string proto = p.get_choice("protocol", "tcp", {"tcp", "udp", "TCP", "UDP"});
-    port.proto = (proto == "udp" || proto == "UDP") ? IPPROTO_UDP : IPPROTO_TCP;
+    std::string proto =
+        p.get_choice("protocol", "tcp", {"tcp", "udp", "sctp", "TCP", "UDP", "SCTP"});
+    port.proto = (proto == "udp" || proto == "UDP")     ? IPPROTO_UDP
+                 : (proto == "sctp" || proto == "SCTP") ? IPPROTO_SCTP
+                                                        : IPPROTO_TCP;
     port.target_port = static_cast<std::uint16_t>(p.get_int("target_port", port.port, 1, 65535));
     port.node_port = static_cast<std::uint16_t>(p.get_int("node_port", 0, 1, 65535));
+    // See nat_rewrite(): an SCTP port change would need the whole CRC32c.
+    if (port.proto == IPPROTO_SCTP && port.target_port != port.port)
+      p.fail("target_port", "an SCTP port cannot be translated (its CRC32c covers the ports): "
+                            "give target_port = port");
+    if (port.proto == IPPROTO_SCTP && port.node_port)
+      p.fail("node_port", "an SCTP port cannot be translated (its CRC32c covers the ports), so "
+                          "SCTP services have no node ports");
     port.name = p.get_string("name", std::to_string(port.port) + "/" + proto_text(port.proto));
     if (!seen_ports.insert({port.port, port.proto}).second)
       p.fail("port", "port " + std::to_string(port.port) + "/" + proto_text(port.proto) +
@@ -205,6 +265,9 @@ ServiceSpec parse_service(const Table& t) {
     if (!ip) b.fail_at(nullptr, "ip", "a backend needs ip = \"<address>\"");
     be.ip = read_address(b, *ip, "ip");
     if (b.has("port")) {
+      for (const auto& p : s.ports)
+        if (p.proto == IPPROTO_SCTP)
+          b.fail("port", "an SCTP service keeps its port: backends take no port of their own");
       if (s.ports.size() > 1)
         b.fail("port", "a service with several ports sets target_port per port, not a port "
                        "per backend");
@@ -233,6 +296,9 @@ ServiceSpec parse_service(const Table& t) {
   for (const auto& a : s.load_balancer_ips)
     check_family(a, position_of(t, t.node("load_balancer_ips"), "load_balancer_ips"));
   for (const auto& b : s.backends) check_family(b.ip, b.at);
+  for (const auto& r : s.source_ranges)
+    check_family(r.addr, position_of(t, t.node("load_balancer_source_ranges"),
+                                     "load_balancer_source_ranges"));
   bool any_node_port = false;
   for (const auto& p : s.ports) any_node_port = any_node_port || p.node_port;
   if (!s.cluster_ip && s.external_ips.empty() && s.load_balancer_ips.empty() && !any_node_port)
@@ -261,16 +327,23 @@ struct FeKey {
 bool same(const nat_fe_value& a, const nat_fe_value& b) { return !std::memcmp(&a, &b, sizeof(a)); }
 bool same(const nat_be_value& a, const nat_be_value& b) { return !std::memcmp(&a, &b, sizeof(a)); }
 
+struct RangeKey {
+  nat_src_range_key key{};
+  bool operator<(const RangeKey& o) const { return std::memcmp(&key, &o.key, sizeof(key)) < 0; }
+  bool operator==(const RangeKey& o) const { return std::memcmp(&key, &o.key, sizeof(key)) == 0; }
+};
+
 // The entries of one service port (one service id).
 struct PortEntries {
   std::uint32_t id = 0;
   std::string label;  // "namespace/name:port-name"
   std::map<FeKey, nat_fe_value> frontends;
   std::vector<nat_be_value> backends;  // by ordinal
+  std::set<RangeKey> source_ranges;    // nat_src_ranges keys of this id
   std::uint32_t ready = 0, terminating = 0, not_ready = 0;
   bool operator==(const PortEntries& o) const {
     if (id != o.id || frontends.size() != o.frontends.size() ||
-        backends.size() != o.backends.size())
+        backends.size() != o.backends.size() || source_ranges != o.source_ranges)
       return false;
     for (auto a = frontends.begin(), b = o.frontends.begin(); a != frontends.end(); ++a, ++b)
       if (!(a->first == b->first) || !same(a->second, b->second)) return false;
@@ -303,10 +376,12 @@ std::vector<std::pair<FeKey, std::uint32_t>> frontends_of(const ServiceSpec& s,
   else if (!s.external_ips.empty()) family = s.external_ips[0].family;
   else if (!s.load_balancer_ips.empty()) family = s.load_balancer_ips[0].family;
   else if (!s.backends.empty()) family = s.backends[0].ip.family;
-  if (s.cluster_ip) add(family, s.cluster_ip->words.data(), p.port, 0);
+  if (s.cluster_ip)
+    add(family, s.cluster_ip->words.data(), p.port, s.internal_local ? NAT_FE_F_INTERNAL_LOCAL : 0);
   for (const auto& a : s.external_ips) add(family, a.words.data(), p.port, NAT_FE_F_EXTERNAL);
   for (const auto& a : s.load_balancer_ips)
-    add(family, a.words.data(), p.port, NAT_FE_F_EXTERNAL);
+    add(family, a.words.data(), p.port,
+        NAT_FE_F_EXTERNAL | (s.source_ranges.empty() ? 0 : NAT_FE_F_SOURCE_RANGES));
   if (p.node_port) add(family, nullptr, p.node_port, NAT_FE_F_EXTERNAL | NAT_FE_F_NODE_PORT);
   return out;
 }
@@ -340,6 +415,13 @@ PortEntries entries_of(const ServiceSpec& s, const PortSpec& p, std::uint32_t id
   for (const auto& b : s.backends) {
     if (b.terminating) ++e.terminating;
     else if (!b.ready) ++e.not_ready;
+  }
+  for (const auto& r : s.source_ranges) {
+    RangeKey k;
+    k.key.prefixlen = 32u + r.length;
+    k.key.id = id;
+    std::memcpy(k.key.addr, r.addr.words.data(), sizeof(k.key.addr));
+    e.source_ranges.insert(k);
   }
   for (const auto& [key, kind] : frontends_of(s, p)) {
     nat_fe_value v{};
@@ -395,13 +477,17 @@ void map_each(int fd, Fn&& fn) {
 }
 
 struct MapFds {
-  int frontends = -1, backends = -1, affinity = -1, services = -1;
+  int frontends = -1, backends = -1, affinity = -1, services = -1, src_ranges = -1;
 };
 
 // Writes what differs between `old` (nullptr: nothing applied) and `now`
 // (nullptr: remove). Order keeps every frontend pointing at written backends.
 void apply_port(const MapFds& maps, const PortEntries* old, const PortEntries* now) {
+  static const std::uint8_t kAllowed = 1;
   if (now) {
+    for (const auto& range : now->source_ranges)
+      if (!old || !old->source_ranges.count(range))
+        map_put(maps.src_ranges, NAT_MAP_SRC_RANGES, range.key, kAllowed);
     for (std::uint32_t i = 0; i < now->backends.size(); ++i)
       if (!old || old->id != now->id || i >= old->backends.size() ||
           !same(old->backends[i], now->backends[i]))
@@ -420,6 +506,9 @@ void apply_port(const MapFds& maps, const PortEntries* old, const PortEntries* n
   if (old) {
     for (const auto& [key, value] : old->frontends)
       if (!now || !now->frontends.count(key)) map_del(maps.frontends, NAT_MAP_FRONTENDS, key.key);
+    for (const auto& range : old->source_ranges)
+      if (!now || !now->source_ranges.count(range))
+        map_del(maps.src_ranges, NAT_MAP_SRC_RANGES, range.key);
     std::uint32_t keep = now && now->id == old->id ? static_cast<std::uint32_t>(now->backends.size()) : 0;
     for (std::uint32_t i = keep; i < old->backends.size(); ++i)
       map_del(maps.backends, NAT_MAP_BACKENDS, nat_be_key{old->id, i});
@@ -443,6 +532,8 @@ std::vector<std::string> fe_flag_names(std::uint32_t flags) {
   if (flags & NAT_FE_F_AFFINITY) out.emplace_back("affinity");
   if (flags & NAT_FE_F_EXTERNAL) out.emplace_back("external");
   if (flags & NAT_FE_F_NODE_PORT) out.emplace_back("node-port");
+  if (flags & NAT_FE_F_INTERNAL_LOCAL) out.emplace_back("internal-local");
+  if (flags & NAT_FE_F_SOURCE_RANGES) out.emplace_back("source-ranges");
   return out;
 }
 
@@ -823,6 +914,7 @@ class NatPlugin final : public sluice::Plugin {
     maps_.backends = bpf_map__fd(stage_->maps.nat_backends);
     maps_.affinity = bpf_map__fd(stage_->maps.nat_affinity);
     maps_.services = bpf_map__fd(stage_->maps.nat_services);
+    maps_.src_ranges = bpf_map__fd(stage_->maps.nat_src_ranges);
     // Re-adopt the ids a previous run gave to service ports (they are pinned
     // with their names), so a restart rewrites every entry with the value it
     // already has instead of renumbering under live traffic.
@@ -844,6 +936,7 @@ class NatPlugin final : public sluice::Plugin {
       bpf_map__unpin(stage_->maps.nat_backends, nullptr);
       bpf_map__unpin(stage_->maps.nat_affinity, nullptr);
       bpf_map__unpin(stage_->maps.nat_services, nullptr);
+      bpf_map__unpin(stage_->maps.nat_src_ranges, nullptr);
     }
   }
 
@@ -936,29 +1029,35 @@ class NatPlugin final : public sluice::Plugin {
 
     // The maps must hold the result: a change that would fill them is refused
     // before anything is written (counts kept incrementally).
-    std::int64_t fe_delta = 0, be_delta = 0;
+    std::int64_t fe_delta = 0, be_delta = 0, range_delta = 0;
     const ServiceSpec* grown = nullptr;
     for (const auto& key : changed) {
-      std::int64_t fe = 0, be = 0;
+      std::int64_t fe = 0, be = 0, ranges = 0;
       if (auto it = desired.find(key); it != desired.end())
         for (const auto& [label, e] : it->second) {
           fe += static_cast<std::int64_t>(e.frontends.size());
           be += static_cast<std::int64_t>(e.backends.size());
+          ranges += static_cast<std::int64_t>(e.source_ranges.size());
         }
       if (auto it = applied_.find(key); it != applied_.end())
         for (const auto& [label, e] : it->second) {
           fe -= static_cast<std::int64_t>(e.frontends.size());
           be -= static_cast<std::int64_t>(e.backends.size());
+          ranges -= static_cast<std::int64_t>(e.source_ranges.size());
         }
-      if ((fe > 0 || be > 0) && !grown) grown = now_declared.at(key);
+      if ((fe > 0 || be > 0 || ranges > 0) && !grown) grown = now_declared.at(key);
       fe_delta += fe;
       be_delta += be;
+      range_delta += ranges;
     }
-    if (grown && (fe_total_ + fe_delta > NAT_MAX_FRONTENDS || be_total_ + be_delta > NAT_MAX_BACKENDS))
+    if (grown && (fe_total_ + fe_delta > NAT_MAX_FRONTENDS || be_total_ + be_delta > NAT_MAX_BACKENDS ||
+                  range_total_ + range_delta > NAT_MAX_SRC_RANGES))
       fail(grown->at, "the services would need " + std::to_string(fe_total_ + fe_delta) +
-                          " frontends and " + std::to_string(be_total_ + be_delta) +
-                          " backend entries; the maps hold " + std::to_string(NAT_MAX_FRONTENDS) +
-                          " and " + std::to_string(NAT_MAX_BACKENDS));
+                          " frontends, " + std::to_string(be_total_ + be_delta) +
+                          " backend entries and " + std::to_string(range_total_ + range_delta) +
+                          " source ranges; the maps hold " + std::to_string(NAT_MAX_FRONTENDS) +
+                          ", " + std::to_string(NAT_MAX_BACKENDS) + " and " +
+                          std::to_string(NAT_MAX_SRC_RANGES));
 
     // 3. Apply, service by service; unchanged ports are not touched.
     ids_.insert(new_ids.begin(), new_ids.end());
@@ -1006,6 +1105,7 @@ class NatPlugin final : public sluice::Plugin {
     }
     fe_total_ += fe_delta;
     be_total_ += be_delta;
+    range_total_ += range_delta;
     if (change.full && !swept_) sweep_stale();
     swept_ = true;
   }
@@ -1077,8 +1177,10 @@ class NatPlugin final : public sluice::Plugin {
     std::set<FeKey> want_fe;
     std::set<std::pair<std::uint32_t, std::uint32_t>> want_be;
     std::set<std::uint32_t> want_ids;
+    std::set<RangeKey> want_ranges;
     for (const auto& [key, ports] : applied_)
       for (const auto& [label, e] : ports) {
+        want_ranges.insert(e.source_ranges.begin(), e.source_ranges.end());
         for (const auto& [fe, v] : e.frontends) want_fe.insert(fe);
         for (std::uint32_t i = 0; i < e.backends.size(); ++i) want_be.insert({e.id, i});
         want_ids.insert(e.id);
@@ -1098,6 +1200,12 @@ class NatPlugin final : public sluice::Plugin {
       if (!want_ids.count(id)) ids_gone.push_back(id);
     });
     for (auto id : ids_gone) map_del(maps_.services, NAT_MAP_SERVICES, id);
+    std::vector<nat_src_range_key> ranges_gone;
+    map_each<nat_src_range_key, std::uint8_t>(
+        maps_.src_ranges, [&](const nat_src_range_key& k, const std::uint8_t&) {
+          if (!want_ranges.count(RangeKey{k})) ranges_gone.push_back(k);
+        });
+    for (const auto& k : ranges_gone) map_del(maps_.src_ranges, NAT_MAP_SRC_RANGES, k);
     for (auto it = ids_.begin(); it != ids_.end();) {
       if (want_ids.count(it->second)) {
         ++it;
@@ -1121,7 +1229,7 @@ class NatPlugin final : public sluice::Plugin {
   IdPool free_ids_;                                         // ids not in ids_
   std::map<FeKey, std::string> fe_owner_;                   // frontend -> service key
   std::map<std::string, std::string> service_file_;         // service key -> file
-  std::int64_t fe_total_ = 0, be_total_ = 0;                // entries in applied_
+  std::int64_t fe_total_ = 0, be_total_ = 0, range_total_ = 0;  // entries in applied_
 };
 
 }  // namespace

@@ -8,6 +8,7 @@
  *   nat_backends   HASH      {service id, ordinal}        -> backend
  *   nat_affinity   LRU_HASH  {service id, client addr}    -> backend, last use
  *   nat_services   HASH      service id                   -> "namespace/name:port"
+ *   nat_src_ranges LPM_TRIE  {service id, client prefix}  -> 1 (allowed)
  *
  * A service id names one port of one service; every frontend of that port
  * (cluster IP, external IPs, load-balancer IPs, node port) carries the same
@@ -20,6 +21,11 @@
  * frontend): O(1) whatever the number of services or backends. Existing
  * flows never look at these maps again: the conntrack NAT_FWD/NAT_REV pair
  * holds the backend.
+ *
+ * A load-balancer IP frontend of a service with load_balancer_source_ranges
+ * carries NAT_FE_F_SOURCE_RANGES: a new flow to it is admitted only when its
+ * client address matches one of the id's prefixes in nat_src_ranges (the id
+ * is the key's first 32 bits, so one longest-prefix lookup answers it).
  *
  * Node ports are frontends with the wildcard address (all zeros) of their
  * family; the stage looks them up only for traffic arriving on data
@@ -34,16 +40,18 @@
 #define NAT_MAP_BACKENDS "nat_backends"
 #define NAT_MAP_AFFINITY "nat_affinity"
 #define NAT_MAP_SERVICES "nat_services"
+#define NAT_MAP_SRC_RANGES "nat_src_ranges"
 
 #define NAT_MAX_FRONTENDS 65536u
 #define NAT_MAX_BACKENDS 262144u
 #define NAT_MAX_AFFINITY 65536u
 #define NAT_MAX_SERVICES 65536u
+#define NAT_MAX_SRC_RANGES 65536u
 
 struct nat_fe_key {
 	__be32 addr[4]; /* IPv4 in [0]; all zero: node port (any local address) */
 	__be16 port;
-	__u8 proto;     /* IPPROTO_TCP / IPPROTO_UDP */
+	__u8 proto;     /* IPPROTO_TCP / IPPROTO_UDP / IPPROTO_SCTP */
 	__u8 family;    /* 4 or 6 */
 }; /* 20 bytes */
 
@@ -52,6 +60,8 @@ struct nat_fe_key {
 #define NAT_FE_F_AFFINITY (1u << 1)       /* session_affinity = client_ip */
 #define NAT_FE_F_EXTERNAL (1u << 2)       /* external IP, load-balancer IP or node port */
 #define NAT_FE_F_NODE_PORT (1u << 3)      /* the wildcard node-port frontend */
+#define NAT_FE_F_INTERNAL_LOCAL (1u << 4) /* internal_traffic_policy = local (cluster IP only) */
+#define NAT_FE_F_SOURCE_RANGES (1u << 5)  /* load-balancer IP with source ranges */
 
 struct nat_fe_value {
 	__u32 id;               /* service id (one port of one service) */
@@ -98,5 +108,12 @@ struct nat_service_name {
 	char name[NAT_SERVICE_NAME_LEN]; /* "namespace/name:port/proto" */
 	__u32 reserved[2];
 }; /* 128 bytes */
+
+/* LPM trie key: prefixlen counts from `id` on (32 + the client prefix). */
+struct nat_src_range_key {
+	__u32 prefixlen;
+	__u32 id;       /* network order is not needed: matched whole */
+	__be32 addr[4]; /* IPv4 in [0] */
+}; /* 24 bytes */
 
 #endif /* SLUICE_PLUGIN_NAT_LAYOUT_H */

@@ -100,6 +100,15 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } nat_services SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, NAT_MAX_SRC_RANGES);
+	__type(key, struct nat_src_range_key);
+	__type(value, __u8);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} nat_src_ranges SEC(".maps");
+
 /* Room for the conntrack values nat_ct_create() builds (the stack is
  * too small for both next to the rest). */
 struct nat_scratch {
@@ -150,7 +159,7 @@ static __always_inline __u32 nat_csum_off(const struct sl_pkt_ctx *ctx)
 
 /* Replaces the source (is_src) or destination address and port of the
  * packet, fixing the IPv4 header checksum and the TCP/UDP checksum
- * (pseudo-header included). BPF_F_MARK_MANGLED_0 keeps a zero UDP checksum
+ * (pseudo-header included; SCTP: addresses only). BPF_F_MARK_MANGLED_0 keeps a zero UDP checksum
  * (IPv4: "no checksum") zero and turns a computed zero into 0xffff. */
 static __always_inline int nat_rewrite(struct __sk_buff *skb, struct sl_pkt_ctx *ctx, int is_src,
 				       const __be32 *addr, __be16 port)
@@ -160,7 +169,14 @@ static __always_inline int nat_rewrite(struct __sk_buff *skb, struct sl_pkt_ctx 
 	__be32 *cur_addr = is_src ? ctx->saddr : ctx->daddr;
 	__be16 cur_port = is_src ? ctx->sport : ctx->dport;
 	__u32 port_off = ctx->l4_off + (is_src ? 0 : 2);
-	int later = ctx->flags & SL_PKT_F_LATER_FRAGMENT;
+	/* SCTP's CRC32c covers no pseudo-header (addresses change freely) but
+	 * does cover the ports, which BPF cannot re-sum incrementally: its
+	 * services never change ports (nat.cpp refuses such a service). */
+	int sctp = ctx->ip_proto == IPPROTO_SCTP;
+	int later = (ctx->flags & SL_PKT_F_LATER_FRAGMENT) || sctp;
+
+	if (sctp && cur_port != port)
+		return -1;
 
 	if (ctx->l3_proto == ETH_P_IP) {
 		__u32 addr_off = ctx->l3_off + (is_src ? 12 : 16);
@@ -252,6 +268,8 @@ static __always_inline struct nat_be_value *nat_pick(const struct sl_pkt_ctx *ct
 	__u64 now = 0;
 
 	if ((fe->flags & NAT_FE_F_EXTERNAL_LOCAL) && nat_external_traffic(ctx))
+		n = fe->local;
+	if ((fe->flags & NAT_FE_F_INTERNAL_LOCAL) && !nat_external_traffic(ctx))
 		n = fe->local;
 	if (n == 0 || n > fe->count)
 		return NULL;
@@ -774,6 +792,16 @@ static __always_inline int nat_new_flow(struct __sk_buff *skb, struct sl_pkt_ctx
 	}
 	if (!fe)
 		return sl_next(skb, ctx);
+	if (fe->flags & NAT_FE_F_SOURCE_RANGES) {
+		struct nat_src_range_key rk = {.prefixlen = 32 + (fk.family == 4 ? 32 : 128),
+					       .id = fe->id};
+
+		__builtin_memcpy(rk.addr, ctx->saddr, sizeof(rk.addr));
+		if (!bpf_map_lookup_elem(&nat_src_ranges, &rk)) {
+			SL_DEBUG(ctx, "NAT: client not in service %d's source ranges", fe->id);
+			return sl_drop(skb, ctx, SL_R_LB_SOURCE_RANGE);
+		}
+	}
 
 	__u32 ordinal = 0;
 	struct nat_be_value *found = nat_pick(ctx, fe, &ordinal);
@@ -840,7 +868,8 @@ SL_STAGE(nat_stage)
 			return sl_drop(skb, ctx, SL_R_MALFORMED_L4_SHORT);
 		return sl_next(skb, ctx);
 	}
-	if (ctx->ip_proto != IPPROTO_TCP && ctx->ip_proto != IPPROTO_UDP)
+	if (ctx->ip_proto != IPPROTO_TCP && ctx->ip_proto != IPPROTO_UDP &&
+	    ctx->ip_proto != IPPROTO_SCTP)
 		return sl_next(skb, ctx);
 	if (ctx->flags & SL_PKT_F_LATER_FRAGMENT)
 		return sl_next(skb, ctx); /* no ports: not NATed (see the README) */

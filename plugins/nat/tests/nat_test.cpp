@@ -800,7 +800,7 @@ TEST(Nat, BadFileIsRejectedWholeWithItsPosition) {
   } catch (const sluice::ConfigError& e) {
     EXPECT_EQ(e.file, "/state/big.toml");
     EXPECT_EQ(e.line, 1u);
-    EXPECT_NE(std::string(e.what()).find("the maps hold 65536 and 262144"), std::string::npos)
+    EXPECT_NE(std::string(e.what()).find("the maps hold 65536, 262144 and 65536"), std::string::npos)
         << e.what();
   }
   EXPECT_EQ(snapshot(t), before);
@@ -942,4 +942,122 @@ TEST(Nat, ConfigErrorsArePositioned) {
   e = error_of("[plugins.nat]\nno_backend = \"ignore\"\n");
   EXPECT_EQ(e.line, 2u);
   EXPECT_EQ(e.key, "plugins.nat.no_backend");
+}
+
+TEST(Nat, InternalTrafficPolicyLocalUsesOnlyLocalBackends) {
+  Bed t;
+  t.apply({{"/state/web.toml",
+            service("web", kVip, 80,
+                    backend(kBackend1, ", node = \"other\"") +
+                        backend(kBackend2, ", node = \"testbed\""),
+                    "external_ips = [\"192.0.2.10\"]\ninternal_traffic_policy = \"local\"\n")},
+           {"/state/remote.toml",
+            service("remote", "10.96.0.20", 80, backend(kBackend3, ", node = \"other\""),
+                    "internal_traffic_policy = \"local\"\n")}});
+  for (std::uint16_t sport = 30000; sport < 30030; ++sport)
+    EXPECT_EQ(t.backend_for(sport), kBackend2);
+  // No local backend: refused, as kube-proxy drops it.
+  RunResult r = t.run(tcp(kClient, "10.96.0.20", 30000, 80), TC_ACT_REDIRECT);
+  EXPECT_EQ(r.reason, SL_R_NO_BACKEND);
+  // External traffic (to the external IP) still uses every backend.
+  t.bed.load_entry(SL_ROLE_DATA);
+  std::set<std::string> chosen;
+  for (std::uint16_t sport = 30000; sport < 30060; ++sport)
+    chosen.insert(t.backend_for(sport, "198.51.100.7", "192.0.2.10"));
+  EXPECT_EQ(chosen.size(), 2u);
+}
+
+TEST(Nat, LoadBalancerSourceRangesAdmitOnlyTheirClients) {
+  Bed t;
+  t.apply({{"/state/lb.toml",
+            service("lb", kVip, 80, backend(kBackend1),
+                    "load_balancer_ips = [\"192.0.2.50\"]\n"
+                    "load_balancer_source_ranges = [\"198.51.100.0/24\", \"203.0.113.7\"]\n")}});
+  t.bed.load_entry(SL_ROLE_DATA);
+  EXPECT_EQ(t.backend_for(30000, "198.51.100.7", "192.0.2.50"), kBackend1);
+  EXPECT_EQ(t.backend_for(30001, "203.0.113.7", "192.0.2.50"), kBackend1);
+  RunResult r = t.run(tcp("203.0.113.8", "192.0.2.50", 30002, 80), TC_ACT_SHOT);
+  EXPECT_EQ(r.reason, SL_R_LB_SOURCE_RANGE);
+  // The cluster IP is not limited.
+  EXPECT_EQ(t.backend_for(30003, "203.0.113.8"), kBackend1);
+  std::string out;
+  t.cli({"nat", "dump"}, {}, out);
+  EXPECT_NE(out.find("source-ranges"), std::string::npos) << out;
+
+  // Ranges follow edits: the /24 goes, its clients are refused.
+  t.apply({{"/state/lb.toml",
+            service("lb", kVip, 80, backend(kBackend1),
+                    "load_balancer_ips = [\"192.0.2.50\"]\n"
+                    "load_balancer_source_ranges = [\"203.0.113.7/32\"]\n")}});
+  r = t.run(tcp("198.51.100.7", "192.0.2.50", 30004, 80), TC_ACT_SHOT);
+  EXPECT_EQ(r.reason, SL_R_LB_SOURCE_RANGE);
+  EXPECT_EQ((t.dump<nat_src_range_key, std::uint8_t>(NAT_MAP_SRC_RANGES).size()), 1u);
+  // ...and go with their service.
+  t.apply({}, {"/state/lb.toml"});
+  EXPECT_TRUE((t.dump<nat_src_range_key, std::uint8_t>(NAT_MAP_SRC_RANGES).empty()));
+}
+
+TEST(Nat, SctpServiceIsDnatedWithoutTouchingItsPorts) {
+  Bed t;
+  t.apply({{"/state/sctp.toml",
+            "[[service]]\nname = \"sig\"\ncluster_ip = \"10.96.0.40\"\n"
+            "ports = [{ port = 3868, protocol = \"sctp\" }]\n"
+            "backends = [{ ip = \"10.65.0.2\" }]\n"}});
+  auto sctp = [](const char* src, const char* dst, std::uint16_t sport, std::uint16_t dport) {
+    // Common header (ports, verification tag, CRC32c) + one chunk's worth.
+    Bytes l4 = {static_cast<std::uint8_t>(sport >> 8), static_cast<std::uint8_t>(sport),
+                static_cast<std::uint8_t>(dport >> 8), static_cast<std::uint8_t>(dport),
+                0x11, 0x22, 0x33, 0x44, 0xde, 0xad, 0xbe, 0xef};
+    l4.resize(l4.size() + 20, 0x01);
+    return PacketBuilder().ipv4(src, dst).ip_proto(IPPROTO_SCTP).payload(l4).build();
+  };
+  const std::size_t l4 = 14 + 20;
+  Packet init = sctp(kClient, "10.96.0.40", 5000, 3868);
+  RunResult r = t.run(init);
+  EXPECT_EQ(ip4(r.out, 14 + 16), inet_addr(kBackend1));
+  EXPECT_EQ(port_at(r.out, l4 + 2), 3868);
+  // Everything after the IP header is untouched: the CRC32c stays valid.
+  ASSERT_EQ(r.out.size(), init.bytes.size());
+  EXPECT_TRUE(std::equal(r.out.begin() + l4, r.out.end(), init.bytes.begin() + l4));
+  EXPECT_TRUE(csum_ok(&r.out[14], 20));
+  // The reply is reverse-NATed.
+  Packet reply = sctp(kBackend1, kClient, 3868, 5000);
+  r = t.run(reply);
+  EXPECT_EQ(ip4(r.out, 14 + 12), inet_addr("10.96.0.40"));
+  EXPECT_TRUE(csum_ok(&r.out[14], 20));
+}
+
+TEST(Nat, ServiceKeyErrorsArePositioned) {
+  Bed t;
+  auto error_of = [&](const std::string& text) {
+    try {
+      t.apply({{"/state/x.toml", text}});
+    } catch (const sluice::ConfigError& e) {
+      return std::make_pair(e.line, std::string(e.key) + ": " + e.what());
+    }
+    ADD_FAILURE() << "no error for:\n" << text;
+    return std::make_pair(0u, std::string());
+  };
+  auto [line, what] = error_of(
+      "[[service]]\nname = \"s\"\ncluster_ip = \"10.96.0.40\"\n"
+      "ports = [{ port = 3868, protocol = \"sctp\", target_port = 3869 }]\n");
+  EXPECT_EQ(line, 4u);
+  EXPECT_NE(what.find("target_port"), std::string::npos) << what;
+  EXPECT_NE(what.find("CRC32c"), std::string::npos) << what;
+  std::tie(line, what) = error_of(
+      "[[service]]\nname = \"s\"\ncluster_ip = \"10.96.0.40\"\nports = [{ port = 80 }]\n"
+      "load_balancer_ips = [\"192.0.2.1\"]\n"
+      "load_balancer_source_ranges = [\"10.0.0.0/33\"]\n");
+  EXPECT_EQ(line, 6u);
+  EXPECT_NE(what.find("0-32"), std::string::npos) << what;
+  std::tie(line, what) = error_of(
+      "[[service]]\nname = \"s\"\ncluster_ip = \"10.96.0.40\"\nports = [{ port = 80 }]\n"
+      "load_balancer_source_ranges = [\"10.0.0.0/8\"]\n");
+  EXPECT_EQ(line, 5u);
+  EXPECT_NE(what.find("has none"), std::string::npos) << what;
+  std::tie(line, what) = error_of(
+      "[[service]]\nname = \"s\"\ncluster_ip = \"10.96.0.40\"\nports = [{ port = 80 }]\n"
+      "internal_traffic_policy = \"nearby\"\n");
+  EXPECT_EQ(line, 5u);
+  EXPECT_NE(what.find("cluster"), std::string::npos) << what;
 }

@@ -173,7 +173,7 @@ struct sl_pkt_ctx {
 	__u16 l4_off;       /* offset of the L4 header (0 if none) */
 	__be32 saddr[4];    /* IPv4 in [0], IPv6 all four */
 	__be32 daddr[4];
-	__be16 sport;       /* TCP/UDP ports; ICMP: sport = id, dport = type<<8|code */
+	__be16 sport;       /* TCP/UDP/SCTP ports; ICMP: sport = id, dport = type<<8|code */
 	__be16 dport;
 	__u32 redirect_ifindex; /* set by sl_set_redirect(), applied at chain end */
 	__u32 redirect_flags;
