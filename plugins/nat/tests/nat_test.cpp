@@ -841,12 +841,14 @@ TEST(Nat, TheExampleFileIsValidAndMetricsCountIt) {
   text << in.rdbuf();
   ASSERT_FALSE(text.str().empty());
   t.apply({{NAT_EXAMPLE, text.str()}}, {}, true);
-  // web: 2 ports x (cluster IP, external IP) + 1 node port; kube-dns: 2; sessions: 1.
-  EXPECT_EQ(t.frontends().size(), 8u);
+  // web: 2 ports x (cluster IP, external IP) + 1 node port; kube-dns: 2; sessions: 1;
+  // ingress: cluster IP + load-balancer IP; diameter: 1.
+  EXPECT_EQ(t.frontends().size(), 11u);
+  EXPECT_EQ((t.dump<nat_src_range_key, std::uint8_t>(NAT_MAP_SRC_RANGES).size()), 2u);
   Samples samples;
   t.nat.plugin().write_metrics(samples);
-  EXPECT_EQ(samples.values["sluice_nat_services"], 3);
-  EXPECT_EQ(samples.values["sluice_nat_backends,state=ready"], 2 * 2 + 2 * 1 + 2);
+  EXPECT_EQ(samples.values["sluice_nat_services"], 5);
+  EXPECT_EQ(samples.values["sluice_nat_backends,state=ready"], 2 * 2 + 2 * 1 + 2 + 1 + 1);
   EXPECT_EQ(samples.values["sluice_nat_backends,state=terminating"], 2);
   EXPECT_EQ(samples.values["sluice_nat_backends,state=not_ready"], 2);
 
