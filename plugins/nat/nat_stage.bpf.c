@@ -52,8 +52,13 @@
  * marked svc-self, and every packet of it, both ways, is sent straight back
  * out of the workload's veth (nat_reflect()).
  *
- * Not done here (yet): forwarding node-port traffic to remote backends (np-fwd, needs encap) and
- * SNAT for it, SCTP.
+ * External traffic (from a data interface) given a backend on another node
+ * is source-NATed to the node's address towards that backend (src-nat; the
+ * port changes only if the tuple is taken) and forwarded by the stage
+ * itself, both ways (nat_forward_from_node()).
+ *
+ * Not done here (yet): forwarding node-port traffic to remote backends
+ * through a tunnel keeping the client's address (np-fwd, needs encap).
  */
 #include <linux/in.h>
 #include <linux/if_ether.h>
@@ -126,6 +131,12 @@ struct {
 
 #define TCP_F_SYN 0x02
 #define TCP_F_ACK 0x10
+
+/* Source ports a source NAT to the node may pick when the client's own is
+ * taken (Linux's default ephemeral range), and how many it tries. */
+#define NAT_SNAT_PORT_MIN 32768u
+#define NAT_SNAT_PORT_SPAN 28232u
+#define NAT_SNAT_TRIES 16
 
 /* [plugins.nat] no_backend: 1 "reject" (ICMP/ICMPv6 port unreachable to the
  * client), 0 "drop". Set by nat.cpp before load. */
@@ -316,15 +327,18 @@ static __always_inline struct nat_be_value *nat_pick(const struct sl_pkt_ctx *ct
 
 /* Turns the flow conntrack just created for the pre-DNAT tuple (if any) into
  * a NAT_FWD stub and creates its NAT_REV entry on the post-NAT tuple
- * (post_saddr: the client's address, or the hairpin address). */
+ * (post_saddr: the client's address, the hairpin address or, with
+ * SL_CT_F_SRC_NAT, the node's; *post_sport: the source port after NAT, which
+ * a source NAT to the node may have to change, see below). */
 static __always_inline int nat_ct_create(const struct sl_pkt_ctx *ctx, const struct nat_be_value *be,
-					 const __be32 *post_saddr, __u32 ct_flags, int *rev_ba)
+					 const __be32 *post_saddr, __be16 *post_sport, __u32 ct_flags,
+					 int *rev_ba)
 {
 	struct sl_ct_key fwd_key, rev_key;
 	__u8 family = ctx->l3_proto == ETH_P_IP ? 4 : 6;
 	int pre_ba = sl_ct_key_from_ctx(&fwd_key, ctx);
 	int post_ba = sl_ct_key_fill(&rev_key, family, ctx->ip_proto, post_saddr, be->addr,
-				     ctx->sport, be->port);
+				     *post_sport, be->port);
 
 	*rev_ba = post_ba;
 	struct sl_ct_value *normal = bpf_map_lookup_elem(&sl_conntrack, &fwd_key);
@@ -358,8 +372,29 @@ static __always_inline int nat_ct_create(const struct sl_pkt_ctx *ctx, const str
 	__builtin_memcpy(rev->orig_src, ctx->saddr, sizeof(rev->orig_src));
 	rev->orig_dport = ctx->dport;
 	rev->orig_sport = ctx->sport;
-	if (bpf_map_update_elem(&sl_conntrack, &rev_key, rev, BPF_ANY))
+	if (ct_flags & SL_CT_F_SRC_NAT) {
+		/* The node's address is shared by every client it stands in
+		 * for: the client's own port first, then other ports until the
+		 * post-NAT tuple is free (never overwrite another flow). */
+		__u32 h = nat_flow_hash(ctx);
+		int i, placed = 0;
+
+		for (i = 0; i < NAT_SNAT_TRIES && !placed; i++) {
+			if (i) {
+				*post_sport = bpf_htons(NAT_SNAT_PORT_MIN +
+							(h + i * 7919u) % NAT_SNAT_PORT_SPAN);
+				/* Addresses differ, so the orientation cannot change. */
+				if (sl_ct_key_fill(&rev_key, family, ctx->ip_proto, post_saddr,
+						   be->addr, *post_sport, be->port) != post_ba)
+					continue;
+			}
+			placed = !bpf_map_update_elem(&sl_conntrack, &rev_key, rev, BPF_NOEXIST);
+		}
+		if (!placed)
+			return -1;
+	} else if (bpf_map_update_elem(&sl_conntrack, &rev_key, rev, BPF_ANY)) {
 		return -1;
+	}
 
 	/* The same room, now for the stub. */
 	struct sl_ct_value *fwd = rev;
@@ -371,6 +406,7 @@ static __always_inline int nat_ct_create(const struct sl_pkt_ctx *ctx, const str
 	fwd->type = SL_CT_TYPE_NAT_FWD;
 	fwd->flags = (pre_ba ? SL_CT_F_BA : 0) | ct_flags;
 	fwd->rev_key = rev_key;
+	fwd->nat_sport = *post_sport;
 	if (bpf_map_update_elem(&sl_conntrack, &fwd_key, fwd, BPF_ANY)) {
 		bpf_map_delete_elem(&sl_conntrack, &rev_key);
 		return -1;
@@ -774,6 +810,51 @@ static __always_inline int nat_reflect(struct __sk_buff *skb, struct sl_pkt_ctx 
 	return sl_redirect(skb, ctx, ctx->ifindex, 0);
 }
 
+/* ---- source NAT to the node ------------------------------------------------------ */
+
+/* The node's address towards the backend (the route's preferred source),
+ * into addr. 0 on success. */
+static __always_inline int nat_node_source(struct __sk_buff *skb, const struct sl_pkt_ctx *ctx,
+					   const struct nat_be_value *be, __be32 *addr)
+{
+	struct bpf_fib_lookup fib = {};
+
+	fib.ifindex = ctx->ifindex;
+	fib.l4_protocol = ctx->ip_proto;
+	if (ctx->l3_proto == ETH_P_IP) {
+		fib.family = AF_INET;
+		fib.ipv4_dst = be->addr[0];
+	} else {
+		fib.family = AF_INET6;
+		__builtin_memcpy(fib.ipv6_dst, be->addr, 16);
+	}
+	if (bpf_fib_lookup(skb, &fib, sizeof(fib), BPF_FIB_LOOKUP_SRC | BPF_FIB_LOOKUP_SKIP_NEIGH) !=
+	    BPF_FIB_LKUP_RET_SUCCESS)
+		return -1;
+	if (ctx->l3_proto == ETH_P_IP) {
+		addr[0] = fib.ipv4_src;
+		addr[1] = addr[2] = addr[3] = 0;
+	} else {
+		__builtin_memcpy(addr, fib.ipv6_src, 16);
+	}
+	return 0;
+}
+
+/* A packet of a flow source-NATed to the node, after its rewrite: with one
+ * of the node's own addresses as source (a request) or destination's peer
+ * (a reply leaving from the node port), the host stack would drop it as a
+ * martian, so it is routed and sent here, whatever the fast_path setting,
+ * also back out of the interface it came in by. */
+static __always_inline int nat_forward_from_node(struct __sk_buff *skb, struct sl_pkt_ctx *ctx)
+{
+	int verdict;
+
+	if (sl_fast_forward_any(skb, ctx, &verdict))
+		return verdict;
+	SL_DEBUG(ctx, "NAT: source-NATed packet cannot be forwarded");
+	return sl_drop(skb, ctx, SL_R_NO_BACKEND);
+}
+
 /* ---- the stage -------------------------------------------------------------------- */
 
 static __always_inline int nat_new_flow(struct __sk_buff *skb, struct sl_pkt_ctx *ctx)
@@ -813,6 +894,7 @@ static __always_inline int nat_new_flow(struct __sk_buff *skb, struct sl_pkt_ctx
 	struct nat_be_value be = *found;
 	__u32 ct_flags = 0;
 	__be32 post_saddr[4];
+	__be16 post_sport = ctx->sport;
 
 	__builtin_memcpy(post_saddr, ctx->saddr, sizeof(post_saddr));
 	if (nat_external_traffic(ctx) && (be.flags & NAT_BE_F_LOCAL))
@@ -820,9 +902,20 @@ static __always_inline int nat_new_flow(struct __sk_buff *skb, struct sl_pkt_ctx
 	if (!nat_external_traffic(ctx) && nat_addr_eq(be.addr, ctx->saddr) &&
 	    nat_hairpin_source(ctx, post_saddr))
 		ct_flags |= SL_CT_F_SVC_SELF;
+	if (nat_external_traffic(ctx) && !(be.flags & NAT_BE_F_LOCAL)) {
+		/* An external client sent to a backend elsewhere: the backend's
+		 * answer must come back through this node, so the source becomes
+		 * the node's own address towards the backend (kube-proxy's
+		 * masquerade); its client address is lost, as there. */
+		if (nat_node_source(skb, ctx, &be, post_saddr)) {
+			SL_DEBUG(ctx, "NAT: no route to the remote backend");
+			return sl_drop(skb, ctx, SL_R_NO_BACKEND);
+		}
+		ct_flags |= SL_CT_F_SRC_NAT;
+	}
 	int rev_ba = 0;
 
-	if (nat_ct_create(ctx, &be, post_saddr, ct_flags, &rev_ba)) {
+	if (nat_ct_create(ctx, &be, post_saddr, &post_sport, ct_flags, &rev_ba)) {
 		/* Without its NAT_REV entry the replies could not be reverse-NATed. */
 		SL_DEBUG(ctx, "NAT: cannot create the conntrack entries");
 		return sl_drop(skb, ctx, SL_R_CT_TABLE_FULL);
@@ -842,6 +935,12 @@ static __always_inline int nat_new_flow(struct __sk_buff *skb, struct sl_pkt_ctx
 		if (nat_rewrite(skb, ctx, 1, post_saddr, ctx->sport))
 			return sl_drop(skb, ctx, SL_R_MALFORMED_L4_SHORT);
 		return nat_reflect(skb, ctx);
+	}
+	if (ct_flags & SL_CT_F_SRC_NAT) {
+		SL_DEBUG(ctx, "NAT: source NAT to the node for a remote backend");
+		if (nat_rewrite(skb, ctx, 1, post_saddr, post_sport))
+			return sl_drop(skb, ctx, SL_R_MALFORMED_L4_SHORT);
+		return nat_forward_from_node(skb, ctx);
 	}
 	return sl_next(skb, ctx);
 }
@@ -921,11 +1020,14 @@ SL_STAGE(nat_stage)
 		__builtin_memcpy(addr, opener_b ? rk.addr_a : rk.addr_b, sizeof(addr));
 		if (nat_rewrite(skb, ctx, 0, addr, port))
 			return sl_drop(skb, ctx, SL_R_MALFORMED_L4_SHORT);
-		if (rev->flags & SL_CT_F_SVC_SELF) {
-			/* The opener's side of the NAT_REV key is the hairpin source. */
+		if (rev->flags & (SL_CT_F_SVC_SELF | SL_CT_F_SRC_NAT)) {
+			/* The opener's side of the NAT_REV key is the NAT source. */
 			__builtin_memcpy(addr, opener_b ? rk.addr_b : rk.addr_a, sizeof(addr));
-			if (nat_rewrite(skb, ctx, 1, addr, ctx->sport))
+			port = opener_b ? rk.port_b : rk.port_a;
+			if (nat_rewrite(skb, ctx, 1, addr, port))
 				return sl_drop(skb, ctx, SL_R_MALFORMED_L4_SHORT);
+			if (rev->flags & SL_CT_F_SRC_NAT)
+				return nat_forward_from_node(skb, ctx);
 			return nat_reflect(skb, ctx);
 		}
 		return nat_established_done(skb, ctx, r);
@@ -943,11 +1045,13 @@ SL_STAGE(nat_stage)
 		SL_DEBUG(ctx, "NAT: reverse NAT of a reply");
 		if (nat_rewrite(skb, ctx, 1, addr, port))
 			return sl_drop(skb, ctx, SL_R_MALFORMED_L4_SHORT);
-		if (rev->flags & SL_CT_F_SVC_SELF) {
+		if (rev->flags & (SL_CT_F_SVC_SELF | SL_CT_F_SRC_NAT)) {
 			/* Back to the client's own address and port. */
 			__builtin_memcpy(addr, rev->orig_src, sizeof(addr));
 			if (nat_rewrite(skb, ctx, 0, addr, rev->orig_sport))
 				return sl_drop(skb, ctx, SL_R_MALFORMED_L4_SHORT);
+			if (rev->flags & SL_CT_F_SRC_NAT)
+				return nat_forward_from_node(skb, ctx);
 			return nat_reflect(skb, ctx);
 		}
 		return nat_established_done(skb, ctx, r);

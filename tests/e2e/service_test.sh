@@ -24,6 +24,17 @@ ports = [{ port = 80, protocol = "tcp", target_port = 8080 }]
 backends = [$1]
 TOML
 }
+# A node port whose one backend is on another node (10.64.0.3, an address of
+# the external namespace standing in for it): external clients are
+# source-NATed to the node.
+cat >"$state/remote.toml" <<TOML
+[[service]]
+name = "remote"
+cluster_ip = "10.96.0.12"
+ports = [{ port = 80, protocol = "tcp", target_port = 8080, node_port = 30080 }]
+backends = [{ ip = "10.64.0.3", node = "elsewhere" }]
+TOML
+ip -n "$NS_EXT" addr add 10.64.0.3/24 dev eth0
 # A service whose one backend is w2 itself, for hairpin.
 cat >"$state/self.toml" <<TOML
 [[service]]
@@ -61,6 +72,14 @@ grep -q error "$WORK/hairpin" && { cat "$WORK/hairpin"; fail "hairpin connection
 assert_eq 5 "$(grep -c '^w2 169.254.42.1$' "$WORK/hairpin")" "hairpin answers seen from 169.254.42.1"
 grep -q svc-self <<<"$(ctl conntrack dump --raw)" || fail "conntrack dump --raw shows no svc-self flow"
 echo "ok: hairpin through 10.96.0.11"
+
+# The node port from outside, to the remote backend: it sees the node's
+# address as the client; the client sees the node port answer.
+ip netns exec "$NS_EXT" $echo_py ask 10.64.0.1 30080 5 >"$WORK/remote"
+grep -q error "$WORK/remote" && { cat "$WORK/remote"; fail "node port to a remote backend failed"; }
+assert_eq 5 "$(grep -c '^ext 10.64.0.1$' "$WORK/remote")" "remote-backend answers seen from the node"
+grep -q src-nat <<<"$(ctl conntrack dump --raw)" || fail "conntrack dump --raw shows no src-nat flow"
+echo "ok: node port to a remote backend, source-NATed to the node"
 
 # Remove a backend: new connections only go to the other one.
 service '{ ip = "10.65.2.2" }'

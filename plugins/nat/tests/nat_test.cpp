@@ -3,6 +3,7 @@
 // bytes (addresses, ports, checksums recomputed here), the conntrack
 // NAT_FWD/NAT_REV pair, backend selection, and reconcile of service files.
 #include <arpa/inet.h>
+#include <sched.h>
 #include <unistd.h>
 
 #include <bpf/bpf.h>
@@ -10,7 +11,10 @@
 
 #include <algorithm>
 #include <cstring>
+#include <exception>
 #include <fstream>
+#include <functional>
+#include <thread>
 #include <map>
 #include <set>
 #include <sstream>
@@ -74,6 +78,32 @@ std::uint16_t port_at(const Bytes& b, std::size_t off) {
 Packet tcp(const char* src, const char* dst, std::uint16_t sport, std::uint16_t dport,
            std::uint8_t flags = kTcpSyn) {
   return PacketBuilder().ipv4(src, dst).tcp(sport, dport, flags).payload(20).build();
+}
+
+// Runs `body` on a thread in a network namespace of its own with an uplink
+// of address 10.64.0.1/24, forwarding on, and (with_routes) a default route
+// via 10.64.0.254. BPF_PROG_TEST_RUN's bpf_fib_lookup() answers
+// from the caller's namespace, and the source NAT to the node for remote
+// backends needs a route (and the node's address on it).
+void in_routed_netns(const std::function<void()>& body, bool with_routes = true) {
+  std::exception_ptr error;
+  std::thread([&] {
+    try {
+      if (unshare(CLONE_NEWNET) != 0) throw std::runtime_error("unshare(CLONE_NEWNET) failed");
+      // Children of this thread inherit its namespace.
+      std::string setup =
+          "ip link set lo up && ip link add up0 type veth peer name up1 &&"
+          " ip addr add 10.64.0.1/24 dev up0 && ip link set up0 up && ip link set up1 up &&"
+          " sysctl -qw net.ipv4.ip_forward=1";
+      if (with_routes) setup += " && ip route add default via 10.64.0.254";
+      if (std::system(setup.c_str()) != 0)
+        throw std::runtime_error("cannot set up the routed namespace");
+      body();
+    } catch (...) {
+      error = std::current_exception();
+    }
+  }).join();
+  if (error) std::rethrow_exception(error);
 }
 
 struct Bed {
@@ -639,7 +669,7 @@ TEST(Nat, NodePortOnDataInterfaces) {
   t.apply({{"/state/np.toml",
             "[[service]]\nname = \"np\"\ncluster_ip = \"10.96.0.30\"\n"
             "ports = [{ port = 80, target_port = 8080, node_port = 30080 }]\n"
-            "backends = [{ ip = \"10.65.0.2\" }]\n"}});
+            "backends = [{ ip = \"10.65.0.2\", node = \"testbed\" }]\n"}});
   t.bed.load_entry(SL_ROLE_DATA);
   EXPECT_EQ(t.backend_for(40000, "198.51.100.7", "192.168.1.10", 30080), kBackend1);
   // A workload talking to port 30080 of some host is left alone.
@@ -961,18 +991,24 @@ TEST(Nat, InternalTrafficPolicyLocalUsesOnlyLocalBackends) {
   // No local backend: refused, as kube-proxy drops it.
   RunResult r = t.run(tcp(kClient, "10.96.0.20", 30000, 80), TC_ACT_REDIRECT);
   EXPECT_EQ(r.reason, SL_R_NO_BACKEND);
-  // External traffic (to the external IP) still uses every backend.
+  // External traffic (to the external IP) still uses every backend (the
+  // remote one source-NATed to the node and sent on by the stage).
   t.bed.load_entry(SL_ROLE_DATA);
   std::set<std::string> chosen;
-  for (std::uint16_t sport = 30000; sport < 30060; ++sport)
-    chosen.insert(t.backend_for(sport, "198.51.100.7", "192.0.2.10"));
+  in_routed_netns([&] {
+    for (std::uint16_t sport = 30000; sport < 30060; ++sport) {
+      RunResult r = t.bed.run(tcp("198.51.100.7", "192.0.2.10", sport, 80));
+      in_addr a{ip4(r.out, 14 + 16)};
+      chosen.insert(inet_ntoa(a));
+    }
+  });
   EXPECT_EQ(chosen.size(), 2u);
 }
 
 TEST(Nat, LoadBalancerSourceRangesAdmitOnlyTheirClients) {
   Bed t;
   t.apply({{"/state/lb.toml",
-            service("lb", kVip, 80, backend(kBackend1),
+            service("lb", kVip, 80, backend(kBackend1, ", node = \"testbed\""),
                     "load_balancer_ips = [\"192.0.2.50\"]\n"
                     "load_balancer_source_ranges = [\"198.51.100.0/24\", \"203.0.113.7\"]\n")}});
   t.bed.load_entry(SL_ROLE_DATA);
@@ -988,7 +1024,7 @@ TEST(Nat, LoadBalancerSourceRangesAdmitOnlyTheirClients) {
 
   // Ranges follow edits: the /24 goes, its clients are refused.
   t.apply({{"/state/lb.toml",
-            service("lb", kVip, 80, backend(kBackend1),
+            service("lb", kVip, 80, backend(kBackend1, ", node = \"testbed\""),
                     "load_balancer_ips = [\"192.0.2.50\"]\n"
                     "load_balancer_source_ranges = [\"203.0.113.7/32\"]\n")}});
   r = t.run(tcp("198.51.100.7", "192.0.2.50", 30004, 80), TC_ACT_SHOT);
@@ -1062,4 +1098,69 @@ TEST(Nat, ServiceKeyErrorsArePositioned) {
       "internal_traffic_policy = \"nearby\"\n");
   EXPECT_EQ(line, 5u);
   EXPECT_NE(what.find("cluster"), std::string::npos) << what;
+}
+
+// A node port reached from outside and given a backend on another node: the
+// source becomes the node's address towards it (the backend's reply must
+// come back here to be reverse-NATed), the port only if the tuple is taken,
+// and the stage routes the packet itself, both ways.
+TEST(Nat, ExternalClientOfARemoteBackendIsSourceNatedToTheNode) {
+  Bed t;
+  t.apply({{"/state/np.toml",
+            "[[service]]\nname = \"np\"\ncluster_ip = \"10.96.0.30\"\n"
+            "ports = [{ port = 80, target_port = 8080, node_port = 30080 }]\n"
+            "backends = [{ ip = \"10.65.0.2\", node = \"other\" }]\n"}});
+  t.bed.load_entry(SL_ROLE_DATA);
+  const char* kNode = "10.64.0.1";
+  in_routed_netns([&] {
+    Packet syn = tcp("198.51.100.7", "192.168.1.10", 40000, 30080);
+    RunResult r = t.run(syn, TC_ACT_REDIRECT);
+    EXPECT_EQ(ip4(r.out, 14 + 16), inet_addr(kBackend1));
+    EXPECT_EQ(port_at(r.out, syn.l4_off + 2), 8080);
+    EXPECT_EQ(ip4(r.out, 14 + 12), inet_addr(kNode));
+    EXPECT_EQ(port_at(r.out, syn.l4_off), 40000);  // free: kept
+    EXPECT_TRUE(checksums_ok(r.out));
+    bool src_nat = false;
+    for (const auto& [k, v] : t.ct_entries())
+      if (v.type == SL_CT_TYPE_NAT_REV) {
+        src_nat = v.flags & SL_CT_F_SRC_NAT;
+        EXPECT_EQ(v.orig_src[0], inet_addr("198.51.100.7"));
+      }
+    EXPECT_TRUE(src_nat);
+
+    // A second client with the same source port: the node's tuple is
+    // taken, so it gets another port.
+    r = t.run(tcp("198.51.100.8", "192.168.1.10", 40000, 30080), TC_ACT_REDIRECT);
+    EXPECT_EQ(ip4(r.out, 14 + 12), inet_addr(kNode));
+    std::uint16_t second_port = port_at(r.out, syn.l4_off);
+    EXPECT_NE(second_port, 40000);
+    EXPECT_GE(second_port, 32768);
+
+    // The backend answers the node; the reply leaves from the node port to
+    // the first client.
+    Packet synack = tcp(kBackend1, kNode, 8080, 40000, kTcpSyn | kTcpAck);
+    r = t.run(synack, TC_ACT_REDIRECT);
+    EXPECT_EQ(ip4(r.out, 14 + 12), inet_addr("192.168.1.10"));
+    EXPECT_EQ(port_at(r.out, synack.l4_off), 30080);
+    EXPECT_EQ(ip4(r.out, 14 + 16), inet_addr("198.51.100.7"));
+    EXPECT_EQ(port_at(r.out, synack.l4_off + 2), 40000);
+    EXPECT_TRUE(checksums_ok(r.out));
+    // ...and to the second one on its own port.
+    r = t.run(tcp(kBackend1, kNode, 8080, second_port, kTcpSyn | kTcpAck), TC_ACT_REDIRECT);
+    EXPECT_EQ(ip4(r.out, 14 + 16), inet_addr("198.51.100.8"));
+    EXPECT_EQ(port_at(r.out, synack.l4_off + 2), 40000);
+
+    // The first client's next packet: both rewrites from the entries.
+    r = t.run(tcp("198.51.100.7", "192.168.1.10", 40000, 30080, kTcpAck), TC_ACT_REDIRECT);
+    EXPECT_EQ(ip4(r.out, 14 + 12), inet_addr(kNode));
+    EXPECT_EQ(ip4(r.out, 14 + 16), inet_addr(kBackend1));
+    EXPECT_TRUE(checksums_ok(r.out));
+  });
+  // Without a route to the backend the flow cannot be sent on: dropped.
+  in_routed_netns(
+      [&] {
+        RunResult r = t.run(tcp("198.51.100.9", "192.168.1.10", 40001, 30080), TC_ACT_SHOT);
+        EXPECT_EQ(r.reason, SL_R_NO_BACKEND);
+      },
+      false);
 }

@@ -114,6 +114,9 @@ enum sl_ct_state {
 #define SL_CT_F_BA (1u << 8)        /* "B-A": side B opened the flow */
 #define SL_CT_F_SVC_SELF (1u << 10) /* "svc-self": hairpin, a backend reaching itself through
 				     * its service: source NATed too (NAT_REV orig_src/sport) */
+#define SL_CT_F_SRC_NAT (1u << 11)  /* "src-nat": an external client source-NATed to the node
+				     * for a backend on another node (NAT_REV orig_src/sport;
+				     * the NAT_REV key's opener side is the node's address) */
 #define SL_CT_F_MIDSTREAM (1u << 16) /* "midstream": TCP picked up without its SYN */
 
 /* Leg flags (legs[i].flags). */

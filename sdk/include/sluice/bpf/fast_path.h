@@ -53,7 +53,7 @@ enum sl_fast_target {
 /* Routes the packet; on a target, decrements the TTL (we forward in place of
  * the kernel) and, for SL_FAST_PEER, writes the Ethernet addresses. */
 static __always_inline int sl_fast_route(struct __sk_buff *skb, struct sl_pkt_ctx *ctx,
-					 struct bpf_fib_lookup *fib)
+					 struct bpf_fib_lookup *fib, int same_if_ok)
 {
 	__u32 off = ctx->l3_off;
 	void *data = (void *)(long)skb->data;
@@ -92,7 +92,7 @@ static __always_inline int sl_fast_route(struct __sk_buff *skb, struct sl_pkt_ct
 	long rc = bpf_fib_lookup(skb, fib, sizeof(*fib), 0);
 	int target;
 
-	if (fib->ifindex == ctx->ifindex) /* hairpin: leave it to the kernel */
+	if (fib->ifindex == ctx->ifindex && !same_if_ok) /* hairpin: leave it to the kernel */
 		return SL_FAST_NONE;
 	struct sl_ifstate *st = bpf_map_lookup_elem(&sl_ifstate, &fib->ifindex);
 	int workload = st && st->role == SL_ROLE_WORKLOAD && !(st->flags & SL_IF_F_L3);
@@ -130,17 +130,15 @@ static __always_inline int sl_fast_route(struct __sk_buff *skb, struct sl_pkt_ct
 	return target;
 }
 
-/* Forwards the packet if it can (returns 1 with the program's verdict in
- * *verdict), else returns 0 and the packet continues unchanged. */
-static __always_inline int sl_fast_forward(struct __sk_buff *skb, struct sl_pkt_ctx *ctx,
-					   int *verdict)
+static __always_inline int sl_fast_forward_impl(struct __sk_buff *skb, struct sl_pkt_ctx *ctx,
+						int *verdict, int same_if_ok)
 {
 	struct bpf_fib_lookup fib = {};
 
 	if (ctx->hook != SL_HOOK_INGRESS || !(ctx->flags & SL_PKT_F_L2) ||
 	    (ctx->flags & SL_PKT_F_FRAGMENT))
 		return 0;
-	int target = sl_fast_route(skb, ctx, &fib);
+	int target = sl_fast_route(skb, ctx, &fib, same_if_ok);
 
 	if (target == SL_FAST_PEER) {
 		SL_DEBUG(ctx, "fast path: into the peer of %d", fib.ifindex);
@@ -160,6 +158,23 @@ static __always_inline int sl_fast_forward(struct __sk_buff *skb, struct sl_pkt_
 		return 1;
 	}
 	return 0;
+}
+
+/* Forwards the packet if it can (returns 1 with the program's verdict in
+ * *verdict), else returns 0 and the packet continues unchanged. */
+static __always_inline int sl_fast_forward(struct __sk_buff *skb, struct sl_pkt_ctx *ctx,
+					   int *verdict)
+{
+	return sl_fast_forward_impl(skb, ctx, verdict, 0);
+}
+
+/* The same, also back out of the interface the packet came in by: for a
+ * packet the host stack must not see (one NATed to a source address of the
+ * node's own, which it would drop as a martian). */
+static __always_inline int sl_fast_forward_any(struct __sk_buff *skb, struct sl_pkt_ctx *ctx,
+					       int *verdict)
+{
+	return sl_fast_forward_impl(skb, ctx, verdict, 1);
 }
 
 #endif /* SLUICE_BPF_FAST_PATH_H */
