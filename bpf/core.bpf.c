@@ -11,13 +11,7 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sl_meta SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, SL_MAX_IFACES);
-	__type(key, __u32);
-	__type(value, struct sl_ifstate);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} sl_ifstate SEC(".maps");
+#include <sluice/bpf/ifstate_map.h>
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

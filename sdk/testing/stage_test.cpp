@@ -377,4 +377,14 @@ PluginUnderTest Testbed::load_plugin(const std::string& so_path, const std::stri
   return PluginUnderTest(std::move(state));
 }
 
+std::optional<ConfigError> Testbed::config_error(const std::string& so_path,
+                                                const std::string& config_text) {
+  try {
+    load_plugin(so_path, config_text);
+  } catch (const ConfigError& e) {
+    return e;
+  }
+  return std::nullopt;
+}
+
 }  // namespace sluice::testing

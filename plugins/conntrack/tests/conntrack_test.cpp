@@ -441,14 +441,10 @@ TEST(ConntrackFastPath, EstablishedFlowsAreRedirectedNewOnesAreNot) {
 
 TEST(Conntrack, ConfigErrorsArePositioned) {
   Testbed bed;
-  auto error_of = [&](const std::string& text) -> sluice::ConfigError {
-    try {
-      bed.load_plugin(CONNTRACK_PLUGIN, text);
-    } catch (const sluice::ConfigError& e) {
-      return e;
-    }
-    ADD_FAILURE() << "no error for:\n" << text;
-    return sluice::ConfigError("", 0, 0, "", "");
+  auto error_of = [&](const std::string& text) {
+    auto e = bed.config_error(CONNTRACK_PLUGIN, text);
+    if (!e) ADD_FAILURE() << "no error for:\n" << text;
+    return e.value_or(sluice::ConfigError("", 0, 0, "", ""));
   };
   auto e = error_of("[plugins.conntrack]\ntable_full = \"drop\"\n");
   EXPECT_EQ(e.line, 2u);

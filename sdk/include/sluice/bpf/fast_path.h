@@ -36,13 +36,7 @@
 #define AF_INET6 10
 #endif
 
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, SL_MAX_IFACES);
-	__type(key, __u32);
-	__type(value, struct sl_ifstate);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} sl_ifstate SEC(".maps");
+#include "ifstate_map.h"
 
 enum sl_fast_target {
 	SL_FAST_NONE = 0, /* continue the chain (and the host stack) */

@@ -43,6 +43,7 @@
 #include <array>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -183,6 +184,11 @@ class Testbed {
   // with pin_root_path = map_pin_dir(). Configuration and load errors throw
   // (ConfigError / std::runtime_error with the verifier log).
   PluginUnderTest load_plugin(const std::string& so_path, const std::string& config_text = "");
+
+  // The ConfigError that loading `so_path` with `config_text` raises; no
+  // value when it loads (or fails otherwise, which throws).
+  std::optional<ConfigError> config_error(const std::string& so_path,
+                                          const std::string& config_text);
 
   static std::size_t ncpus();
 
