@@ -361,7 +361,14 @@ PluginUnderTest Testbed::load_plugin(const std::string& so_path, const std::stri
   if (name != abi->name)
     throw Error(so_path + ": file name must be <name>.so for plugin '" + abi->name + "'");
   state->plugin.reset(create());
-  state->plugin->configure(ConfigSource{"<test>", config_text, "plugins." + name});
+  try {
+    state->plugin->configure(ConfigSource{"<test>", config_text, "plugins." + name});
+  } catch (const ConfigError& error) {
+    // A copy made here, as the daemon's plugin host does: the plugin's
+    // exception object (its vtable) lives in the plugin's library, which is
+    // unloaded before the caller reads it.
+    throw ConfigError(error.file, error.line, error.column, error.key, error.what());
+  }
   state->stages = state->plugin->stages();
   state->host = std::make_unique<TestHost>(pin_dir(), map_pin_dir(), &state->log);
   state->plugin->load(*state->host);
