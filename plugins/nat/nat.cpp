@@ -7,6 +7,9 @@
 // [plugins.nat]
 //   no_backend = "reject"   new flows to a service without a backend: "reject"
 //                           (ICMP / ICMPv6 port unreachable back to the client) or "drop"
+//   connect_time_lb = "all" processes on the node: backends picked at connect time
+//                           ("off" | "tcp" | "udp" | "all"; connect_lb.hpp)
+//   connect_time_lb_cgroup = "/sys/fs/cgroup"   the cgroup v2 directory it applies to
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <time.h>
@@ -39,6 +42,7 @@
 #include <sluice/unique_fd.hpp>
 #include <sluice/resources.hpp>
 
+#include "connect_lb.hpp"
 #include "nat_layout.h"
 #include "nat_stage.skel.h"
 
@@ -746,8 +750,9 @@ class NatPlugin final : public sluice::Plugin {
   void configure(const sluice::ConfigSource& source) override {
     sluice::config::PluginTable plugin_table(source);
     const Table& table = plugin_table.table();
-    table.expect_only({"no_backend"});
+    table.expect_only({"no_backend", "connect_time_lb", "connect_time_lb_cgroup"});
     reject_ = table.get_choice("no_backend", "reject", {"reject", "drop"}) == "reject";
+    connect_time_lb_config_ = nat::read_connect_time_lb_config(table);
   }
 
   std::vector<sluice::StageSpec> stages() const override {
@@ -770,6 +775,17 @@ class NatPlugin final : public sluice::Plugin {
     bpf_map__set_max_entries(stage->maps.sl_conntrack, *ct_size);
     stage->rodata->nat_no_backend_reject = reject_ ? 1 : 0;
     host.load_bpf("nat stage", [&] { return nat_stage__load(stage.get()); });
+    // After the stage: its load pinned the service maps the programs share.
+    // They serve processes on the node only; workloads' services must not
+    // depend on them, so a failure is reported and the stage goes on.
+    try {
+      connect_time_lb_.apply(host, connect_time_lb_config_);
+    } catch (const std::exception& error) {
+      host.log(sluice::LogLevel::error,
+               std::string(error.what()) +
+                   "; connect-time load balancing is not running: processes on the node "
+                   "cannot reach services (workloads still can, through the nat stage)");
+    }
     std::lock_guard lock(mutex_);
     stage_ = std::move(stage);
     node_ = host.node_name();
@@ -793,6 +809,7 @@ class NatPlugin final : public sluice::Plugin {
   }
 
   void shutdown(bool cleanup) override {
+    if (cleanup) connect_time_lb_.remove();
     if (cleanup && stage_) {
       bpf_map__unpin(stage_->maps.nat_frontends, nullptr);
       bpf_map__unpin(stage_->maps.nat_backends, nullptr);
@@ -1025,6 +1042,8 @@ class NatPlugin final : public sluice::Plugin {
 
   mutable std::mutex mutex_;
   bool reject_ = true;
+  nat::ConnectTimeLbConfig connect_time_lb_config_;
+  nat::ConnectTimeLb connect_time_lb_;
   StageSkeleton stage_;
   std::string node_;
   MapFds maps_;
