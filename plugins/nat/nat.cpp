@@ -7,6 +7,9 @@
 // [plugins.nat]
 //   no_backend = "reject"   new flows to a service without a backend: "reject"
 //                           (ICMP / ICMPv6 port unreachable back to the client) or "drop"
+//   connect_time_lb = "all" processes on the node: backends picked at connect time
+//                           ("off" | "tcp" | "udp" | "all"; connect_lb.hpp)
+//   connect_time_lb_cgroup = "/sys/fs/cgroup"   the cgroup v2 directory it applies to
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <time.h>
@@ -39,6 +42,7 @@
 #include <sluice/unique_fd.hpp>
 #include <sluice/resources.hpp>
 
+#include "connect_lb.hpp"
 #include "nat_layout.h"
 #include "nat_stage.skel.h"
 
@@ -879,10 +883,12 @@ class NatPlugin final : public sluice::Plugin {
   void configure(const sluice::ConfigSource& source) override {
     sluice::config::PluginTable plugin_table(source);
     const Table& table = plugin_table.table();
-    table.expect_only({"no_backend", "hairpin_snat_ipv4", "hairpin_snat_ipv6"});
+    table.expect_only({"no_backend", "hairpin_snat_ipv4", "hairpin_snat_ipv6", "connect_time_lb",
+                       "connect_time_lb_cgroup"});
     reject_ = table.get_choice("no_backend", "reject", {"reject", "drop"}) == "reject";
     hairpin_v4_ = read_hairpin_source(table, "hairpin_snat_ipv4", kDefaultHairpinV4, 4);
     hairpin_v6_ = read_hairpin_source(table, "hairpin_snat_ipv6", kDefaultHairpinV6, 6);
+    connect_time_lb_config_ = nat::read_connect_time_lb_config(table);
   }
 
   std::vector<sluice::StageSpec> stages() const override {
@@ -907,6 +913,17 @@ class NatPlugin final : public sluice::Plugin {
     stage->rodata->nat_hairpin_v4 = hairpin_v4_.words[0];
     for (int i = 0; i < 4; ++i) stage->rodata->nat_hairpin_v6[i] = hairpin_v6_.words[i];
     host.load_bpf("nat stage", [&] { return nat_stage__load(stage.get()); });
+    // After the stage: its load pinned the service maps the programs share.
+    // They serve processes on the node only; workloads' services must not
+    // depend on them, so a failure is reported and the stage goes on.
+    try {
+      connect_time_lb_.apply(host, connect_time_lb_config_);
+    } catch (const std::exception& error) {
+      host.log(sluice::LogLevel::error,
+               std::string(error.what()) +
+                   "; connect-time load balancing is not running: processes on the node "
+                   "cannot reach services (workloads still can, through the nat stage)");
+    }
     std::lock_guard lock(mutex_);
     stage_ = std::move(stage);
     node_ = host.node_name();
@@ -931,6 +948,7 @@ class NatPlugin final : public sluice::Plugin {
   }
 
   void shutdown(bool cleanup) override {
+    if (cleanup) connect_time_lb_.remove();
     if (cleanup && stage_) {
       bpf_map__unpin(stage_->maps.nat_frontends, nullptr);
       bpf_map__unpin(stage_->maps.nat_backends, nullptr);
@@ -1219,6 +1237,8 @@ class NatPlugin final : public sluice::Plugin {
   mutable std::mutex mutex_;
   bool reject_ = true;
   Address hairpin_v4_, hairpin_v6_;  // all zero: hairpin not handled
+  nat::ConnectTimeLbConfig connect_time_lb_config_;
+  nat::ConnectTimeLb connect_time_lb_;
   StageSkeleton stage_;
   std::string node_;
   MapFds maps_;

@@ -9,6 +9,8 @@
  *   nat_affinity   LRU_HASH  {service id, client addr}    -> backend, last use
  *   nat_services   HASH      service id                   -> "namespace/name:port"
  *   nat_src_ranges LPM_TRIE  {service id, client prefix}  -> 1 (allowed)
+ *   nat_sock_reverse  LRU_HASH  {socket cookie, backend}  -> service address and port
+ *                               (connect-time load balancing, nat_connect.bpf.c)
  *
  * A service id names one port of one service; every frontend of that port
  * (cluster IP, external IPs, load-balancer IPs, node port) carries the same
@@ -30,6 +32,15 @@
  * Node ports are frontends with the wildcard address (all zeros) of their
  * family; the stage looks them up only for traffic arriving on data
  * interfaces (see nat_stage.bpf.c).
+ *
+ * Connect-time load balancing (nat_connect.bpf.c, [plugins.nat]
+ * connect_time_lb) picks backends from the same frontends and backends for
+ * sockets of processes on the node itself and rewrites the socket's
+ * destination, so their packets never carry the service address. Its
+ * affinity entries use the all-zero client address of the family: every
+ * process of the node is one client. nat_sock_reverse remembers, per socket
+ * and backend, which service address the process asked for, so that
+ * recvmsg (UDP) and getpeername report the service, not the backend.
  */
 #ifndef SLUICE_PLUGIN_NAT_LAYOUT_H
 #define SLUICE_PLUGIN_NAT_LAYOUT_H
@@ -41,12 +52,14 @@
 #define NAT_MAP_AFFINITY "nat_affinity"
 #define NAT_MAP_SERVICES "nat_services"
 #define NAT_MAP_SRC_RANGES "nat_src_ranges"
+#define NAT_MAP_SOCK_REVERSE "nat_sock_reverse"
 
 #define NAT_MAX_FRONTENDS 65536u
 #define NAT_MAX_BACKENDS 262144u
 #define NAT_MAX_AFFINITY 65536u
 #define NAT_MAX_SERVICES 65536u
 #define NAT_MAX_SRC_RANGES 65536u
+#define NAT_MAX_SOCK_REVERSE 65536u
 
 struct nat_fe_key {
 	__be32 addr[4]; /* IPv4 in [0]; all zero: node port (any local address) */
@@ -115,5 +128,35 @@ struct nat_src_range_key {
 	__u32 id;       /* network order is not needed: matched whole */
 	__be32 addr[4]; /* IPv4 in [0] */
 }; /* 24 bytes */
+
+/* nat_sock_reverse: written by the connect and sendmsg programs for every
+ * socket they point at a backend, read by recvmsg and getpeername. An LRU:
+ * an entry evicted under churn only makes getpeername (or recvfrom) of an old
+ * socket show the backend instead of the service; a socket cookie is never
+ * reused, so a stale entry cannot match another socket. Addresses are kept in
+ * the family of the packets (an IPv4-mapped IPv6 address as IPv4), because a
+ * dual-stack socket sends to ::ffff:a.b.c.d through the IPv4 hooks but
+ * receives through the IPv6 ones. */
+struct nat_sock_rev_key {
+	__u64 cookie;      /* bpf_get_socket_cookie() */
+	__be32 addr[4];    /* the backend (IPv4 in [0]) */
+	__be16 port;       /* the backend's port */
+	__u8 family;       /* 4 or 6 */
+	__u8 reserved;
+	__u32 reserved2;
+}; /* 32 bytes */
+
+struct nat_sock_rev_value {
+	__be32 addr[4];    /* the service address the socket asked for (IPv4 in [0]) */
+	__be16 port;       /* and its port */
+	__u8 family;       /* 4 or 6 */
+	__u8 reserved;
+	__u32 id;          /* service id (nat_services), for debugging */
+}; /* 24 bytes */
+
+/* Which sockets connect-time load balancing rewrites (nat_connect.bpf.c
+ * rodata nat_ctlb_protocols, from [plugins.nat] connect_time_lb). */
+#define NAT_CTLB_TCP (1u << 0)
+#define NAT_CTLB_UDP (1u << 1)
 
 #endif /* SLUICE_PLUGIN_NAT_LAYOUT_H */

@@ -69,32 +69,7 @@
 #include <sluice/bpf/fast_path.h>
 
 #include "nat_layout.h"
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, NAT_MAX_FRONTENDS);
-	__type(key, struct nat_fe_key);
-	__type(value, struct nat_fe_value);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} nat_frontends SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, NAT_MAX_BACKENDS);
-	__type(key, struct nat_be_key);
-	__type(value, struct nat_be_value);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} nat_backends SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, NAT_MAX_AFFINITY);
-	__type(key, struct nat_aff_key);
-	__type(value, struct nat_aff_value);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} nat_affinity SEC(".maps");
+#include "nat_select.h"
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -154,11 +129,6 @@ static __always_inline struct nat_scratch *nat_scratch_get(void)
 {
 	__u32 zero = 0;
 	return bpf_map_lookup_elem(&nat_scratch, &zero);
-}
-
-static __always_inline int nat_addr_eq(const __be32 *a, const __be32 *b)
-{
-	return a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && a[3] == b[3];
 }
 
 /* ---- rewriting --------------------------------------------------------------- */
@@ -237,14 +207,6 @@ static __always_inline int nat_rewrite(struct __sk_buff *skb, struct sl_pkt_ctx 
 
 /* ---- backend selection --------------------------------------------------------- */
 
-static __always_inline __u32 nat_mix(__u32 h, __u32 v)
-{
-	h ^= v;
-	h *= 0x9e3779b1u;
-	h ^= h >> 16;
-	return h;
-}
-
 /* A hash of the flow's tuple: different connections of one client spread
  * over the backends, one connection always hashes the same. */
 static __always_inline __u32 nat_flow_hash(const struct sl_pkt_ctx *ctx)
@@ -256,10 +218,7 @@ static __always_inline __u32 nat_flow_hash(const struct sl_pkt_ctx *ctx)
 		h = nat_mix(h, ctx->saddr[i]);
 	h = nat_mix(h, ((__u32)ctx->sport << 16) | ctx->dport);
 	h = nat_mix(h, ctx->daddr[0] ^ ctx->daddr[3]);
-	h ^= h >> 13;
-	h *= 0xc2b2ae35u;
-	h ^= h >> 16;
-	return h;
+	return nat_hash_finish(h);
 }
 
 /* Traffic from outside the node: it arrived on an uplink (or a tunnel). */
@@ -272,54 +231,19 @@ static __always_inline int nat_external_traffic(const struct sl_pkt_ctx *ctx)
 static __always_inline struct nat_be_value *nat_pick(const struct sl_pkt_ctx *ctx,
 						     const struct nat_fe_value *fe, __u32 *ordinal)
 {
-	__u32 n = fe->count;
-	struct nat_be_key bk = {.id = fe->id};
-	struct nat_be_value *be;
-	struct nat_aff_key ak = {};
-	__u64 now = 0;
+	__u32 eligible = fe->count;
+	int kept_by_affinity = 0;
 
 	if ((fe->flags & NAT_FE_F_EXTERNAL_LOCAL) && nat_external_traffic(ctx))
-		n = fe->local;
+		eligible = fe->local;
 	if ((fe->flags & NAT_FE_F_INTERNAL_LOCAL) && !nat_external_traffic(ctx))
-		n = fe->local;
-	if (n == 0 || n > fe->count)
-		return NULL;
+		eligible = fe->local;
+	struct nat_be_value *be =
+		nat_select_backend(fe, eligible, nat_flow_hash(ctx), ctx->l3_proto == ETH_P_IP ? 4 : 6,
+				   ctx->saddr, ordinal, &kept_by_affinity);
 
-	if (fe->flags & NAT_FE_F_AFFINITY) {
-		ak.id = fe->id;
-		ak.family = ctx->l3_proto == ETH_P_IP ? 4 : 6;
-		__builtin_memcpy(ak.client, ctx->saddr, sizeof(ak.client));
-		now = bpf_ktime_get_ns();
-		struct nat_aff_value *av = bpf_map_lookup_elem(&nat_affinity, &ak);
-
-		if (av && now - av->last_ns < (__u64)fe->affinity_timeout * 1000000000ull &&
-		    av->ordinal < n) {
-			bk.ordinal = av->ordinal;
-			be = bpf_map_lookup_elem(&nat_backends, &bk);
-			/* Still the same backend at that ordinal? */
-			if (be && nat_addr_eq(be->addr, av->backend.addr) &&
-			    be->port == av->backend.port) {
-				av->last_ns = now;
-				*ordinal = bk.ordinal;
-				SL_DEBUG(ctx, "NAT: affinity keeps backend %d", bk.ordinal);
-				return be;
-			}
-		}
-	}
-
-	bk.ordinal = nat_flow_hash(ctx) % n;
-	be = bpf_map_lookup_elem(&nat_backends, &bk);
-	if (!be)
-		return NULL;
-	*ordinal = bk.ordinal;
-	if (fe->flags & NAT_FE_F_AFFINITY) {
-		struct nat_aff_value nv = {};
-
-		nv.last_ns = now;
-		nv.ordinal = bk.ordinal;
-		nv.backend = *be;
-		bpf_map_update_elem(&nat_affinity, &ak, &nv, BPF_ANY);
-	}
+	if (be && kept_by_affinity)
+		SL_DEBUG(ctx, "NAT: affinity keeps backend %d", *ordinal);
 	return be;
 }
 

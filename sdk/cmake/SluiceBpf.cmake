@@ -35,13 +35,16 @@ function(sluice_bpf_skeleton target name source)
   endforeach()
   get_filename_component(abs_source "${source}" ABSOLUTE)
   file(GLOB_RECURSE sdk_bpf_headers CONFIGURE_DEPENDS "${SLUICE_BPF_SDK_INCLUDE}/sluice/bpf/*")
+  # The depfile makes headers next to the source (a plugin's layout and
+  # shared helpers) rebuild the object when they change.
   add_custom_command(
     OUTPUT "${object}"
     COMMAND ${CMAKE_COMMAND} -E make_directory "${out_dir}"
     COMMAND ${SLUICE_CLANG} -O2 -g -target bpf -Wall -Werror -D__BPF__
             -I${SLUICE_BPF_SDK_INCLUDE} ${include_flags} -I${SLUICE_BPF_ARCH_INCLUDE}
-            -c "${abs_source}" -o "${object}"
+            -MD -MF "${object}.d" -c "${abs_source}" -o "${object}"
     DEPENDS "${abs_source}" ${sdk_bpf_headers} ${ARG_DEPENDS}
+    DEPFILE "${object}.d"
     COMMENT "BPF ${name}: clang -target bpf"
     VERBATIM)
   add_custom_command(

@@ -38,6 +38,8 @@ e2e_teardown() {
     in_node "$SLUICED" --config "$CONFIG" --cleanup >/dev/null 2>&1
   fi
   rm -rf "/sys/fs/bpf/$INSTANCE"
+  # A test's own clean-up (cgroups, mounts it made), if it defines one.
+  if declare -F e2e_test_teardown >/dev/null; then e2e_test_teardown; fi
   lab_destroy "$NS_NODE" "$NS_W1" "$NS_W2" "$NS_EXT"
   if ((rc != 0)) && [[ -f $WORK/daemon.log ]]; then
     echo "---- sluiced log ----"; tail -n 40 "$WORK/daemon.log"
@@ -69,18 +71,31 @@ ${2:-}
 TOML
 }
 
-start_daemon() {
-  # nsenter execs sluiced, so $! is the daemon itself (a function would add a subshell).
-  nsenter --net="/run/netns/$NS_NODE" "$SLUICED" --config "$CONFIG" >>"$WORK/daemon.log" 2>&1 &
-  DAEMON_PID=$!
-  local ready_count
-  ready_count=$(grep -c "sluiced ready" "$WORK/daemon.log" || true)
+# wait_ready <"sluiced ready" lines logged before>: until one more appears.
+wait_ready() {
   for _ in $(seq 100); do
-    (( $(grep -c "sluiced ready" "$WORK/daemon.log" || true) > ready_count )) && return 0
+    (( $(grep -c "sluiced ready" "$WORK/daemon.log" || true) > $1 )) && return 0
     kill -0 "$DAEMON_PID" 2>/dev/null || { cat "$WORK/daemon.log"; fail "sluiced exited during start"; }
     sleep 0.1
   done
   cat "$WORK/daemon.log"; fail "sluiced did not become ready within 10s"
+}
+
+start_daemon() {
+  local ready_count
+  ready_count=$(grep -c "sluiced ready" "$WORK/daemon.log" 2>/dev/null || true)
+  # nsenter execs sluiced, so $! is the daemon itself (a function would add a subshell).
+  nsenter --net="/run/netns/$NS_NODE" "$SLUICED" --config "$CONFIG" >>"$WORK/daemon.log" 2>&1 &
+  DAEMON_PID=$!
+  wait_ready "${ready_count:-0}"
+}
+
+# SIGHUP: sluiced checks the config file and re-executes itself with it.
+reload_daemon() {
+  local ready_count
+  ready_count=$(grep -c "sluiced ready" "$WORK/daemon.log" || true)
+  kill -HUP "$DAEMON_PID"
+  wait_ready "$ready_count"
 }
 
 stop_daemon() {

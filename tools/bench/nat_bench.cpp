@@ -153,7 +153,10 @@ struct Instance {
       : config(parse_config("[node]\nname = \"bench\"\n[bpf]\nroot = \"/sys/fs/bpf\"\ninstance = \"" +
                                 instance +
                                 "\"\n[plugins]\nenabled = [\"conntrack\", \"nat\"]\n"
-                                "[plugins.conntrack]\nclean_interval = 3600\n[plugins.nat]\n",
+                                "[plugins.conntrack]\nclean_interval = 3600\n"
+                                // Only tc programs are measured; connect-time load
+                                // balancing would attach to the machine's root cgroup.
+                                "[plugins.nat]\nconnect_time_lb = \"off\"\n",
                             "<sluice-nat-bench>")) {
     Dataplane::cleanup(config);  // a leftover of a killed run
     dataplane = std::make_unique<Dataplane>(config);

@@ -112,9 +112,13 @@ struct Bed {
   PluginUnderTest nat;
   int table = -1;
 
+  // Connect-time load balancing stays off: these tests run packets through
+  // the tc programs only, and its programs would attach to the machine's
+  // root cgroup (connect_lb_test.cpp tests it in a cgroup of its own).
   explicit Bed(const std::string& nat_body = "")
       : ct(bed.load_plugin(CONNTRACK_PLUGIN, "[plugins.conntrack]\n")),
-        nat(bed.load_plugin(NAT_PLUGIN, "[plugins.nat]\n" + nat_body)) {
+        nat(bed.load_plugin(NAT_PLUGIN,
+                            "[plugins.nat]\nconnect_time_lb = \"off\"\n" + nat_body)) {
     std::vector<int> chain = {ct.stage_fd("conntrack"), nat.stage_fd("nat")};
     bed.set_chain(SL_ROLE_WORKLOAD, SL_HOOK_INGRESS, chain);
     bed.set_chain(SL_ROLE_DATA, SL_HOOK_INGRESS, chain);

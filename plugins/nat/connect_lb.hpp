@@ -1,0 +1,67 @@
+// Connect-time load balancing for processes on the node itself: the cgroup
+// socket programs of nat_connect.bpf.c ([plugins.nat] connect_time_lb, see
+// README.md), attached to a cgroup v2 directory through bpf_links that are
+// pinned under <pin dir>/nat/connect_time_lb/<hook>, so they keep running
+// while sluiced is down and a restart replaces their programs in place.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include <sluice/config.hpp>
+#include <sluice/plugin.hpp>
+
+#include "nat_layout.h"
+
+namespace nat {
+
+// Where the programs attach unless connect_time_lb_cgroup says otherwise:
+// the root of the cgroup v2 hierarchy, i.e. every process of the machine
+// (the programs themselves only act in sluiced's network namespace).
+inline constexpr const char* kDefaultConnectTimeLbCgroup = "/sys/fs/cgroup";
+
+// [plugins.nat] connect_time_lb and connect_time_lb_cgroup.
+struct ConnectTimeLbConfig {
+  std::string mode = "all";  // "off" | "tcp" | "udp" | "all", as written
+  std::uint32_t protocols = NAT_CTLB_TCP | NAT_CTLB_UDP;  // 0: off
+  std::string cgroup = kDefaultConnectTimeLbCgroup;
+};
+
+// Reads both keys from the [plugins.nat] table; a bad value throws
+// sluice::ConfigError with file, line, column and key. The caller lists the
+// keys in its expect_only().
+ConnectTimeLbConfig read_connect_time_lb_config(const sluice::config::Table& nat_table);
+
+// The attached programs of one sluiced run. Destroying it closes file
+// descriptors only: the pinned links keep the programs attached.
+class ConnectTimeLb {
+ public:
+  ConnectTimeLb();
+  ~ConnectTimeLb();
+  ConnectTimeLb(const ConnectTimeLb&) = delete;
+  ConnectTimeLb& operator=(const ConnectTimeLb&) = delete;
+
+  // Makes the kernel match `config`. Off: detaches and unpins whatever a
+  // previous run pinned. On: loads the programs (maps reused by pin from
+  // host.map_pin_dir()), then per hook swaps the program of the pinned link
+  // (bpf_link_update: no moment without a program), or attaches and pins a
+  // new link; hooks the mode does not need are detached and unpinned.
+  // Throws std::runtime_error naming the key, the path or the hook and what
+  // to do; hooks handled before the failure keep their new programs, the
+  // others their old ones (both read the same maps).
+  void apply(sluice::Host& host, const ConnectTimeLbConfig& config);
+
+  // Detaches every program this plugin pinned under host's pin dir and
+  // removes the pins and the nat_sock_reverse map (shutdown with cleanup, or
+  // the switch turned off). Does nothing before apply().
+  void remove();
+
+ private:
+  struct Attached;
+  std::unique_ptr<Attached> attached_;
+  std::string link_pin_dir_;  // <pin dir>/nat/connect_time_lb; empty before apply()
+  std::string map_pin_dir_;
+};
+
+}  // namespace nat
