@@ -43,8 +43,9 @@
 #   sudo tools/bench/kubeproxy_bench.sh [build dir]      (default: build)
 #
 # Knobs (environment):
-#   KP_ROUNDS=5           rounds
-#   KP_SECONDS=2          seconds per measurement
+#   KP_ROUNDS=9           rounds
+#   KP_SECONDS=1          seconds per measurement (many short rounds: the
+#                         cells compared in a ratio run seconds apart)
 #   KP_SERVICES="1 1000 10000"   numbers of services
 #   KP_MODES="sluice iptables nftables"
 #   KP_BACKENDS=3         backends per service (backend workloads, 1..20)
@@ -61,8 +62,8 @@ set -euo pipefail
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 BENCH=$REPO/tools/bench
 BUILD=$(cd "${1:-$REPO/build}" && pwd)
-ROUNDS=${KP_ROUNDS:-5}
-SECONDS_PER_RUN=${KP_SECONDS:-2}
+ROUNDS=${KP_ROUNDS:-9}
+SECONDS_PER_RUN=${KP_SECONDS:-1}
 read -r -a SERVICE_COUNTS <<<"${KP_SERVICES:-1 1000 10000}"
 read -r -a MODES <<<"${KP_MODES:-sluice iptables nftables}"
 BACKENDS=${KP_BACKENDS:-3}
@@ -308,6 +309,7 @@ done
 # should be no TIME_WAIT socket anywhere, and conntrack entries bounded by the
 # client's port range, far from the tables' sizes.
 echo
+echo "# load average after the rounds: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "# left after the rounds (TIME_WAIT: client and backends; conntrack: the node's table):"
 for cell in "${CELLS[@]}"; do
   node=$(ns_of "$cell" node)
