@@ -174,6 +174,14 @@ make_lab() {
 }
 
 elapsed_since() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}'; }
+# Seconds from the first line of a sluiced log to the first line containing
+# <text> (its lines start with 2026-11-27T16:12:56.803).
+log_seconds_to() { # <log> <text>
+  awk -v text="$2" '
+    { split(substr($1, 12), t, ":"); now = t[1] * 3600 + t[2] * 60 + t[3] }
+    NR == 1 { first = now }
+    index($0, text) { printf "%.2f", now - first; exit }' "$1"
+}
 
 # load_sluice <cell> <services>: sluiced in the cell's node with the services
 # in its state directory; returns when `sluicectl nat dump` lists them all.
@@ -207,7 +215,9 @@ TOML
     count=$(in_ns_keeping_bpffs "$node" "$SLUICECTL" --config "$WORK/$cell/sluice.toml" -o json nat dump 2>/dev/null |
             python3 -c 'import json, sys; print(len(json.load(sys.stdin)))' 2>/dev/null || echo 0)
     if (( count == services )); then
-      echo "#   $cell: sluicectl nat dump lists $count frontends $(elapsed_since "$started") s after sluiced started"
+      echo "#   $cell: nat applied the services $(log_seconds_to "$WORK/$cell/daemon.log" "plugin 'nat' applied")" \
+           "s after sluiced's first log line; sluicectl nat dump lists all $count $(elapsed_since "$started") s" \
+           "after the start"
       return 0
     fi
     sleep 0.2
