@@ -42,25 +42,22 @@ inline void set_no_delay(int fd) {
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
 
-// Reads exactly n bytes; false on EOF or error.
-inline bool read_all(int fd, char* buf, std::size_t n) {
+// Moves exactly n bytes with read(2) or write(2) (`io`), however many calls
+// that takes; false on EOF or error.
+template <class Byte, class Io>
+bool transfer_all(int fd, Byte* buf, std::size_t n, Io io) {
   while (n) {
-    ssize_t got = read(fd, buf, n);
-    if (got <= 0) return false;
-    buf += got;
-    n -= static_cast<std::size_t>(got);
+    ssize_t moved = io(fd, buf, n);
+    if (moved <= 0) return false;
+    buf += moved;
+    n -= static_cast<std::size_t>(moved);
   }
   return true;
 }
 
+inline bool read_all(int fd, char* buf, std::size_t n) { return transfer_all(fd, buf, n, ::read); }
 inline bool write_all(int fd, const char* buf, std::size_t n) {
-  while (n) {
-    ssize_t put = write(fd, buf, n);
-    if (put <= 0) return false;
-    buf += put;
-    n -= static_cast<std::size_t>(put);
-  }
-  return true;
+  return transfer_all(fd, buf, n, ::write);
 }
 
 // A listening TCP socket on ip:port (SO_REUSEADDR); exits on failure.
