@@ -24,7 +24,8 @@ pkg/proxy/nftables, proxier.go) as its TestOverallIPTablesRules and
 TestOverallNFTablesRules expect them, for ClusterIP services with cluster
 traffic policy and no session affinity, plus the jump rules from the
 built-in chains that kube-proxy adds outside its restore (here in the same
-transaction). See /work/shared/reference/kube-proxy-rule-layout.md.
+transaction). Notes on both layouts: ../shared/reference/kube-proxy-rule-layout.md
+(beside the repository).
 """
 import argparse
 import base64
