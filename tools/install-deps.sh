@@ -8,6 +8,8 @@ packages=(
   libtomlplusplus-dev libspdlog-dev libfmt-dev libnl-3-dev libnl-route-3-dev
   libgtest-dev googletest
   iproute2 iputils-ping util-linux procps python3
+  # kube-proxy's rulesets as the baseline of tools/bench/kubeproxy_bench.sh
+  iptables nftables
 )
 missing=()
 for p in "${packages[@]}"; do

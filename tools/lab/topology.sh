@@ -4,6 +4,7 @@
 #
 #   [w1] eth0 10.65.1.2 --- cali1 10.65.1.1 [node] eth0 10.64.0.1 --- eth0 10.64.0.2 [ext]
 #   [w2] eth0 10.65.2.2 --- cali2 10.65.2.1 [node]
+#   [wN] eth0 10.65.N.2 --- caliN 10.65.N.1 [node]    (lab_add_workload, N >= 3)
 #
 # IPv6 is off and neighbours are static, so the only packets on the wires are
 # the ones a test sends: counters can be checked exactly.
@@ -29,16 +30,26 @@ lab_wire() {
   ip -n "$4" neigh replace "${3%/*}" lladdr "$(lab_mac "$1" "$2")" dev "$5" nud permanent
 }
 
+# lab_add_workload <node_ns> <workload_ns> <index>: a workload namespace on
+# veth cali<index> of the node, eth0 10.65.<index>.2/24, default route via the
+# node (10.65.<index>.1). lab_create makes workloads 1 and 2; benchmarks that
+# need more backends add 3, 4, ... the same way.
+lab_add_workload() {
+  local node=$1 workload=$2 index=$3
+  lab_ns_add "$workload"
+  lab_wire "$node" "cali$index" "10.65.$index.1/24" "$workload" eth0 "10.65.$index.2/24"
+  ip -n "$workload" route add default via "10.65.$index.1"
+}
+
 # lab_create <node_ns> <w1_ns> <w2_ns> <ext_ns>
 lab_create() {
   local node=$1 w1=$2 w2=$3 ext=$4
-  for ns in "$node" "$w1" "$w2" "$ext"; do lab_ns_add "$ns"; done
+  lab_ns_add "$node"
+  lab_ns_add "$ext"
   ip netns exec "$node" sysctl -qw net.ipv4.ip_forward=1
-  lab_wire "$node" cali1 10.65.1.1/24 "$w1" eth0 10.65.1.2/24
-  lab_wire "$node" cali2 10.65.2.1/24 "$w2" eth0 10.65.2.2/24
+  lab_add_workload "$node" "$w1" 1
+  lab_add_workload "$node" "$w2" 2
   lab_wire "$node" eth0 10.64.0.1/24 "$ext" eth0 10.64.0.2/24
-  ip -n "$w1" route add default via 10.65.1.1
-  ip -n "$w2" route add default via 10.65.2.1
   ip -n "$ext" route add 10.65.0.0/16 via 10.64.0.1
 }
 
