@@ -114,9 +114,24 @@ struct PortSpec {
   std::string name;
   std::uint16_t port = 0;
   std::uint8_t proto = IPPROTO_TCP;
-  std::uint16_t target_port = 0;
+  std::uint16_t target_port = 0;  // 0 with a named target port
+  std::string target_port_name;   // resolved per backend from its endpoint's ports
   std::uint16_t node_port = 0;
 };
+
+// An [[endpoint]]: a workload with its addresses and named ports. The nat
+// plugin reads it for one thing: services whose target_port is a name.
+struct EndpointSpec {
+  std::string namespace_, name;
+  Position at;
+  std::vector<Address> ips;
+  std::map<std::pair<std::string, std::uint8_t>, std::uint16_t> ports;  // {name, proto} -> port
+  std::string key() const { return namespace_ + "/" + name; }
+};
+
+// Named ports ({name, protocol} -> port) of every endpoint address.
+using NamedPorts = std::map<std::pair<std::uint8_t, std::array<__be32, 4>>,
+                            std::map<std::pair<std::string, std::uint8_t>, std::uint16_t>>;
 
 struct BackendSpec {
   Address ip;
@@ -140,6 +155,11 @@ struct ServiceSpec {
   std::vector<PortSpec> ports;
   std::vector<BackendSpec> backends;
   std::string key() const { return namespace_ + "/" + name; }
+  bool has_named_port() const {
+    for (const auto& p : ports)
+      if (!p.target_port_name.empty()) return true;
+    return false;
+  }
 };
 
 Position position_of(const Table& table, const toml::node* node, std::string_view key) {
@@ -241,10 +261,22 @@ ServiceSpec parse_service(const Table& t) {
     port.proto = (proto == "udp" || proto == "UDP")     ? IPPROTO_UDP
                  : (proto == "sctp" || proto == "SCTP") ? IPPROTO_SCTP
                                                         : IPPROTO_TCP;
-    port.target_port = static_cast<std::uint16_t>(p.get_int("target_port", port.port, 1, 65535));
+    if (const toml::node* tp = p.node("target_port"); tp && tp->is_string()) {
+      port.target_port_name = std::string(tp->as_string()->get());
+      if (port.target_port_name.empty() || port.target_port_name.size() > 63)
+        p.fail("target_port", "a named target port is 1-63 characters (a port name of the "
+                              "backends' [[endpoint]] tables)");
+      if (port.proto == IPPROTO_SCTP)
+        p.fail("target_port", "an SCTP port cannot be translated (its CRC32c covers the ports): "
+                              "give target_port = port, not a name");
+    } else {
+      port.target_port =
+          static_cast<std::uint16_t>(p.get_int("target_port", port.port, 1, 65535));
+    }
     port.node_port = static_cast<std::uint16_t>(p.get_int("node_port", 0, 1, 65535));
     // See nat_rewrite(): an SCTP port change would need the whole CRC32c.
-    if (port.proto == IPPROTO_SCTP && port.target_port != port.port)
+    if (port.proto == IPPROTO_SCTP && port.target_port_name.empty() &&
+        port.target_port != port.port)
       p.fail("target_port", "an SCTP port cannot be translated (its CRC32c covers the ports): "
                             "give target_port = port");
     if (port.proto == IPPROTO_SCTP && port.node_port)
@@ -312,11 +344,50 @@ ServiceSpec parse_service(const Table& t) {
   return s;
 }
 
-std::vector<ServiceSpec> parse_file(const sluice::ResourceFile& file) {
+EndpointSpec parse_endpoint(const Table& t) {
+  t.expect_only({"name", "namespace", "interface", "ips", "labels", "ports", "node"});
+  EndpointSpec e;
+  e.at = position_of(t, nullptr, "");
+  e.at.key = t.path();
+  if (!t.has("name")) t.fail_at(nullptr, "name", "an endpoint needs a name");
+  e.name = t.get_string("name", "");
+  if (e.name.empty()) t.fail("name", "must not be empty");
+  e.namespace_ = t.get_string("namespace", "default");
+  t.get_string("interface", "");  // the workload's veth: other plugins' business
+  t.get_string("node", "");
+  if (auto labels = t.table("labels"))
+    for (const auto& [key, value] : labels->raw())
+      if (!value.is_string())
+        labels->fail(key.str(), "a label value is a string");
+  e.ips = read_address_list(t, "ips");
+  if (e.ips.empty()) t.fail_at(t.node("ips"), "ips", "an endpoint needs ips = [\"<address>\", ...]");
+  for (const Table& p : t.get_table_list("ports")) {
+    p.expect_only({"name", "port", "protocol"});
+    if (!p.has("name")) p.fail_at(nullptr, "name", "a named port needs a name");
+    if (!p.has("port")) p.fail_at(nullptr, "port", "a named port needs port = <1-65535>");
+    std::string name = p.get_string("name", "");
+    std::string proto = p.get_choice("protocol", "tcp", {"tcp", "udp", "sctp", "TCP", "UDP", "SCTP"});
+    std::uint8_t number = (proto == "udp" || proto == "UDP")     ? IPPROTO_UDP
+                          : (proto == "sctp" || proto == "SCTP") ? IPPROTO_SCTP
+                                                                 : IPPROTO_TCP;
+    auto port = static_cast<std::uint16_t>(p.get_int("port", 0, 1, 65535));
+    if (!e.ports.emplace(std::make_pair(name, number), port).second)
+      p.fail("name", "port name '" + name + "' (" + proto + ") is listed twice");
+  }
+  return e;
+}
+
+struct FileSpecs {
+  std::vector<ServiceSpec> services;
+  std::vector<EndpointSpec> endpoints;
+};
+
+FileSpecs parse_file(const sluice::ResourceFile& file) {
   toml::table root = sluice::config::parse(file.text, file.path);
   Table top(root, file.path, "");
-  std::vector<ServiceSpec> out;
-  for (const Table& t : top.get_table_list("service")) out.push_back(parse_service(t));
+  FileSpecs out;
+  for (const Table& t : top.get_table_list("service")) out.services.push_back(parse_service(t));
+  for (const Table& t : top.get_table_list("endpoint")) out.endpoints.push_back(parse_endpoint(t));
   return out;
 }
 
@@ -390,8 +461,19 @@ std::vector<std::pair<FeKey, std::uint32_t>> frontends_of(const ServiceSpec& s,
   return out;
 }
 
+// The backend's port for service port p: its own port, the number, or its
+// endpoint's port of that name (0: it has none, so it cannot serve p).
+std::uint16_t backend_port(const BackendSpec& b, const PortSpec& p, const NamedPorts& named) {
+  if (b.port) return *b.port;
+  if (p.target_port_name.empty()) return p.target_port;
+  auto endpoint = named.find({b.ip.family, b.ip.words});
+  if (endpoint == named.end()) return 0;
+  auto port = endpoint->second.find({p.target_port_name, p.proto});
+  return port == endpoint->second.end() ? 0 : port->second;
+}
+
 PortEntries entries_of(const ServiceSpec& s, const PortSpec& p, std::uint32_t id,
-                       const std::string& node) {
+                       const std::string& node, const NamedPorts& named) {
   PortEntries e;
   e.id = id;
   e.label = port_label(s, p);
@@ -399,13 +481,16 @@ PortEntries entries_of(const ServiceSpec& s, const PortSpec& p, std::uint32_t id
     nat_be_value v{};
     v.family = b.ip.family;
     std::memcpy(v.addr, b.ip.words.data(), sizeof(v.addr));
-    v.port = htons(b.port.value_or(p.target_port));
+    v.port = htons(backend_port(b, p, named));
     if (!b.node.empty() && b.node == node) v.flags |= NAT_BE_F_LOCAL;
     if (b.terminating) v.flags |= NAT_BE_F_TERMINATING;
-    if (!b.ready) v.flags |= NAT_BE_F_NOT_READY;
+    // A backend without the named port cannot take this port's flows.
+    if (!b.ready || !v.port) v.flags |= NAT_BE_F_NOT_READY;
     return v;
   };
-  auto selectable = [](const BackendSpec& b) { return b.ready && !b.terminating; };
+  auto selectable = [&](const BackendSpec& b) {
+    return b.ready && !b.terminating && backend_port(b, p, named) != 0;
+  };
   // Ordinals: selectable local, selectable remote, then the rest (nat_layout.h).
   for (const auto& b : s.backends)
     if (selectable(b) && !b.node.empty() && b.node == node) e.backends.push_back(backend(b));
@@ -418,7 +503,7 @@ PortEntries entries_of(const ServiceSpec& s, const PortSpec& p, std::uint32_t id
   e.ready = count;
   for (const auto& b : s.backends) {
     if (b.terminating) ++e.terminating;
-    else if (!b.ready) ++e.not_ready;
+    else if (!selectable(b)) ++e.not_ready;
   }
   for (const auto& r : s.source_ranges) {
     RangeKey k;
@@ -958,7 +1043,8 @@ class NatPlugin final : public sluice::Plugin {
     }
   }
 
-  std::vector<std::string> resource_kinds() const override { return {"service"}; }
+  // Endpoints for the named ports services may use as target_port.
+  std::vector<std::string> resource_kinds() const override { return {"service", "endpoint"}; }
 
   // Work is proportional to the services of the touched files: nothing here
   // walks all services, so one changed service costs the same at 10 or
@@ -968,7 +1054,7 @@ class NatPlugin final : public sluice::Plugin {
     if (!stage_) throw std::logic_error("nat: reconcile before load");
 
     // 1. Parse and validate everything; nothing is applied on an error.
-    std::map<std::string, std::vector<ServiceSpec>> parsed;
+    std::map<std::string, FileSpecs> parsed;
     for (const auto& file : change.upserted) parsed[file.path] = parse_file(file);
     std::set<std::string> gone_files(change.removed.begin(), change.removed.end());
     if (change.full)
@@ -983,10 +1069,10 @@ class NatPlugin final : public sluice::Plugin {
     std::set<std::string> changed;
     for (const auto& path : touched_files)
       if (auto it = files_.find(path); it != files_.end())
-        for (const auto& s : it->second) changed.insert(s.key());
-    std::map<std::string, const ServiceSpec*> now_declared;  // touched files only
+        for (const auto& s : it->second.services) changed.insert(s.key());
+    std::map<std::string, const ServiceSpec*> now_declared;  // to (re)compute
     for (const auto& [path, specs] : parsed)
-      for (const auto& s : specs) {
+      for (const auto& s : specs.services) {
         const ServiceSpec* other = nullptr;
         if (auto it = now_declared.find(s.key()); it != now_declared.end()) other = it->second;
         else if (auto f = service_file_.find(s.key());
@@ -998,6 +1084,24 @@ class NatPlugin final : public sluice::Plugin {
         now_declared.emplace(s.key(), &s);
         changed.insert(s.key());
       }
+    // Endpoints: only named target ports depend on them, so an endpoint change
+    // recomputes the services that use a name (and nothing else).
+    bool endpoints_touched = false;
+    for (const auto& path : touched_files) {
+      if (auto it = files_.find(path); it != files_.end() && !it->second.endpoints.empty())
+        endpoints_touched = true;
+      if (auto it = parsed.find(path); it != parsed.end() && !it->second.endpoints.empty())
+        endpoints_touched = true;
+    }
+    NamedPorts named = named_ports_;
+    if (endpoints_touched) {
+      named = collect_named_ports(parsed, touched_files);
+      for (const auto& key : named_services_)
+        if (!changed.count(key)) {
+          changed.insert(key);
+          now_declared.emplace(key, declared_in(service_file_.at(key), key));
+        }
+    }
     // A frontend belongs to one service: new frontends of the changed
     // services may collide with each other or with an untouched service's.
     std::map<FeKey, std::string> claimed;
@@ -1040,7 +1144,7 @@ class NatPlugin final : public sluice::Plugin {
       ServiceEntries entries;
       for (const auto& p : spec->ports) {
         std::string label = port_label(*spec, p);
-        entries[label] = entries_of(*spec, p, allocate(label), node_);
+        entries[label] = entries_of(*spec, p, allocate(label), node_, named);
       }
       desired[key] = std::move(entries);
     }
@@ -1113,14 +1217,20 @@ class NatPlugin final : public sluice::Plugin {
     // 4. Remember what each file holds.
     for (const auto& path : touched_files)
       if (auto it = files_.find(path); it != files_.end())
-        for (const auto& s : it->second)
-          if (auto f = service_file_.find(s.key()); f != service_file_.end() && f->second == path)
+        for (const auto& s : it->second.services)
+          if (auto f = service_file_.find(s.key()); f != service_file_.end() && f->second == path) {
             service_file_.erase(f);
+            named_services_.erase(s.key());
+          }
     for (const auto& path : gone_files) files_.erase(path);
     for (auto& [path, specs] : parsed) {
-      for (const auto& s : specs) service_file_[s.key()] = path;
+      for (const auto& s : specs.services) {
+        service_file_[s.key()] = path;
+        if (s.has_named_port()) named_services_.insert(s.key());
+      }
       files_[path] = std::move(specs);
     }
+    named_ports_ = std::move(named);
     fe_total_ += fe_delta;
     be_total_ += be_delta;
     range_total_ += range_delta;
@@ -1184,9 +1294,33 @@ class NatPlugin final : public sluice::Plugin {
 
  private:
   const ServiceSpec* declared_in(const std::string& path, const std::string& key) const {
-    for (const auto& s : files_.at(path))
+    for (const auto& s : files_.at(path).services)
       if (s.key() == key) return &s;
     return nullptr;
+  }
+
+  // The named ports of every endpoint address after this change: `parsed`
+  // for the touched files, files_ for the others. One address, one endpoint.
+  NamedPorts collect_named_ports(const std::map<std::string, FileSpecs>& parsed,
+                                 const std::set<std::string>& touched) const {
+    NamedPorts out;
+    std::map<std::pair<std::uint8_t, std::array<__be32, 4>>, const EndpointSpec*> owner;
+    auto add = [&](const EndpointSpec& e) {
+      for (const auto& ip : e.ips) {
+        auto [it, fresh] = owner.emplace(std::make_pair(ip.family, ip.words), &e);
+        if (!fresh)
+          fail(e.at, "endpoint " + e.key() + ": address " + address_text(ip.family, ip.words.data()) +
+                         " is also an address of endpoint " + it->second->key() + " (" +
+                         it->second->at.file + ":" + std::to_string(it->second->at.line) + ")");
+        out[{ip.family, ip.words}] = e.ports;
+      }
+    };
+    for (const auto& [path, specs] : files_)
+      if (!touched.count(path))
+        for (const auto& e : specs.endpoints) add(e);
+    for (const auto& [path, specs] : parsed)
+      for (const auto& e : specs.endpoints) add(e);
+    return out;
   }
 
   // First full reconcile after a start: entries the previous run left in the
@@ -1243,7 +1377,9 @@ class NatPlugin final : public sluice::Plugin {
   std::string node_;
   MapFds maps_;
   bool swept_ = false;
-  std::map<std::string, std::vector<ServiceSpec>> files_;   // desired state per file
+  std::map<std::string, FileSpecs> files_;                  // desired state per file
+  NamedPorts named_ports_;                                  // from the files' endpoints
+  std::set<std::string> named_services_;                    // services with a named target port
   std::map<std::string, ServiceEntries> applied_;           // by service key
   std::map<std::string, std::uint32_t> ids_;                // port label -> id
   IdPool free_ids_;                                         // ids not in ids_

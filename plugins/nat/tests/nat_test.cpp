@@ -876,13 +876,16 @@ TEST(Nat, TheExampleFileIsValidAndMetricsCountIt) {
   ASSERT_FALSE(text.str().empty());
   t.apply({{NAT_EXAMPLE, text.str()}}, {}, true);
   // web: 2 ports x (cluster IP, external IP) + 1 node port; kube-dns: 2; sessions: 1;
-  // ingress: cluster IP + load-balancer IP; diameter: 1.
-  EXPECT_EQ(t.frontends().size(), 11u);
+  // ingress: cluster IP + load-balancer IP; diameter: 1; api (named target port): 1.
+  EXPECT_EQ(t.frontends().size(), 12u);
+  bool named_resolved = false;  // api's "http-api" -> its endpoint's 8088
+  for (const auto& [k, v] : t.backends()) named_resolved = named_resolved || ntohs(v.port) == 8088;
+  EXPECT_TRUE(named_resolved);
   EXPECT_EQ((t.dump<nat_src_range_key, std::uint8_t>(NAT_MAP_SRC_RANGES).size()), 2u);
   Samples samples;
   t.nat.plugin().write_metrics(samples);
-  EXPECT_EQ(samples.values["sluice_nat_services"], 5);
-  EXPECT_EQ(samples.values["sluice_nat_backends,state=ready"], 2 * 2 + 2 * 1 + 2 + 1 + 1);
+  EXPECT_EQ(samples.values["sluice_nat_services"], 6);
+  EXPECT_EQ(samples.values["sluice_nat_backends,state=ready"], 2 * 2 + 2 * 1 + 2 + 1 + 1 + 1);
   EXPECT_EQ(samples.values["sluice_nat_backends,state=terminating"], 2);
   EXPECT_EQ(samples.values["sluice_nat_backends,state=not_ready"], 2);
 
@@ -1163,4 +1166,52 @@ TEST(Nat, ExternalClientOfARemoteBackendIsSourceNatedToTheNode) {
         EXPECT_EQ(r.reason, SL_R_NO_BACKEND);
       },
       false);
+}
+
+// target_port given as a name: each backend's port comes from the
+// [[endpoint]] with its address; endpoint edits move it, a backend without
+// that name gets no flows, and two endpoints cannot share an address.
+TEST(Nat, NamedTargetPortsComeFromEndpoints) {
+  Bed t;
+  auto endpoint = [](const char* name, const char* ip, int port) {
+    return "[[endpoint]]\nname = \"" + std::string(name) + "\"\ninterface = \"cali-" + name +
+           "\"\nips = [\"" + ip + "\"]\nlabels = { app = \"web\" }\nports = [{ name = \"http\", "
+           "port = " + std::to_string(port) + " }]\n";
+  };
+  t.apply({{"/state/web.toml",
+            "[[service]]\nname = \"web\"\ncluster_ip = \"10.96.0.10\"\n"
+            "ports = [{ port = 80, target_port = \"http\" }]\n"
+            "backends = [{ ip = \"10.65.0.2\" }]\n"},
+           {"/state/pod-a.toml", endpoint("a", kBackend1, 8081)}});
+  Packet syn = tcp(kClient, kVip, 40000, 80);
+  RunResult r = t.run(syn);
+  EXPECT_EQ(ip4(r.out, 14 + 16), inet_addr(kBackend1));
+  EXPECT_EQ(port_at(r.out, syn.l4_off + 2), 8081);
+
+  // The endpoint's port changes: new flows follow, the service file untouched.
+  t.apply({{"/state/pod-a.toml", endpoint("a", kBackend1, 9090)}});
+  r = t.run(tcp(kClient, kVip, 40001, 80));
+  EXPECT_EQ(port_at(r.out, syn.l4_off + 2), 9090);
+
+  // Without its endpoint the backend has no port of that name: no backend.
+  t.apply({}, {"/state/pod-a.toml"});
+  r = t.run(tcp(kClient, kVip, 40002, 80), TC_ACT_REDIRECT);
+  EXPECT_EQ(r.reason, SL_R_NO_BACKEND);
+  std::string out;
+  t.cli({"nat", "dump"}, {}, out);
+  EXPECT_NE(out.find("not-ready"), std::string::npos) << out;
+
+  // Two endpoints with one address: refused with both positions.
+  t.apply({{"/state/pod-a.toml", endpoint("a", kBackend1, 8081)}});
+  try {
+    t.apply({{"/state/pod-b.toml", endpoint("b", kBackend1, 8082)}});
+    FAIL() << "no error";
+  } catch (const sluice::ConfigError& e) {
+    EXPECT_EQ(e.file, "/state/pod-b.toml");
+    EXPECT_NE(std::string(e.what()).find("also an address of endpoint default/a"),
+              std::string::npos)
+        << e.what();
+  }
+  r = t.run(tcp(kClient, kVip, 40003, 80));
+  EXPECT_EQ(port_at(r.out, syn.l4_off + 2), 8081);
 }
