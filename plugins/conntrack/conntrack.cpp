@@ -208,7 +208,8 @@ std::string type_name(std::uint32_t type) {
 std::vector<std::string> flag_names(std::uint32_t flags) {
   static const std::pair<std::uint32_t, const char*> names[] = {
       {SL_CT_F_NAT_OUT, "nat-out"}, {SL_CT_F_DSR, "fwd-dsr"},     {SL_CT_F_NP_FWD, "np-fwd"},
-      {SL_CT_F_EXT_LOCAL, "ext-local"}, {SL_CT_F_BA, "B-A"}, {SL_CT_F_MIDSTREAM, "midstream"}};
+      {SL_CT_F_EXT_LOCAL, "ext-local"}, {SL_CT_F_BA, "B-A"}, {SL_CT_F_MIDSTREAM, "midstream"},
+      {SL_CT_F_NODE_ADDR, "node-addr"}};
   std::vector<std::string> out;
   for (const auto& [bit, name] : names)
     if (flags & bit) out.emplace_back(name);

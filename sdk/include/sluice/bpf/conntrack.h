@@ -110,6 +110,9 @@ enum sl_ct_state {
 #define SL_CT_F_EXT_LOCAL (1u << 6) /* "ext-local": external client, local backend */
 #define SL_CT_F_BA (1u << 8)        /* "B-A": side B opened the flow */
 #define SL_CT_F_MIDSTREAM (1u << 16) /* "midstream": TCP picked up without its SYN */
+#define SL_CT_F_NODE_ADDR (1u << 17) /* "node-addr": the client asked for an address of this
+				      * node (a node port, an external IP the node holds);
+				      * the nat stage routes the replies itself */
 
 /* Leg flags (legs[i].flags). */
 #define SL_CT_LEG_SYN (1u << 0)
