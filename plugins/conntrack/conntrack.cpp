@@ -209,7 +209,7 @@ std::vector<std::string> flag_names(std::uint32_t flags) {
   static const std::pair<std::uint32_t, const char*> names[] = {
       {SL_CT_F_NAT_OUT, "nat-out"}, {SL_CT_F_DSR, "fwd-dsr"},     {SL_CT_F_NP_FWD, "np-fwd"},
       {SL_CT_F_EXT_LOCAL, "ext-local"}, {SL_CT_F_BA, "B-A"}, {SL_CT_F_SVC_SELF, "svc-self"},
-      {SL_CT_F_SRC_NAT, "src-nat"},
+      {SL_CT_F_SRC_NAT, "src-nat"},     {SL_CT_F_NODE_ADDR, "node-addr"},
       {SL_CT_F_MIDSTREAM, "midstream"}};
   std::vector<std::string> out;
   for (const auto& [bit, name] : names)

@@ -22,6 +22,9 @@
  *    SL_CT_RES_FAST (its fast_path = true) then leaves by the fast path:
  *    one conntrack lookup, the rewrite from the entry, a route lookup and a
  *    redirect; no service lookup, no later stage, no host stack.
+ *    When that address is one of the node's own (a node port, an external
+ *    IP the node holds; flow flag SL_CT_F_NODE_ADDR, see nat_route_reply())
+ *    the stage also routes the reply, since the kernel drops it as a martian.
  *
  * After a rewrite ctx->saddr/daddr/sport/dport describe the packet as it
  * now is, so later stages (encap 400, log 900) see the post-NAT packet.
@@ -112,6 +115,9 @@ struct {
 #define NAT_SNAT_PORT_MIN 32768u
 #define NAT_SNAT_PORT_SPAN 28232u
 #define NAT_SNAT_TRIES 16
+#ifndef AF_INET
+#define AF_INET 2
+#endif
 
 /* [plugins.nat] no_backend: 1 "reject" (ICMP/ICMPv6 port unreachable to the
  * client), 0 "drop". Set by nat.cpp before load. */
@@ -203,6 +209,88 @@ static __always_inline int nat_rewrite(struct __sk_buff *skb, struct sl_pkt_ctx 
 			ctx->dport = port;
 	}
 	return 0;
+}
+
+/* ---- replies from the node's own addresses -------------------------------------- */
+
+/* Is the packet's destination one of this node's own addresses (a node port,
+ * an external IP the node holds)? The FIB says "not forwarded" for local
+ * destinations. IPv4 only: see nat_route_reply(). */
+static __always_inline int nat_to_node_address(struct __sk_buff *skb, const struct sl_pkt_ctx *ctx)
+{
+	struct bpf_fib_lookup fib = {};
+
+	if (ctx->l3_proto != ETH_P_IP)
+		return 0;
+	fib.family = AF_INET;
+	fib.ifindex = ctx->ifindex;
+	fib.ipv4_src = ctx->saddr[0];
+	fib.ipv4_dst = ctx->daddr[0];
+	return bpf_fib_lookup(skb, &fib, sizeof(fib), 0) == BPF_FIB_LKUP_RET_NOT_FWDED;
+}
+
+/* A reverse-NATed reply of a flow flagged SL_CT_F_NODE_ADDR carries one of
+ * the node's own addresses as its source. Handed to the kernel, it would be
+ * dropped at the input route lookup as a "martian source" (IPv4 does not
+ * forward a packet from outside whose source is a local address, unless the
+ * interface has accept_local; IPv6 does, so IPv6 flows are not flagged). So the stage routes it itself, as the
+ * kernel would have: FIB lookup towards the client from the interface it
+ * arrived on, TTL decremented, out of the route's interface. With a resolved
+ * neighbour the Ethernet addresses are written and the chain end redirects
+ * (later stages still see the packet); an unresolved one is left to
+ * bpf_redirect_neigh, which resolves it, skipping the rest of the chain.
+ * Without a route or with a TTL about to expire the packet goes on to the
+ * kernel, which drops it. */
+static __always_inline int nat_route_reply(struct __sk_buff *skb, struct sl_pkt_ctx *ctx)
+{
+	struct bpf_fib_lookup fib = {};
+	__u8 tos_ttl[9];
+
+	if (ctx->l3_proto != ETH_P_IP || !(ctx->flags & SL_PKT_F_L2) ||
+	    bpf_skb_load_bytes(skb, ctx->l3_off, tos_ttl, sizeof(tos_ttl)))
+		return sl_next(skb, ctx);
+	__u8 ttl = tos_ttl[8];
+
+	if (ttl <= 1)
+		return sl_next(skb, ctx);
+	fib.family = AF_INET;
+	fib.ifindex = ctx->ifindex;
+	fib.tos = tos_ttl[1];
+	fib.l4_protocol = ctx->ip_proto;
+	fib.sport = ctx->sport;
+	fib.dport = ctx->dport;
+	fib.ipv4_src = ctx->saddr[0];
+	fib.ipv4_dst = ctx->daddr[0];
+	long rc = bpf_fib_lookup(skb, &fib, sizeof(fib), 0);
+
+	/* Back out of the arrival interface would be hairpin (not supported). */
+	if ((rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH) ||
+	    fib.ifindex == ctx->ifindex) {
+		SL_DEBUG(ctx, "NAT: reply from a node address: fib lookup %ld, to the kernel", rc);
+		return sl_next(skb, ctx);
+	}
+	__be16 old_ttl = bpf_htons((__u16)ttl << 8), new_ttl = bpf_htons((__u16)(ttl - 1) << 8);
+	__u8 next_ttl = ttl - 1;
+
+	if (bpf_l3_csum_replace(skb, ctx->l3_off + 10, old_ttl, new_ttl, 2) ||
+	    bpf_skb_store_bytes(skb, ctx->l3_off + 8, &next_ttl, 1, 0))
+		return sl_drop(skb, ctx, SL_R_MALFORMED_L3_SHORT);
+	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH) {
+		struct bpf_redir_neigh nh = {.nh_family = AF_INET, .ipv4_nh = fib.ipv4_dst};
+
+		SL_DEBUG(ctx, "NAT: reply from a node address out of %d (neighbour unresolved)",
+			 fib.ifindex);
+		return sl_redirect_neigh(skb, ctx, fib.ifindex, &nh, sizeof(nh));
+	}
+	__u8 macs[2 * ETH_ALEN]; /* destination, source */
+
+	__builtin_memcpy(macs, fib.dmac, ETH_ALEN);
+	__builtin_memcpy(macs + ETH_ALEN, fib.smac, ETH_ALEN);
+	if (bpf_skb_store_bytes(skb, 0, macs, sizeof(macs), 0))
+		return sl_drop(skb, ctx, SL_R_MALFORMED_L2_SHORT);
+	SL_DEBUG(ctx, "NAT: reply from a node address out of %d", fib.ifindex);
+	sl_set_redirect(ctx, fib.ifindex, 0);
+	return sl_next(skb, ctx);
 }
 
 /* ---- backend selection --------------------------------------------------------- */
@@ -837,6 +925,9 @@ static __always_inline int nat_new_flow(struct __sk_buff *skb, struct sl_pkt_ctx
 		}
 		ct_flags |= SL_CT_F_SRC_NAT;
 	}
+	/* Cluster IPs are never the node's own: only external frontends ask. */
+	if ((fe->flags & NAT_FE_F_EXTERNAL) && nat_to_node_address(skb, ctx))
+		ct_flags |= SL_CT_F_NODE_ADDR;
 	int rev_ba = 0;
 
 	if (nat_ct_create(ctx, &be, post_saddr, &post_sport, ct_flags, &rev_ba)) {
@@ -964,6 +1055,7 @@ SL_STAGE(nat_stage)
 			return sl_next(skb, ctx);
 		__be32 addr[4];
 		__be16 port = rev->orig_dport;
+		int from_node_address = (rev->flags & SL_CT_F_NODE_ADDR) != 0;
 
 		__builtin_memcpy(addr, rev->orig_dst, sizeof(addr));
 		SL_DEBUG(ctx, "NAT: reverse NAT of a reply");
@@ -978,6 +1070,8 @@ SL_STAGE(nat_stage)
 				return nat_forward_from_node(skb, ctx);
 			return nat_reflect(skb, ctx);
 		}
+		if (from_node_address)
+			return nat_route_reply(skb, ctx);
 		return nat_established_done(skb, ctx, r);
 	}
 	return sl_next(skb, ctx);

@@ -66,11 +66,6 @@ c.close()
 print("client: %d request/responses" % (2 * n))
 PY
 
-wait_file() { # <file> <what>
-  for _ in $(seq 200); do [[ -e $1 ]] && return 0; sleep 0.05; done
-  fail "timed out waiting for $2"
-}
-
 ip netns exec "$NS_W2" python3 "$WORK/rr.py" server 10.65.2.2 8080 "$WORK/ready" &
 server_pid=$!
 wait_file "$WORK/ready" "the server"

@@ -18,6 +18,7 @@ e2e_init() { # <short test name>
   WORK=$(mktemp -d "/tmp/sluice-e2e-$1.XXXXXX")
   CONFIG=$WORK/sluice.toml
   DAEMON_PID=
+  E2E_EXTRA_NS=()
   trap e2e_teardown EXIT
   lab_create "$NS_NODE" "$NS_W1" "$NS_W2" "$NS_EXT"
   echo "# test $1: namespaces $E2E_ID-*, instance $INSTANCE, work dir $WORK"
@@ -40,12 +41,23 @@ e2e_teardown() {
   rm -rf "/sys/fs/bpf/$INSTANCE"
   # A test's own clean-up (cgroups, mounts it made), if it defines one.
   if declare -F e2e_test_teardown >/dev/null; then e2e_test_teardown; fi
-  lab_destroy "$NS_NODE" "$NS_W1" "$NS_W2" "$NS_EXT"
+  lab_destroy "$NS_NODE" "$NS_W1" "$NS_W2" "$NS_EXT" "${E2E_EXTRA_NS[@]}"
   if ((rc != 0)) && [[ -f $WORK/daemon.log ]]; then
     echo "---- sluiced log ----"; tail -n 40 "$WORK/daemon.log"
   fi
   [[ -n ${E2E_KEEP_WORK:-} ]] || rm -rf "$WORK"
   exit $rc
+}
+
+# e2e_add_workload <n>: one more workload beside w1 and w2, namespace
+# $E2E_ID-w<n> with eth0 10.65.<n>.2 on the node's cali<n> (10.65.<n>.1).
+# Add workloads before start_daemon, or wait for sluiced to attach cali<n>.
+e2e_add_workload() {
+  local ns=$E2E_ID-w$1
+  E2E_EXTRA_NS+=("$ns")
+  lab_ns_add "$ns"
+  lab_wire "$NS_NODE" "cali$1" "10.65.$1.1/24" "$ns" eth0 "10.65.$1.2/24"
+  ip -n "$ns" route add default via "10.65.$1.1"
 }
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
@@ -54,7 +66,14 @@ assert_eq() { # <expected> <actual> <what>
   echo "ok: $3 = $2"
 }
 
-in_node() { nsenter --net="/run/netns/$NS_NODE" "$@"; }
+# in_ns <ns> <command...>: run in the namespace's network only (`ip netns
+# exec` would also remount /sys and hide the shared bpffs).
+in_ns() { local ns=$1; shift; nsenter --net="/run/netns/$ns" "$@"; }
+# spawn_in_ns <ns> <command...>: the same in the background. nsenter execs
+# the command, so $! is the command itself and teardown's kill reaches it
+# (`in_ns ... &` would fork a subshell and leave the command orphaned).
+spawn_in_ns() { local ns=$1; shift; nsenter --net="/run/netns/$ns" "$@" & }
+in_node() { in_ns "$NS_NODE" "$@"; }
 ctl() { in_node "$SLUICECTL" --config "$CONFIG" "$@"; }
 
 # write_config [enabled plugins toml list] [extra toml]
@@ -71,10 +90,36 @@ ${2:-}
 TOML
 }
 
-# wait_ready <"sluiced ready" lines logged before>: until one more appears.
-wait_ready() {
+# daemon_log_count <text>: lines of the daemon log (all runs) that hold it.
+daemon_log_count() {
+  [[ -f $WORK/daemon.log ]] || { echo 0; return; }
+  grep -c -- "$1" "$WORK/daemon.log" || true
+}
+
+# wait_daemon_log <text> <count before> <what>: until the daemon logs the
+# text once more than it had (count taken with daemon_log_count before).
+wait_daemon_log() {
   for _ in $(seq 100); do
-    (( $(grep -c "sluiced ready" "$WORK/daemon.log" || true) > $1 )) && return 0
+    (( $(daemon_log_count "$1") > $2 )) && return 0
+    sleep 0.1
+  done
+  fail "timed out waiting for $3 (\"$1\" in the daemon log)"
+}
+
+# launch_daemon: start sluiced in the node namespace without waiting for it
+# (it may have to wait for the instance lock of a running one first).
+launch_daemon() {
+  DAEMON_READY_BEFORE=$(daemon_log_count "sluiced ready")
+  # nsenter execs sluiced, so $! is the daemon itself (a function would add a subshell).
+  nsenter --net="/run/netns/$NS_NODE" "$SLUICED" --config "$CONFIG" >>"$WORK/daemon.log" 2>&1 &
+  DAEMON_PID=$!
+}
+
+# wait_daemon_ready: until $DAEMON_PID logs one more "sluiced ready" than
+# before launch_daemon (or reload_daemon).
+wait_daemon_ready() {
+  for _ in $(seq 100); do
+    (( $(daemon_log_count "sluiced ready") > DAEMON_READY_BEFORE )) && return 0
     kill -0 "$DAEMON_PID" 2>/dev/null || { cat "$WORK/daemon.log"; fail "sluiced exited during start"; }
     sleep 0.1
   done
@@ -82,26 +127,26 @@ wait_ready() {
 }
 
 start_daemon() {
-  local ready_count
-  ready_count=$(grep -c "sluiced ready" "$WORK/daemon.log" 2>/dev/null || true)
-  # nsenter execs sluiced, so $! is the daemon itself (a function would add a subshell).
-  nsenter --net="/run/netns/$NS_NODE" "$SLUICED" --config "$CONFIG" >>"$WORK/daemon.log" 2>&1 &
-  DAEMON_PID=$!
-  wait_ready "${ready_count:-0}"
+  launch_daemon
+  wait_daemon_ready
 }
 
-# SIGHUP: sluiced checks the config file and re-executes itself with it.
+# reload_daemon: SIGHUP, then wait for the re-executed daemon (same pid).
 reload_daemon() {
-  local ready_count
-  ready_count=$(grep -c "sluiced ready" "$WORK/daemon.log" || true)
+  DAEMON_READY_BEFORE=$(daemon_log_count "sluiced ready")
   kill -HUP "$DAEMON_PID"
-  wait_ready "$ready_count"
+  wait_daemon_ready
 }
 
 stop_daemon() {
   kill -TERM "$DAEMON_PID"
   wait "$DAEMON_PID" || fail "sluiced exited with an error on SIGTERM"
   DAEMON_PID=
+}
+
+wait_file() { # <file> <what>
+  for _ in $(seq 200); do [[ -e $1 ]] && return 0; sleep 0.05; done
+  fail "timed out waiting for $2"
 }
 
 # counter <interface> <hook> <reason> -> packets

@@ -14,9 +14,7 @@ start_daemon
 #    clsact qdisc it created; cali1 gets new programs.
 old_cali1=$(filter_prog_id "$NS_NODE" cali1 ingress)
 printf '[interfaces]\nworkload = ["cali1"]\n' >>"$CONFIG"
-kill -HUP "$DAEMON_PID"
-for _ in $(seq 100); do (( $(grep -c "sluiced ready" "$WORK/daemon.log") >= 2 )) && break; sleep 0.1; done
-(( $(grep -c "sluiced ready" "$WORK/daemon.log") >= 2 )) || fail "no restart after SIGHUP"
+reload_daemon
 [[ -z $(filter_prog_id "$NS_NODE" cali2 ingress) ]] || fail "cali2 still has our filter"
 has_clsact "$NS_NODE" cali2 && fail "cali2 still has the clsact qdisc Sluice created"
 ctl -o json ifstate dump | grep -q '"cali2"' && fail "cali2 still recorded"

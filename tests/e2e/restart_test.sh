@@ -25,12 +25,7 @@ start_daemon           # takes over by replacing programs in place
 after_restart=$(filter_prog_id "$NS_NODE" cali1 ingress)
 
 sleep 0.5
-kill -HUP "$DAEMON_PID"   # re-exec in place with the (unchanged) config
-for _ in $(seq 100); do
-  (( $(grep -c "sluiced ready" "$WORK/daemon.log") >= 3 )) && break
-  sleep 0.1
-done
-(( $(grep -c "sluiced ready" "$WORK/daemon.log") >= 3 )) || fail "no restart after SIGHUP"
+reload_daemon             # re-exec in place with the (unchanged) config
 after_hup=$(filter_prog_id "$NS_NODE" cali1 ingress)
 
 wait $send_pid

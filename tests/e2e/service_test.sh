@@ -82,9 +82,9 @@ grep -q src-nat <<<"$(ctl conntrack dump --raw)" || fail "conntrack dump --raw s
 echo "ok: node port to a remote backend, source-NATed to the node"
 
 # Remove a backend: new connections only go to the other one.
+applied=$(daemon_log_count "plugin 'nat' applied")
 service '{ ip = "10.65.2.2" }'
-for _ in $(seq 30); do grep -q "plugin 'nat' applied" <(tail -n 3 "$WORK/daemon.log") && break; sleep 0.1; done
-sleep 0.3
+wait_daemon_log "plugin 'nat' applied" "$applied" "nat to apply the change"
 ip netns exec "$NS_W1" $echo_py ask 10.96.0.10 80 10 >"$WORK/answers2"
 assert_eq 10 "$(grep -c '^w2 ' "$WORK/answers2")" "connections to the remaining backend"
 

@@ -3,15 +3,12 @@
 // sl_conntrack table, the result word in the packet context, the CLI
 // commands and the cleaner are checked.
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <net/if.h>
-#include <sched.h>
 #include <unistd.h>
 
 #include <bpf/bpf.h>
 #include <gtest/gtest.h>
 
-#include <cstdlib>
 #include <cstring>
 #include <sstream>
 #include <stdexcept>
@@ -19,8 +16,9 @@
 #include <vector>
 
 #include <sluice/bpf/conntrack.h>
-#include <sluice/testing/gtest.hpp>
 #include <sluice/testing/cli.hpp>
+#include <sluice/testing/gtest.hpp>
+#include <sluice/testing/netns.hpp>
 #include <sluice/testing/stage_test.hpp>
 
 #include "conntrack_layout.h"
@@ -325,31 +323,16 @@ TEST(Conntrack, CliDumpAndRemove) {
 
 // ---- fast path ------------------------------------------------------------------
 
-// Moves this thread into a fresh network namespace for the test: lo up,
-// forwarding on, a veth fp0 (10.96.0.1/24, peer fp1) with 10.96.0.50 a
-// permanent neighbour, so the fast path's FIB lookup has a known answer
-// (BPF_PROG_TEST_RUN runs the packet as if it arrived on lo).
+// A private network namespace for the fast path tests: forwarding on, a veth
+// fp0 (10.96.0.1/24, peer fp1) with 10.96.0.50 a permanent neighbour, so the
+// fast path's FIB lookup has a known answer (packets run as if they arrived
+// on lo).
 struct FibNetns {
-  int saved = -1;
-  unsigned fp0 = 0;
-  FibNetns() {
-    saved = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
-    if (saved < 0 || unshare(CLONE_NEWNET) != 0)
-      throw std::runtime_error(std::string("cannot enter a new netns: ") + std::strerror(errno));
-    const char* setup =
-        "ip link set lo up && sysctl -qw net.ipv4.ip_forward=1 && "
-        "ip link add fp0 type veth peer name fp1 && ip addr add 10.96.0.1/24 dev fp0 && "
-        "ip link set fp0 address 02:00:00:00:00:01 && ip link set fp0 up && ip link set fp1 up && "
-        "ip neigh replace 10.96.0.50 lladdr 02:00:00:00:00:50 dev fp0 nud permanent";
-    if (std::system(setup) != 0) throw std::runtime_error("fast path netns set-up failed");
-    fp0 = if_nametoindex("fp0");
-  }
-  ~FibNetns() {
-    if (saved >= 0) {
-      setns(saved, CLONE_NEWNET);
-      close(saved);
-    }
-  }
+  ScopedNetns ns{
+      "ip link add fp0 type veth peer name fp1 && ip addr add 10.96.0.1/24 dev fp0 && "
+      "ip link set fp0 address 02:00:00:00:00:01 && ip link set fp0 up && ip link set fp1 up && "
+      "ip neigh replace 10.96.0.50 lladdr 02:00:00:00:00:50 dev fp0 nud permanent"};
+  unsigned fp0 = if_nametoindex("fp0");
 };
 
 std::uint8_t ttl_of(const Bytes& pkt) { return pkt.at(14 + 8); }

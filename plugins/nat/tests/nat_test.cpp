@@ -3,7 +3,7 @@
 // bytes (addresses, ports, checksums recomputed here), the conntrack
 // NAT_FWD/NAT_REV pair, backend selection, and reconcile of service files.
 #include <arpa/inet.h>
-#include <sched.h>
+#include <net/if.h>
 #include <unistd.h>
 
 #include <bpf/bpf.h>
@@ -11,10 +11,8 @@
 
 #include <algorithm>
 #include <cstring>
-#include <exception>
 #include <fstream>
 #include <functional>
-#include <thread>
 #include <map>
 #include <set>
 #include <sstream>
@@ -24,6 +22,7 @@
 #include <sluice/bpf/conntrack.h>
 #include <sluice/testing/gtest.hpp>
 #include <sluice/testing/cli.hpp>
+#include <sluice/testing/netns.hpp>
 #include <sluice/testing/stage_test.hpp>
 
 #include "nat_layout.h"
@@ -80,30 +79,18 @@ Packet tcp(const char* src, const char* dst, std::uint16_t sport, std::uint16_t 
   return PacketBuilder().ipv4(src, dst).tcp(sport, dport, flags).payload(20).build();
 }
 
-// Runs `body` on a thread in a network namespace of its own with an uplink
-// of address 10.64.0.1/24, forwarding on, and (with_routes) a default route
-// via 10.64.0.254. BPF_PROG_TEST_RUN's bpf_fib_lookup() answers
-// from the caller's namespace, and the source NAT to the node for remote
-// backends needs a route (and the node's address on it).
+// Runs `body` in a network namespace of its own with an uplink of address
+// 10.64.0.1/24 and (with_routes) a default route via 10.64.0.254:
+// BPF_PROG_TEST_RUN's bpf_fib_lookup() answers from the caller's namespace,
+// and the source NAT to the node for remote backends needs a route (and the
+// node's address on it).
 void in_routed_netns(const std::function<void()>& body, bool with_routes = true) {
-  std::exception_ptr error;
-  std::thread([&] {
-    try {
-      if (unshare(CLONE_NEWNET) != 0) throw std::runtime_error("unshare(CLONE_NEWNET) failed");
-      // Children of this thread inherit its namespace.
-      std::string setup =
-          "ip link set lo up && ip link add up0 type veth peer name up1 &&"
-          " ip addr add 10.64.0.1/24 dev up0 && ip link set up0 up && ip link set up1 up &&"
-          " sysctl -qw net.ipv4.ip_forward=1";
-      if (with_routes) setup += " && ip route add default via 10.64.0.254";
-      if (std::system(setup.c_str()) != 0)
-        throw std::runtime_error("cannot set up the routed namespace");
-      body();
-    } catch (...) {
-      error = std::current_exception();
-    }
-  }).join();
-  if (error) std::rethrow_exception(error);
+  std::string setup =
+      "ip link add up0 type veth peer name up1 && ip addr add 10.64.0.1/24 dev up0 && "
+      "ip link set up0 up && ip link set up1 up";
+  if (with_routes) setup += " && ip route add default via 10.64.0.254";
+  ScopedNetns ns(setup);
+  body();
 }
 
 struct Bed {
@@ -668,17 +655,71 @@ TEST(Nat, ExternalTrafficPolicyLocalUsesOnlyLocalBackends) {
   EXPECT_EQ(chosen.size(), 3u);
 }
 
+// Node port 30080 of service "np", backend kBackend1.
+const std::string kNodePortService =
+    "[[service]]\nname = \"np\"\ncluster_ip = \"10.96.0.30\"\n"
+    "ports = [{ port = 80, target_port = 8080, node_port = 30080 }]\n"
+    "backends = [{ ip = \"10.65.0.2\", node = \"testbed\" }]\n";
+
 TEST(Nat, NodePortOnDataInterfaces) {
   Bed t;
-  t.apply({{"/state/np.toml",
-            "[[service]]\nname = \"np\"\ncluster_ip = \"10.96.0.30\"\n"
-            "ports = [{ port = 80, target_port = 8080, node_port = 30080 }]\n"
-            "backends = [{ ip = \"10.65.0.2\", node = \"testbed\" }]\n"}});
+  t.apply({{"/state/np.toml", kNodePortService}});
   t.bed.load_entry(SL_ROLE_DATA);
   EXPECT_EQ(t.backend_for(40000, "198.51.100.7", "192.168.1.10", 30080), kBackend1);
   // A workload talking to port 30080 of some host is left alone.
   t.bed.load_entry(SL_ROLE_WORKLOAD);
   EXPECT_EQ(t.backend_for(40001, kClient, "192.168.1.10", 30080), "192.168.1.10");
+}
+
+// A private network namespace where the node holds 192.168.1.10 on np0 and
+// the external client 192.168.1.77 is a permanent neighbour there, so FIB
+// lookups have known answers (packets run as if they arrived on lo).
+struct NodeAddressNetns {
+  ScopedNetns ns{
+      "ip link add np0 type veth peer name np1 && ip addr add 192.168.1.10/24 dev np0 && "
+      "ip link set np0 address 02:00:00:00:00:10 && ip link set np0 up && ip link set np1 up && "
+      "ip neigh replace 192.168.1.77 lladdr 02:00:00:00:00:77 dev np0 nud permanent"};
+  unsigned np0 = if_nametoindex("np0");
+};
+
+// A node port's reply from a local backend has one of the node's own
+// addresses as its source after reverse NAT; the kernel would drop it as a
+// martian on the backend's veth, so the stage routes it out itself.
+TEST(Nat, NodePortRepliesFromANodeAddressAreRoutedByTheStage) {
+  NodeAddressNetns ns;
+  Bed t;
+  t.apply({{"/state/np.toml", kNodePortService}});
+  t.bed.load_entry(SL_ROLE_DATA);
+  EXPECT_EQ(t.backend_for(40000, "192.168.1.77", "192.168.1.10", 30080), kBackend1);
+  // To an address that is not the node's: the flow is not flagged.
+  EXPECT_EQ(t.backend_for(40001, "192.168.1.77", "192.168.1.99", 30080), kBackend1);
+  std::map<std::uint16_t, std::uint32_t> flags_by_client_port;
+  for (const auto& [k, v] : t.ct_entries())
+    if (v.type == SL_CT_TYPE_NAT_REV)
+      flags_by_client_port[ntohs(k.addr_a[0] == inet_addr(kBackend1) ? k.port_b : k.port_a)] =
+          v.flags;
+  EXPECT_TRUE(flags_by_client_port.at(40000) & SL_CT_F_NODE_ADDR);
+  EXPECT_FALSE(flags_by_client_port.at(40001) & SL_CT_F_NODE_ADDR);
+
+  // The backend answers on its veth: reverse NAT, then routed to the client's
+  // neighbour out of np0 (Ethernet addresses written, TTL decremented).
+  t.bed.load_entry(SL_ROLE_WORKLOAD);
+  Packet synack = tcp(kBackend1, "192.168.1.77", 8080, 40000, kTcpSyn | kTcpAck);
+  RunResult r = t.run(synack, TC_ACT_REDIRECT);
+  EXPECT_EQ(r.reason, SL_R_REDIRECTED) << reason_name(r.reason);
+  EXPECT_EQ(t.bed.context().redirect_ifindex, ns.np0);
+  EXPECT_EQ(ip4(r.out, 14 + 12), inet_addr("192.168.1.10"));
+  EXPECT_EQ(port_at(r.out, synack.l4_off), 30080);
+  EXPECT_EQ(r.out[14 + 8], synack.bytes[14 + 8] - 1);
+  EXPECT_TRUE(checksums_ok(r.out));
+  EXPECT_EQ(Bytes(r.out.begin(), r.out.begin() + 12),
+            (Bytes{0x02, 0, 0, 0, 0, 0x77, 0x02, 0, 0, 0, 0, 0x10}));
+
+  // The other flow's reply is only reverse-NATed, for the kernel to forward.
+  Packet other = tcp(kBackend1, "192.168.1.77", 8080, 40001, kTcpSyn | kTcpAck);
+  r = t.run(other, TC_ACT_OK);
+  EXPECT_EQ(ip4(r.out, 14 + 12), inet_addr("192.168.1.99"));
+  EXPECT_EQ(r.out[14 + 8], other.bytes[14 + 8]);
 }
 
 TEST(Nat, TerminatingBackendGetsNoNewFlowsButKeepsItsOwn) {

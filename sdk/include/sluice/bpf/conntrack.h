@@ -118,6 +118,9 @@ enum sl_ct_state {
 				     * for a backend on another node (NAT_REV orig_src/sport;
 				     * the NAT_REV key's opener side is the node's address) */
 #define SL_CT_F_MIDSTREAM (1u << 16) /* "midstream": TCP picked up without its SYN */
+#define SL_CT_F_NODE_ADDR (1u << 17) /* "node-addr": the client asked for an address of this
+				      * node (a node port, an external IP the node holds);
+				      * the nat stage routes the replies itself */
 
 /* Leg flags (legs[i].flags). */
 #define SL_CT_LEG_SYN (1u << 0)
