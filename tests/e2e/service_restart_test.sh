@@ -38,6 +38,9 @@ filter = \"match\"
 protocol = \"tcp\"
 destination_port = $TARGET_PORT"
 
+# The backends run on this node (local): external node-port clients keep
+# their address (a backend on another node would see the node's instead).
+NODE_NAME=$E2E_ID-node
 # service_file <toml of the leaving backend, or "" to leave it out>
 service_file() {
   cat >"$state/services.toml" <<TOML
@@ -45,7 +48,8 @@ service_file() {
 name = "echo"
 cluster_ip = "$CLUSTER_IP"
 ports = [{ port = $SERVICE_PORT, target_port = $TARGET_PORT, node_port = $NODE_PORT }]
-backends = [{ ip = "$(backend_ip w2)" }, { ip = "$(backend_ip w3)" }, $1]
+backends = [{ ip = "$(backend_ip w2)", node = "$NODE_NAME" },
+            { ip = "$(backend_ip w3)", node = "$NODE_NAME" }, $1]
 TOML
 }
 # change_service <toml of the leaving backend>: write it, wait until nat applied it.
@@ -55,7 +59,7 @@ change_service() {
   service_file "$1"
   wait_daemon_log "plugin 'nat' applied" "$applied" "nat to apply the service change"
 }
-service_file "{ ip = \"$(backend_ip $LEAVING)\" }"
+service_file "{ ip = \"$(backend_ip $LEAVING)\", node = \"$NODE_NAME\" }"
 
 for backend in $BACKENDS; do
   spawn_in_ns "$(backend_ns $backend)" $tcp_echo echo "$backend" $TARGET_PORT >"$WORK/$backend.out"
@@ -106,7 +110,7 @@ reload_daemon
 streams_echo "after a SIGHUP re-exec"
 
 echo "# service change: $LEAVING terminating"
-change_service "{ ip = \"$(backend_ip $LEAVING)\", terminating = true }"
+change_service "{ ip = \"$(backend_ip $LEAVING)\", node = \"$NODE_NAME\", terminating = true }"
 # new_connections_avoid <backend> <when>: short new connections to the
 # cluster IP all go to the other backends. Were the backend still picked,
 # one of 12 would go to it but for a chance of (2/3)^12 < 1%.
