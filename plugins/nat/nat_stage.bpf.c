@@ -33,9 +33,11 @@
  * workloads at their veth's ingress (cali*, role workload: both client
  * requests and backend replies), and from outside at the uplink's ingress
  * (role data: external clients, and replies of remote backends). Node ports
- * (wildcard frontends) are matched on data interfaces only: the stage does
- * not know the node's own addresses, so on a workload interface a wildcard
- * match would also capture traffic to remote hosts on that port.
+ * (wildcard frontends) match packets for any of the node's own addresses,
+ * from either kind of interface: after the exact lookup misses and a
+ * wildcard frontend exists for the port, a route lookup tells whether the
+ * destination is local (bpf_fib_lookup: "not forwarded"), so traffic to
+ * other hosts on that port passes untouched.
  *
  * No backend: with [plugins.nat] no_backend = "reject" (the default, as
  * Calico) a packet with an Ethernet header (IPv4 without options, IPv6
@@ -215,17 +217,21 @@ static __always_inline int nat_rewrite(struct __sk_buff *skb, struct sl_pkt_ctx 
 
 /* Is the packet's destination one of this node's own addresses (a node port,
  * an external IP the node holds)? The FIB says "not forwarded" for local
- * destinations. IPv4 only: see nat_route_reply(). */
+ * destinations. */
 static __always_inline int nat_to_node_address(struct __sk_buff *skb, const struct sl_pkt_ctx *ctx)
 {
 	struct bpf_fib_lookup fib = {};
 
-	if (ctx->l3_proto != ETH_P_IP)
-		return 0;
-	fib.family = AF_INET;
 	fib.ifindex = ctx->ifindex;
-	fib.ipv4_src = ctx->saddr[0];
-	fib.ipv4_dst = ctx->daddr[0];
+	if (ctx->l3_proto == ETH_P_IP) {
+		fib.family = AF_INET;
+		fib.ipv4_src = ctx->saddr[0];
+		fib.ipv4_dst = ctx->daddr[0];
+	} else {
+		fib.family = AF_INET6;
+		__builtin_memcpy(fib.ipv6_src, ctx->saddr, 16);
+		__builtin_memcpy(fib.ipv6_dst, ctx->daddr, 16);
+	}
 	return bpf_fib_lookup(skb, &fib, sizeof(fib), 0) == BPF_FIB_LKUP_RET_NOT_FWDED;
 }
 
@@ -879,9 +885,15 @@ static __always_inline int nat_new_flow(struct __sk_buff *skb, struct sl_pkt_ctx
 	fk.port = ctx->dport;
 	__builtin_memcpy(fk.addr, ctx->daddr, sizeof(fk.addr));
 	fe = bpf_map_lookup_elem(&nat_frontends, &fk);
-	if (!fe && ctx->role == SL_ROLE_DATA) {
+	if (!fe) {
+		/* A node port: the wildcard frontend of the port, if the packet is
+		 * for one of the node's own addresses (whichever interface it came
+		 * in by: an uplink, or a workload reaching its node's address).
+		 * The route lookup only runs when such a port exists. */
 		__builtin_memset(fk.addr, 0, sizeof(fk.addr));
 		fe = bpf_map_lookup_elem(&nat_frontends, &fk);
+		if (fe && !nat_to_node_address(skb, ctx))
+			fe = NULL;
 	}
 	if (!fe)
 		return sl_next(skb, ctx);
@@ -925,8 +937,11 @@ static __always_inline int nat_new_flow(struct __sk_buff *skb, struct sl_pkt_ctx
 		}
 		ct_flags |= SL_CT_F_SRC_NAT;
 	}
-	/* Cluster IPs are never the node's own: only external frontends ask. */
-	if ((fe->flags & NAT_FE_F_EXTERNAL) && nat_to_node_address(skb, ctx))
+	/* Cluster IPs are never the node's own: only external frontends ask.
+	 * IPv4 only: IPv6 forwards a reply with a local source (see
+	 * nat_route_reply()). */
+	if ((fe->flags & NAT_FE_F_EXTERNAL) && ctx->l3_proto == ETH_P_IP &&
+	    ((fe->flags & NAT_FE_F_NODE_PORT) || nat_to_node_address(skb, ctx)))
 		ct_flags |= SL_CT_F_NODE_ADDR;
 	int rev_ba = 0;
 

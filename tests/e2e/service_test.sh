@@ -80,6 +80,13 @@ grep -q error "$WORK/remote" && { cat "$WORK/remote"; fail "node port to a remot
 assert_eq 5 "$(grep -c '^ext 10.64.0.1$' "$WORK/remote")" "remote-backend answers seen from the node"
 grep -q src-nat <<<"$(ctl conntrack dump --raw)" || fail "conntrack dump --raw shows no src-nat flow"
 echo "ok: node port to a remote backend, source-NATed to the node"
+# The same node port from a workload, on the node's uplink address: the
+# backend sees the workload itself; the reply, from the node's address, is
+# routed by the stage (node-addr).
+ip netns exec "$NS_W1" $echo_py ask 10.64.0.1 30080 3 >"$WORK/remote_w1"
+grep -q error "$WORK/remote_w1" && { cat "$WORK/remote_w1"; fail "node port from a workload failed"; }
+assert_eq 3 "$(grep -c '^ext 10.65.1.2$' "$WORK/remote_w1")" "node-port answers to a workload"
+echo "ok: node port reached from a workload"
 
 # Remove a backend: new connections only go to the other one.
 applied=$(daemon_log_count "plugin 'nat' applied")

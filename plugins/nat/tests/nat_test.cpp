@@ -79,15 +79,15 @@ Packet tcp(const char* src, const char* dst, std::uint16_t sport, std::uint16_t 
   return PacketBuilder().ipv4(src, dst).tcp(sport, dport, flags).payload(20).build();
 }
 
-// Runs `body` in a network namespace of its own with an uplink of address
-// 10.64.0.1/24 and (with_routes) a default route via 10.64.0.254:
+// Runs `body` in a network namespace of its own with an uplink of addresses
+// 10.64.0.1/24 and 192.168.1.10 (the node's, for node ports), and (with_routes) a default route via 10.64.0.254:
 // BPF_PROG_TEST_RUN's bpf_fib_lookup() answers from the caller's namespace,
 // and the source NAT to the node for remote backends needs a route (and the
 // node's address on it).
 void in_routed_netns(const std::function<void()>& body, bool with_routes = true) {
   std::string setup =
       "ip link add up0 type veth peer name up1 && ip addr add 10.64.0.1/24 dev up0 && "
-      "ip link set up0 up && ip link set up1 up";
+      "ip addr add 192.168.1.10/32 dev up0 && ip link set up0 up && ip link set up1 up";
   if (with_routes) setup += " && ip route add default via 10.64.0.254";
   ScopedNetns ns(setup);
   body();
@@ -661,16 +661,6 @@ const std::string kNodePortService =
     "ports = [{ port = 80, target_port = 8080, node_port = 30080 }]\n"
     "backends = [{ ip = \"10.65.0.2\", node = \"testbed\" }]\n";
 
-TEST(Nat, NodePortOnDataInterfaces) {
-  Bed t;
-  t.apply({{"/state/np.toml", kNodePortService}});
-  t.bed.load_entry(SL_ROLE_DATA);
-  EXPECT_EQ(t.backend_for(40000, "198.51.100.7", "192.168.1.10", 30080), kBackend1);
-  // A workload talking to port 30080 of some host is left alone.
-  t.bed.load_entry(SL_ROLE_WORKLOAD);
-  EXPECT_EQ(t.backend_for(40001, kClient, "192.168.1.10", 30080), "192.168.1.10");
-}
-
 // A private network namespace where the node holds 192.168.1.10 on np0 and
 // the external client 192.168.1.77 is a permanent neighbour there, so FIB
 // lookups have known answers (packets run as if they arrived on lo).
@@ -682,6 +672,20 @@ struct NodeAddressNetns {
   unsigned np0 = if_nametoindex("np0");
 };
 
+// Node ports answer on the node's own addresses, from outside and from
+// workloads; the same port of any other host is left alone.
+TEST(Nat, NodePortsAnswerOnTheNodesAddresses) {
+  NodeAddressNetns ns;
+  Bed t;
+  t.apply({{"/state/np.toml", kNodePortService}});
+  t.bed.load_entry(SL_ROLE_DATA);
+  EXPECT_EQ(t.backend_for(40000, "198.51.100.7", "192.168.1.10", 30080), kBackend1);
+  EXPECT_EQ(t.backend_for(40001, "198.51.100.7", "192.168.1.99", 30080), "192.168.1.99");
+  t.bed.load_entry(SL_ROLE_WORKLOAD);
+  EXPECT_EQ(t.backend_for(40002, kClient, "192.168.1.10", 30080), kBackend1);
+  EXPECT_EQ(t.backend_for(40003, kClient, "192.168.1.99", 30080), "192.168.1.99");
+}
+
 // A node port's reply from a local backend has one of the node's own
 // addresses as its source after reverse NAT; the kernel would drop it as a
 // martian on the backend's veth, so the stage routes it out itself.
@@ -691,8 +695,10 @@ TEST(Nat, NodePortRepliesFromANodeAddressAreRoutedByTheStage) {
   t.apply({{"/state/np.toml", kNodePortService}});
   t.bed.load_entry(SL_ROLE_DATA);
   EXPECT_EQ(t.backend_for(40000, "192.168.1.77", "192.168.1.10", 30080), kBackend1);
-  // To an address that is not the node's: the flow is not flagged.
-  EXPECT_EQ(t.backend_for(40001, "192.168.1.77", "192.168.1.99", 30080), kBackend1);
+  // ...and a cluster IP flow (never a node address) is not flagged.
+  t.apply({{"/state/web.toml",
+            service("web", kVip, 80, backend(kBackend1, ", node = \"testbed\""))}});
+  EXPECT_EQ(t.backend_for(40001, "192.168.1.77"), kBackend1);
   std::map<std::uint16_t, std::uint32_t> flags_by_client_port;
   for (const auto& [k, v] : t.ct_entries())
     if (v.type == SL_CT_TYPE_NAT_REV)
@@ -715,10 +721,10 @@ TEST(Nat, NodePortRepliesFromANodeAddressAreRoutedByTheStage) {
   EXPECT_EQ(Bytes(r.out.begin(), r.out.begin() + 12),
             (Bytes{0x02, 0, 0, 0, 0, 0x77, 0x02, 0, 0, 0, 0, 0x10}));
 
-  // The other flow's reply is only reverse-NATed, for the kernel to forward.
+  // The cluster IP flow's reply is only reverse-NATed, for the kernel to forward.
   Packet other = tcp(kBackend1, "192.168.1.77", 8080, 40001, kTcpSyn | kTcpAck);
   r = t.run(other, TC_ACT_OK);
-  EXPECT_EQ(ip4(r.out, 14 + 12), inet_addr("192.168.1.99"));
+  EXPECT_EQ(ip4(r.out, 14 + 12), inet_addr(kVip));
   EXPECT_EQ(r.out[14 + 8], other.bytes[14 + 8]);
 }
 
