@@ -217,19 +217,33 @@ std::vector<Prefix> read_prefix_list(const Table& table, std::string_view key) {
   return out;
 }
 
+// Where a resource table is, and its namespace and name (both required
+// non-empty; namespace defaults to "default").
+void read_identity(const Table& t, const char* what, Position& at, std::string& namespace_,
+                   std::string& name) {
+  at = position_of(t, nullptr, "");
+  at.key = t.path();
+  if (!t.has("name")) t.fail_at(nullptr, "name", std::string(what) + " needs a name");
+  name = t.get_string("name", "");
+  if (name.empty()) t.fail("name", "must not be empty");
+  namespace_ = t.get_string("namespace", "default");
+  if (namespace_.empty()) t.fail("namespace", "must not be empty");
+}
+
+std::uint8_t read_protocol(const Table& t) {
+  std::string proto = t.get_choice("protocol", "tcp", {"tcp", "udp", "sctp", "TCP", "UDP", "SCTP"});
+  if (proto == "udp" || proto == "UDP") return IPPROTO_UDP;
+  if (proto == "sctp" || proto == "SCTP") return IPPROTO_SCTP;
+  return IPPROTO_TCP;
+}
+
 ServiceSpec parse_service(const Table& t) {
   t.expect_only({"name", "namespace", "cluster_ip", "ports", "external_ips", "load_balancer_ips",
                  "load_balancer_source_ranges", "external_traffic_policy",
                  "internal_traffic_policy", "session_affinity", "session_affinity_timeout",
                  "backends"});
   ServiceSpec s;
-  s.at = position_of(t, nullptr, "");
-  s.at.key = t.path();
-  if (!t.has("name")) t.fail_at(nullptr, "name", "a service needs a name");
-  s.name = t.get_string("name", "");
-  if (s.name.empty()) t.fail("name", "must not be empty");
-  s.namespace_ = t.get_string("namespace", "default");
-  if (s.namespace_.empty()) t.fail("namespace", "must not be empty");
+  read_identity(t, "a service", s.at, s.namespace_, s.name);
   if (const toml::node* n = t.node("cluster_ip")) s.cluster_ip = read_address(t, *n, "cluster_ip");
   s.external_ips = read_address_list(t, "external_ips");
   s.load_balancer_ips = read_address_list(t, "load_balancer_ips");
@@ -256,11 +270,7 @@ ServiceSpec parse_service(const Table& t) {
     PortSpec port;
     if (!p.has("port")) p.fail_at(nullptr, "port", "a port needs port = <1-65535>");
     port.port = static_cast<std::uint16_t>(p.get_int("port", 0, 1, 65535));
-    std::string proto =
-        p.get_choice("protocol", "tcp", {"tcp", "udp", "sctp", "TCP", "UDP", "SCTP"});
-    port.proto = (proto == "udp" || proto == "UDP")     ? IPPROTO_UDP
-                 : (proto == "sctp" || proto == "SCTP") ? IPPROTO_SCTP
-                                                        : IPPROTO_TCP;
+    port.proto = read_protocol(p);
     if (const toml::node* tp = p.node("target_port"); tp && tp->is_string()) {
       port.target_port_name = std::string(tp->as_string()->get());
       if (port.target_port_name.empty() || port.target_port_name.size() > 63)
@@ -347,12 +357,7 @@ ServiceSpec parse_service(const Table& t) {
 EndpointSpec parse_endpoint(const Table& t) {
   t.expect_only({"name", "namespace", "interface", "ips", "labels", "ports", "node"});
   EndpointSpec e;
-  e.at = position_of(t, nullptr, "");
-  e.at.key = t.path();
-  if (!t.has("name")) t.fail_at(nullptr, "name", "an endpoint needs a name");
-  e.name = t.get_string("name", "");
-  if (e.name.empty()) t.fail("name", "must not be empty");
-  e.namespace_ = t.get_string("namespace", "default");
+  read_identity(t, "an endpoint", e.at, e.namespace_, e.name);
   t.get_string("interface", "");  // the workload's veth: other plugins' business
   t.get_string("node", "");
   if (auto labels = t.table("labels"))
@@ -366,13 +371,10 @@ EndpointSpec parse_endpoint(const Table& t) {
     if (!p.has("name")) p.fail_at(nullptr, "name", "a named port needs a name");
     if (!p.has("port")) p.fail_at(nullptr, "port", "a named port needs port = <1-65535>");
     std::string name = p.get_string("name", "");
-    std::string proto = p.get_choice("protocol", "tcp", {"tcp", "udp", "sctp", "TCP", "UDP", "SCTP"});
-    std::uint8_t number = (proto == "udp" || proto == "UDP")     ? IPPROTO_UDP
-                          : (proto == "sctp" || proto == "SCTP") ? IPPROTO_SCTP
-                                                                 : IPPROTO_TCP;
+    std::uint8_t number = read_protocol(p);
     auto port = static_cast<std::uint16_t>(p.get_int("port", 0, 1, 65535));
     if (!e.ports.emplace(std::make_pair(name, number), port).second)
-      p.fail("name", "port name '" + name + "' (" + proto + ") is listed twice");
+      p.fail("name", "port name '" + name + "' (" + proto_text(number) + ") is listed twice");
   }
   return e;
 }
