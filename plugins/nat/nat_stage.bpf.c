@@ -23,7 +23,7 @@
  *    one conntrack lookup, the rewrite from the entry, a route lookup and a
  *    redirect; no service lookup, no later stage, no host stack.
  *    When that address is one of the node's own (a node port, an external
- *    IP the node holds; flow flag SL_CT_F_NODE_ADDR, see nat_route_reply())
+ *    IP the node holds; flow flag SL_CT_F_NODE_ADDR, see nat_route_here())
  *    the stage also routes the reply, since the kernel drops it as a martian.
  *
  * After a rewrite ctx->saddr/daddr/sport/dport describe the packet as it
@@ -60,7 +60,7 @@
  * External traffic (from a data interface) given a backend on another node
  * is source-NATed to the node's address towards that backend (src-nat; the
  * port changes only if the tuple is taken) and forwarded by the stage
- * itself, both ways (nat_forward_from_node()).
+ * itself, both ways (nat_route_here()).
  *
  * Not done here (yet): forwarding node-port traffic to remote backends
  * through a tunnel keeping the client's address (np-fwd, needs encap).
@@ -235,68 +235,20 @@ static __always_inline int nat_to_node_address(struct __sk_buff *skb, const stru
 	return bpf_fib_lookup(skb, &fib, sizeof(fib), 0) == BPF_FIB_LKUP_RET_NOT_FWDED;
 }
 
-/* A reverse-NATed reply of a flow flagged SL_CT_F_NODE_ADDR carries one of
- * the node's own addresses as its source. Handed to the kernel, it would be
- * dropped at the input route lookup as a "martian source" (IPv4 does not
- * forward a packet from outside whose source is a local address, unless the
- * interface has accept_local; IPv6 does, so IPv6 flows are not flagged). So the stage routes it itself, as the
- * kernel would have: FIB lookup towards the client from the interface it
- * arrived on, TTL decremented, out of the route's interface. With a resolved
- * neighbour the Ethernet addresses are written and the chain end redirects
- * (later stages still see the packet); an unresolved one is left to
- * bpf_redirect_neigh, which resolves it, skipping the rest of the chain.
- * Without a route or with a TTL about to expire the packet goes on to the
- * kernel, which drops it. */
-static __always_inline int nat_route_reply(struct __sk_buff *skb, struct sl_pkt_ctx *ctx)
+/* A packet whose source, after its rewrite, is one of the node's own
+ * addresses (a reply of a node-addr flow, either direction of a src-nat one):
+ * IPv4 input drops it as a martian, so the stage routes it itself, as the
+ * kernel would have (also back out of the interface it came in by; later
+ * stages still see it). No route, or a TTL about to expire: dropped here,
+ * counted, rather than silently by the kernel. */
+static __always_inline int nat_route_here(struct __sk_buff *skb, struct sl_pkt_ctx *ctx)
 {
-	struct bpf_fib_lookup fib = {};
-	__u8 tos_ttl[9];
+	int verdict;
 
-	if (ctx->l3_proto != ETH_P_IP || !(ctx->flags & SL_PKT_F_L2) ||
-	    bpf_skb_load_bytes(skb, ctx->l3_off, tos_ttl, sizeof(tos_ttl)))
-		return sl_next(skb, ctx);
-	__u8 ttl = tos_ttl[8];
-
-	if (ttl <= 1)
-		return sl_next(skb, ctx);
-	fib.family = AF_INET;
-	fib.ifindex = ctx->ifindex;
-	fib.tos = tos_ttl[1];
-	fib.l4_protocol = ctx->ip_proto;
-	fib.sport = ctx->sport;
-	fib.dport = ctx->dport;
-	fib.ipv4_src = ctx->saddr[0];
-	fib.ipv4_dst = ctx->daddr[0];
-	long rc = bpf_fib_lookup(skb, &fib, sizeof(fib), 0);
-
-	/* Back out of the arrival interface would be hairpin (not supported). */
-	if ((rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH) ||
-	    fib.ifindex == ctx->ifindex) {
-		SL_DEBUG(ctx, "NAT: reply from a node address: fib lookup %ld, to the kernel", rc);
-		return sl_next(skb, ctx);
-	}
-	__be16 old_ttl = bpf_htons((__u16)ttl << 8), new_ttl = bpf_htons((__u16)(ttl - 1) << 8);
-	__u8 next_ttl = ttl - 1;
-
-	if (bpf_l3_csum_replace(skb, ctx->l3_off + 10, old_ttl, new_ttl, 2) ||
-	    bpf_skb_store_bytes(skb, ctx->l3_off + 8, &next_ttl, 1, 0))
-		return sl_drop(skb, ctx, SL_R_MALFORMED_L3_SHORT);
-	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH) {
-		struct bpf_redir_neigh nh = {.nh_family = AF_INET, .ipv4_nh = fib.ipv4_dst};
-
-		SL_DEBUG(ctx, "NAT: reply from a node address out of %d (neighbour unresolved)",
-			 fib.ifindex);
-		return sl_redirect_neigh(skb, ctx, fib.ifindex, &nh, sizeof(nh));
-	}
-	__u8 macs[2 * ETH_ALEN]; /* destination, source */
-
-	__builtin_memcpy(macs, fib.dmac, ETH_ALEN);
-	__builtin_memcpy(macs + ETH_ALEN, fib.smac, ETH_ALEN);
-	if (bpf_skb_store_bytes(skb, 0, macs, sizeof(macs), 0))
-		return sl_drop(skb, ctx, SL_R_MALFORMED_L2_SHORT);
-	SL_DEBUG(ctx, "NAT: reply from a node address out of %d", fib.ifindex);
-	sl_set_redirect(ctx, fib.ifindex, 0);
-	return sl_next(skb, ctx);
+	if (sl_route_here(skb, ctx, &verdict))
+		return verdict;
+	SL_DEBUG(ctx, "NAT: no route for a packet from a node address");
+	return sl_drop(skb, ctx, SL_R_NO_ROUTE);
 }
 
 /* ---- backend selection --------------------------------------------------------- */
@@ -858,21 +810,6 @@ static __always_inline int nat_node_source(struct __sk_buff *skb, const struct s
 	return 0;
 }
 
-/* A packet of a flow source-NATed to the node, after its rewrite: with one
- * of the node's own addresses as source (a request) or destination's peer
- * (a reply leaving from the node port), the host stack would drop it as a
- * martian, so it is routed and sent here, whatever the fast_path setting,
- * also back out of the interface it came in by. */
-static __always_inline int nat_forward_from_node(struct __sk_buff *skb, struct sl_pkt_ctx *ctx)
-{
-	int verdict;
-
-	if (sl_fast_forward_any(skb, ctx, &verdict))
-		return verdict;
-	SL_DEBUG(ctx, "NAT: source-NATed packet cannot be forwarded");
-	return sl_drop(skb, ctx, SL_R_NO_BACKEND);
-}
-
 /* ---- the stage -------------------------------------------------------------------- */
 
 static __always_inline int nat_new_flow(struct __sk_buff *skb, struct sl_pkt_ctx *ctx)
@@ -938,8 +875,8 @@ static __always_inline int nat_new_flow(struct __sk_buff *skb, struct sl_pkt_ctx
 		ct_flags |= SL_CT_F_SRC_NAT;
 	}
 	/* Cluster IPs are never the node's own: only external frontends ask.
-	 * IPv4 only: IPv6 forwards a reply with a local source (see
-	 * nat_route_reply()). */
+	 * IPv4 only: IPv6 input forwards a packet with a local source, so
+	 * only IPv4 needs nat_route_here(). */
 	if ((fe->flags & NAT_FE_F_EXTERNAL) && ctx->l3_proto == ETH_P_IP &&
 	    ((fe->flags & NAT_FE_F_NODE_PORT) || nat_to_node_address(skb, ctx)))
 		ct_flags |= SL_CT_F_NODE_ADDR;
@@ -970,7 +907,7 @@ static __always_inline int nat_new_flow(struct __sk_buff *skb, struct sl_pkt_ctx
 		SL_DEBUG(ctx, "NAT: source NAT to the node for a remote backend");
 		if (nat_rewrite(skb, ctx, 1, post_saddr, post_sport))
 			return sl_drop(skb, ctx, SL_R_MALFORMED_L4_SHORT);
-		return nat_forward_from_node(skb, ctx);
+		return nat_route_here(skb, ctx);
 	}
 	return sl_next(skb, ctx);
 }
@@ -1057,7 +994,7 @@ SL_STAGE(nat_stage)
 			if (nat_rewrite(skb, ctx, 1, addr, port))
 				return sl_drop(skb, ctx, SL_R_MALFORMED_L4_SHORT);
 			if (rev->flags & SL_CT_F_SRC_NAT)
-				return nat_forward_from_node(skb, ctx);
+				return nat_route_here(skb, ctx);
 			return nat_reflect(skb, ctx);
 		}
 		return nat_established_done(skb, ctx, r);
@@ -1082,11 +1019,11 @@ SL_STAGE(nat_stage)
 			if (nat_rewrite(skb, ctx, 0, addr, rev->orig_sport))
 				return sl_drop(skb, ctx, SL_R_MALFORMED_L4_SHORT);
 			if (rev->flags & SL_CT_F_SRC_NAT)
-				return nat_forward_from_node(skb, ctx);
+				return nat_route_here(skb, ctx);
 			return nat_reflect(skb, ctx);
 		}
 		if (from_node_address)
-			return nat_route_reply(skb, ctx);
+			return nat_route_here(skb, ctx);
 		return nat_established_done(skb, ctx, r);
 	}
 	return sl_next(skb, ctx);

@@ -10,15 +10,20 @@
  *           return verdict;          // redirected
  *   return sl_next(skb, ctx);        // not possible: the usual way
  *
- * The route comes from bpf_fib_lookup(). A destination behind a managed
- * workload veth (sl_ifstate role workload, not L3) gets the Ethernet
- * addresses written here and bpf_redirect_peer() into the workload's
- * namespace; any other gets bpf_redirect_neigh() out of the route's
- * interface, which also resolves a missing neighbour. Left to the host
- * stack: egress hooks, packets without an L2 header, fragments, TTL <= 1
+ * The route comes from bpf_fib_lookup() (sl_fast_route()). A destination
+ * behind a managed workload veth (sl_ifstate role workload, not L3) gets the
+ * Ethernet addresses written here and bpf_redirect_peer() into the
+ * workload's namespace; any other gets bpf_redirect_neigh() out of the
+ * route's interface, which also resolves a missing neighbour. Left to the
+ * host stack: egress hooks, packets without an L2 header, fragments, TTL <= 1
  * (the kernel sends time-exceeded), a route back out of the interface the
  * packet came in by, and any lookup failure (blackhole, unreachable,
  * forwarding disabled, a workload neighbour not yet resolved).
+ *
+ * sl_route_here() is the same routing for a packet the host stack must not
+ * see at all (one with a source address of the node's own, which IPv4 input
+ * drops as a martian): also back out of the arrival interface, and a
+ * resolved route is recorded for the chain end, so later stages still run.
  *
  * Including this header declares the core's pinned interface table
  * (sl_ifstate), so the object must load with pin_root_path = the map pin
@@ -40,15 +45,28 @@
 
 enum sl_fast_target {
 	SL_FAST_NONE = 0, /* continue the chain (and the host stack) */
-	SL_FAST_PEER,     /* into a managed workload's veth peer */
-	SL_FAST_NEIGH,    /* out of the route's interface, L2 from the neighbour table */
+	SL_FAST_PEER,     /* L2 written: into a managed workload's veth peer */
+	SL_FAST_L2,       /* neighbour resolved, out of the route's interface (L2
+			   * written with SL_ROUTE_MUST) */
+	SL_FAST_NEIGH,    /* out of the route's interface by bpf_redirect_neigh()
+			   * to fib->ipv4_dst / ipv6_dst, which fills in L2 */
 };
 
+/* sl_fast_route() flags */
+#define SL_ROUTE_MUST (1u << 0) /* the host stack must not see the packet: the
+				 * route may lead back out of the arrival
+				 * interface, a resolved one gets its L2 written
+				 * whatever the interface (for a plain redirect),
+				 * an unresolved workload neighbour is left to
+				 * bpf_redirect_neigh() */
+
 /* Routes the packet; on a target, decrements the TTL (we forward in place of
- * the kernel) and, for SL_FAST_PEER, writes the Ethernet addresses. */
+ * the kernel) and writes the Ethernet addresses where the redirect needs
+ * them (see the targets). */
 static __always_inline int sl_fast_route(struct __sk_buff *skb, struct sl_pkt_ctx *ctx,
-					 struct bpf_fib_lookup *fib, int same_if_ok)
+					 struct bpf_fib_lookup *fib, __u32 flags)
 {
+	int must = (flags & SL_ROUTE_MUST) != 0;
 	__u32 off = ctx->l3_off;
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
@@ -86,15 +104,15 @@ static __always_inline int sl_fast_route(struct __sk_buff *skb, struct sl_pkt_ct
 	long rc = bpf_fib_lookup(skb, fib, sizeof(*fib), 0);
 	int target;
 
-	if (fib->ifindex == ctx->ifindex && !same_if_ok) /* hairpin: leave it to the kernel */
+	if (fib->ifindex == ctx->ifindex && !must) /* hairpin: leave it to the kernel */
 		return SL_FAST_NONE;
 	struct sl_ifstate *st = bpf_map_lookup_elem(&sl_ifstate, &fib->ifindex);
 	int workload = st && st->role == SL_ROLE_WORKLOAD && !(st->flags & SL_IF_F_L3);
 
 	if (rc == BPF_FIB_LKUP_RET_SUCCESS)
-		target = workload ? SL_FAST_PEER : SL_FAST_NEIGH;
-	else if (rc == BPF_FIB_LKUP_RET_NO_NEIGH && !workload)
-		target = SL_FAST_NEIGH; /* bpf_redirect_neigh resolves it */
+		target = workload ? SL_FAST_PEER : SL_FAST_L2;
+	else if (rc == BPF_FIB_LKUP_RET_NO_NEIGH && (!workload || must))
+		target = SL_FAST_NEIGH;
 	else {
 		SL_DEBUG(ctx, "fast path: fib lookup %ld, to the stack", rc);
 		return SL_FAST_NONE;
@@ -113,7 +131,7 @@ static __always_inline int sl_fast_route(struct __sk_buff *skb, struct sl_pkt_ct
 		if (bpf_skb_store_bytes(skb, off + 7, &nttl, 1, 0))
 			return SL_FAST_NONE;
 	}
-	if (target == SL_FAST_PEER) {
+	if (target == SL_FAST_PEER || (target == SL_FAST_L2 && must)) {
 		__u8 macs[2 * 6]; /* destination, source: one store */
 
 		__builtin_memcpy(macs, fib->dmac, 6);
@@ -124,34 +142,18 @@ static __always_inline int sl_fast_route(struct __sk_buff *skb, struct sl_pkt_ct
 	return target;
 }
 
-static __always_inline int sl_fast_forward_impl(struct __sk_buff *skb, struct sl_pkt_ctx *ctx,
-						int *verdict, int same_if_ok)
+static __always_inline int sl_redirect_to_neigh(struct __sk_buff *skb, struct sl_pkt_ctx *ctx,
+						const struct bpf_fib_lookup *fib)
 {
-	struct bpf_fib_lookup fib = {};
+	struct bpf_redir_neigh nh = {};
 
-	if (ctx->hook != SL_HOOK_INGRESS || !(ctx->flags & SL_PKT_F_L2) ||
-	    (ctx->flags & SL_PKT_F_FRAGMENT))
-		return 0;
-	int target = sl_fast_route(skb, ctx, &fib, same_if_ok);
-
-	if (target == SL_FAST_PEER) {
-		SL_DEBUG(ctx, "fast path: into the peer of %d", fib.ifindex);
-		*verdict = sl_redirect_peer(skb, ctx, fib.ifindex);
-		return 1;
-	}
-	if (target == SL_FAST_NEIGH) {
-		struct bpf_redir_neigh nh = {};
-
-		nh.nh_family = fib.family;
-		if (fib.family == AF_INET)
-			nh.ipv4_nh = fib.ipv4_dst; /* the next hop after the lookup */
-		else
-			__builtin_memcpy(nh.ipv6_nh, fib.ipv6_dst, 16);
-		SL_DEBUG(ctx, "fast path: out of %d", fib.ifindex);
-		*verdict = sl_redirect_neigh(skb, ctx, fib.ifindex, &nh, sizeof(nh));
-		return 1;
-	}
-	return 0;
+	nh.nh_family = fib->family;
+	if (fib->family == AF_INET)
+		nh.ipv4_nh = fib->ipv4_dst; /* the next hop after the lookup */
+	else
+		__builtin_memcpy(nh.ipv6_nh, fib->ipv6_dst, 16);
+	SL_DEBUG(ctx, "route: out of %d by the neighbour table", fib->ifindex);
+	return sl_redirect_neigh(skb, ctx, fib->ifindex, &nh, sizeof(nh));
 }
 
 /* Forwards the packet if it can (returns 1 with the program's verdict in
@@ -159,16 +161,48 @@ static __always_inline int sl_fast_forward_impl(struct __sk_buff *skb, struct sl
 static __always_inline int sl_fast_forward(struct __sk_buff *skb, struct sl_pkt_ctx *ctx,
 					   int *verdict)
 {
-	return sl_fast_forward_impl(skb, ctx, verdict, 0);
+	struct bpf_fib_lookup fib = {};
+
+	if (ctx->hook != SL_HOOK_INGRESS || !(ctx->flags & SL_PKT_F_L2) ||
+	    (ctx->flags & SL_PKT_F_FRAGMENT))
+		return 0;
+	switch (sl_fast_route(skb, ctx, &fib, 0)) {
+	case SL_FAST_PEER:
+		SL_DEBUG(ctx, "fast path: into the peer of %d", fib.ifindex);
+		*verdict = sl_redirect_peer(skb, ctx, fib.ifindex);
+		return 1;
+	case SL_FAST_L2:
+	case SL_FAST_NEIGH:
+		*verdict = sl_redirect_to_neigh(skb, ctx, &fib);
+		return 1;
+	}
+	return 0;
 }
 
-/* The same, also back out of the interface the packet came in by: for a
- * packet the host stack must not see (one NATed to a source address of the
- * node's own, which it would drop as a martian). */
-static __always_inline int sl_fast_forward_any(struct __sk_buff *skb, struct sl_pkt_ctx *ctx,
-					       int *verdict)
+/* Routes a packet the host stack must not see (see the top), from an ingress
+ * hook: returns 1 with the program's verdict in *verdict — the chain goes on
+ * with the redirect recorded for its end, or, with the neighbour unresolved,
+ * the packet is handed to bpf_redirect_neigh() at once — or 0 when there is
+ * no route (the packet unchanged). */
+static __always_inline int sl_route_here(struct __sk_buff *skb, struct sl_pkt_ctx *ctx,
+					 int *verdict)
 {
-	return sl_fast_forward_impl(skb, ctx, verdict, 1);
+	struct bpf_fib_lookup fib = {};
+
+	if (!(ctx->flags & SL_PKT_F_L2))
+		return 0;
+	switch (sl_fast_route(skb, ctx, &fib, SL_ROUTE_MUST)) {
+	case SL_FAST_PEER:
+	case SL_FAST_L2:
+		SL_DEBUG(ctx, "route: out of %d at the chain end", fib.ifindex);
+		sl_set_redirect(ctx, fib.ifindex, 0);
+		*verdict = sl_next(skb, ctx);
+		return 1;
+	case SL_FAST_NEIGH:
+		*verdict = sl_redirect_to_neigh(skb, ctx, &fib);
+		return 1;
+	}
+	return 0;
 }
 
 #endif /* SLUICE_BPF_FAST_PATH_H */
