@@ -8,7 +8,11 @@
 //       then counts them for <seconds> and prints
 //       "transactions N seconds S rate R" (R in transactions/s)
 //
-// TCP_NODELAY on both sides; one request in flight at a time.
+// TCP_NODELAY on both sides; one request in flight at a time. With
+// SLUICE_RR_SPIN=1 in the environment both sides poll for the next message
+// instead of sleeping in read(2): no context switch and no wake-up per
+// message, so what is left to measure is the network path (the way
+// busy-polling, latency-bound applications run; each side needs a CPU).
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -22,6 +26,14 @@ namespace {
 
 using namespace sluice::bench;
 
+bool receive(int fd, char* buf, std::size_t n) {
+  static const bool spin = [] {
+    const char* v = std::getenv("SLUICE_RR_SPIN");
+    return v && std::string(v) == "1";
+  }();
+  return spin ? read_all_spinning(fd, buf, n) : read_all(fd, buf, n);
+}
+
 int server(const char* ip, const char* port, std::size_t size) {
   int lfd = listen_on(ip, port, 16);
   for (;;) {
@@ -30,7 +42,7 @@ int server(const char* ip, const char* port, std::size_t size) {
     set_no_delay(fd);
     std::thread([fd, size] {
       std::vector<char> buf(size);
-      while (read_all(fd, buf.data(), size) && write_all(fd, buf.data(), size)) {
+      while (receive(fd, buf.data(), size) && write_all(fd, buf.data(), size)) {
       }
       close(fd);
     }).detach();
@@ -45,7 +57,7 @@ int client(const char* ip, const char* port, double seconds, std::size_t size, i
   std::vector<char> buf(size, 'r');
   using clock = std::chrono::steady_clock;
   auto exchange = [&] {
-    if (!write_all(fd, buf.data(), size) || !read_all(fd, buf.data(), size)) die("exchange");
+    if (!write_all(fd, buf.data(), size) || !receive(fd, buf.data(), size)) die("exchange");
   };
   auto warm_end = clock::now() + std::chrono::milliseconds(warmup_ms);
   while (clock::now() < warm_end) exchange();

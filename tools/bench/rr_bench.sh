@@ -32,6 +32,15 @@ ROUNDS=${2:-3}
 SECONDS_PER_RUN=${3:-3}
 SIZE=${4:-64}
 PIN=${RR_PIN:-same}
+WAIT=${RR_WAIT:-block}
+case $WAIT in
+  block) ;;
+  spin)
+    (( $(nproc) > 1 )) || { echo "rr_bench: RR_WAIT=spin needs two CPUs" >&2; exit 1; }
+    PIN=split
+    export SLUICE_RR_SPIN=1 ;;
+  *) echo "rr_bench: RR_WAIT is block or spin, not '$WAIT'" >&2; exit 2 ;;
+esac
 SLUICED=$BUILD/bin/sluiced
 SLUICECTL=$BUILD/bin/sluicectl
 RR=$BUILD/bin/sluice-rr
@@ -154,7 +163,7 @@ print(sum(r["packets"] for r in json.load(sys.stdin)
 declare -A results
 modes=(none ct fp svc)
 echo "# sluice-rr: $ROUNDS rounds x ${SECONDS_PER_RUN}s per mode, ${SIZE}-byte request and response," \
-     "one TCP connection per run, $(nproc) CPUs, $(uname -r), pin=$PIN"
+     "one TCP connection per run, $(nproc) CPUs, $(uname -r), pin=$PIN, wait=$WAIT"
 printf '%-6s %12s %12s %12s %12s\n' round none ct fp svc
 for round in $(seq "$ROUNDS"); do
   row=()

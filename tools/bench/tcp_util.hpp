@@ -56,6 +56,20 @@ bool transfer_all(int fd, Byte* buf, std::size_t n, Io io) {
 }
 
 inline bool read_all(int fd, char* buf, std::size_t n) { return transfer_all(fd, buf, n, ::read); }
+
+// read_all without ever sleeping: polls with MSG_DONTWAIT until the bytes are
+// there, so the caller's CPU never switches to another task and the receiver
+// is never woken (for measuring the network path without scheduler costs).
+inline bool read_all_spinning(int fd, char* buf, std::size_t n) {
+  while (n) {
+    ssize_t moved = ::recv(fd, buf, n, MSG_DONTWAIT);
+    if (moved < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) continue;
+    if (moved <= 0) return false;
+    buf += moved;
+    n -= static_cast<std::size_t>(moved);
+  }
+  return true;
+}
 inline bool write_all(int fd, const char* buf, std::size_t n) {
   return transfer_all(fd, buf, n, ::write);
 }
