@@ -12,6 +12,7 @@ struct {
 } sl_meta SEC(".maps");
 
 #include <sluice/bpf/ifstate_map.h>
+#include <sluice/bpf/route_cache.h>
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

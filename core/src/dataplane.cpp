@@ -192,6 +192,16 @@ Dataplane::Dataplane(const NodeConfig& config) : config_(config) {
   copy_name(meta.node, config.node_name);
   update_or_throw(bpf_map__fd(core_->maps.sl_meta), &zero, &meta, SL_MAP_META);
   bank_ = meta.active_bank;
+  // Routes may have changed while no daemon watched them.
+  invalidate_routes();
+}
+
+void Dataplane::invalidate_routes() {
+  __u32 zero = 0, epoch = 0;
+  int fd = bpf_map__fd(core_->maps.sl_route_epoch);
+  bpf_map_lookup_elem(fd, &zero, &epoch);
+  ++epoch;
+  update_or_throw(fd, &zero, &epoch, SL_MAP_ROUTE_EPOCH);
 }
 
 Dataplane::~Dataplane() = default;
@@ -393,6 +403,7 @@ void Dataplane::attach(const LinkInfo& link, sl_role role) {
   state.flags = link.has_ethernet ? (state.flags & ~SL_IF_F_L3) : (state.flags | SL_IF_F_L3);
   copy_name(state.name, link.name);
   update_or_throw(ifstate_fd, &key, &state, SL_MAP_IFSTATE);
+  invalidate_routes();  // cached routes carry the interface's role
   attached_[link.ifindex] = Attachment{role, link.name, link.has_ethernet, bank_};
   spdlog::info("attached to {} (ifindex {}) as {}, slot {}{}", link.name, link.ifindex,
                role_name(role), state.slot, qdisc.created() ? ", created clsact" : "");
@@ -414,6 +425,7 @@ void Dataplane::detach(int ifindex) {
   }
   if (known && (state.flags & SL_IF_F_QDISC_OURS)) destroy_clsact(ifindex);
   bpf_map_delete_elem(ifstate_fd, &key);
+  invalidate_routes();
   attached_.erase(ifindex);
   spdlog::info("detached from {} (ifindex {})", known ? state.name : "?", ifindex);
 }
@@ -421,6 +433,7 @@ void Dataplane::detach(int ifindex) {
 void Dataplane::forget(int ifindex) {
   __u32 key = static_cast<__u32>(ifindex);
   bpf_map_delete_elem(bpf_map__fd(core_->maps.sl_ifstate), &key);
+  invalidate_routes();
   auto it = attached_.find(ifindex);
   if (it != attached_.end()) {
     spdlog::info("forgot {} (ifindex {}): the interface is gone", it->second.name, ifindex);

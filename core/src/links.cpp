@@ -6,6 +6,8 @@
 #include <netlink/netlink.h>
 #include <netlink/route/link.h>
 
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
 #include <sys/socket.h>
 
 #include <cerrno>
@@ -129,6 +131,35 @@ std::vector<LinkInfo> list_links() {
   for (auto* obj = nl_cache_get_first(cache); obj; obj = nl_cache_get_next(obj))
     out.push_back(to_info(reinterpret_cast<struct rtnl_link*>(obj)));
   return out;
+}
+
+RoutingEvents::RoutingEvents()
+    : fd_(socket(AF_NETLINK, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, NETLINK_ROUTE)) {
+  if (!fd_) throw Error("cannot open a netlink route socket: " + errno_text(errno));
+  setsockopt(fd_.get(), SOL_SOCKET, SO_RCVBUF, &kEventBufferBytes, sizeof(kEventBufferBytes));
+  sockaddr_nl local{};
+  local.nl_family = AF_NETLINK;
+  if (bind(fd_.get(), reinterpret_cast<sockaddr*>(&local), sizeof(local)) != 0)
+    throw Error("cannot bind a netlink route socket: " + errno_text(errno));
+  for (unsigned group : {RTNLGRP_LINK, RTNLGRP_NEIGH, RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV4_ROUTE,
+                         RTNLGRP_IPV4_RULE, RTNLGRP_IPV4_NETCONF, RTNLGRP_IPV6_IFADDR,
+                         RTNLGRP_IPV6_ROUTE, RTNLGRP_IPV6_RULE, RTNLGRP_IPV6_NETCONF})
+    if (setsockopt(fd_.get(), SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, &group, sizeof(group)) != 0)
+      throw Error("cannot join netlink group " + std::to_string(group) + ": " +
+                  errno_text(errno));
+}
+
+bool RoutingEvents::drain() {
+  bool any = false;
+  char buffer[16384];
+  for (;;) {
+    ssize_t n = recv(fd_.get(), buffer, sizeof(buffer), MSG_DONTWAIT);
+    if (n > 0 || (n < 0 && errno == ENOBUFS)) {
+      any = true;
+      continue;
+    }
+    return any;
+  }
 }
 
 }  // namespace sluice

@@ -45,6 +45,8 @@ class Daemon {
     dataplane_->set_log_level(config_.log_level);
     install_pipeline();
 
+    // Opened before the links are read, so no change in between goes unseen.
+    RoutingEvents routing;
     LinkWatcher watcher([this](LinkEvent event, const LinkInfo& link) { on_link(event, link); });
     reconcile_links(watcher.snapshot());
     dataplane_->commit_bank();
@@ -63,11 +65,12 @@ class Daemon {
     start_metrics();
 
     for (;;) {
-      pollfd fds[4] = {{watcher.fd(), POLLIN, 0},
+      pollfd fds[5] = {{watcher.fd(), POLLIN, 0},
                        {signal_fd.get(), POLLIN, 0},
                        {metrics_ ? metrics_->fd() : -1, POLLIN, 0},
-                       {state.fd(), POLLIN, 0}};
-      int ready = poll(fds, 4, kResyncIntervalMs);
+                       {state.fd(), POLLIN, 0},
+                       {routing.fd(), POLLIN, 0}};
+      int ready = poll(fds, 5, kResyncIntervalMs);
       if (ready < 0) {
         if (errno == EINTR) continue;
         throw Error("poll: " + errno_text(errno));
@@ -75,11 +78,14 @@ class Daemon {
       if (ready == 0) {
         // Safety net: events can be lost without the kernel saying so.
         reconcile_links(watcher.resync());
+        dataplane_->invalidate_routes();  // the same safety net for routes
         continue;
       }
       if (fds[0].revents & POLLIN) {
         if (!watcher.process()) reconcile_links(watcher.snapshot());
       }
+      // After the link events, which may attach (that bumps the epoch too).
+      if ((fds[4].revents & POLLIN) && routing.drain()) dataplane_->invalidate_routes();
       if (metrics_ && (fds[2].revents & POLLIN)) metrics_->serve_one();
       if (fds[3].revents & POLLIN) resources.apply(state.take_changed_paths());
       if (fds[1].revents & POLLIN) {

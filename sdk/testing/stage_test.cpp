@@ -276,6 +276,8 @@ sl_pkt_ctx Testbed::context() const {
 
 int Testbed::map_fd(const char* name) const { return impl_->dataplane->map_fd(name); }
 
+void Testbed::invalidate_routes() { impl_->dataplane->invalidate_routes(); }
+
 std::size_t Testbed::ncpus() {
   int n = libbpf_num_possible_cpus();
   return n > 0 ? static_cast<std::size_t>(n) : 1;

@@ -390,6 +390,12 @@ TEST(ConntrackFastPath, EstablishedFlowsAreRedirectedNewOnesAreNot) {
   std::strncpy(st.name, "fp0", sizeof(st.name) - 1);
   std::uint32_t key = ns.fp0;
   ASSERT_EQ(bpf_map_update_elem(ifstate, &key, &st, BPF_ANY), 0) << std::strerror(errno);
+  // The route was cached with what sl_ifstate said then (not a workload), and
+  // it holds until the daemon says routing changed.
+  r = t.bed.run(ack);
+  EXPECT_EQ(r.reason, SL_R_REDIRECTED) << reason_name(r.reason);
+  EXPECT_EQ(mac_of(r.out, 0), mac_of(ack.bytes, 0)) << "the cached answer was not used";
+  t.bed.invalidate_routes();
   r = t.bed.run(ack);
   EXPECT_EQ(r.verdict, TC_ACT_REDIRECT) << verdict_name(r.verdict);
   EXPECT_EQ(r.reason, SL_R_REDIRECTED) << reason_name(r.reason);
@@ -397,6 +403,16 @@ TEST(ConntrackFastPath, EstablishedFlowsAreRedirectedNewOnesAreNot) {
   EXPECT_EQ(mac_of(r.out, 6), (Bytes{0x02, 0, 0, 0, 0, 0x01}));
   EXPECT_EQ(ttl_of(r.out), ttl_of(ack.bytes) - 1);
   EXPECT_TRUE(ipv4_checksum_ok(r.out));
+
+  // A neighbour change: the same, the new MAC once routes are invalidated.
+  ASSERT_EQ(std::system("ip neigh replace 10.96.0.50 lladdr 02:00:00:00:00:51 dev fp0 "
+                        "nud permanent"),
+            0);
+  r = t.bed.run(ack);
+  EXPECT_EQ(mac_of(r.out, 0), (Bytes{0x02, 0, 0, 0, 0, 0x50}));
+  t.bed.invalidate_routes();
+  r = t.bed.run(ack);
+  EXPECT_EQ(mac_of(r.out, 0), (Bytes{0x02, 0, 0, 0, 0, 0x51}));
 
   // What stays on the slow path: a TTL about to expire, the egress hook, the
   // FIN that starts the teardown, and anything after it.

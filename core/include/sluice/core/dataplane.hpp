@@ -84,6 +84,11 @@ class Dataplane {
   // filters with the device).
   void forget(int ifindex);
 
+  // Makes every route the fast path cached stale (bumps sl_route_epoch):
+  // after a change to routes, rules, neighbours, addresses, links or
+  // sl_ifstate. Attaching and detaching call it themselves.
+  void invalidate_routes();
+
   bool is_attached(int ifindex) const { return attached_.count(ifindex) != 0; }
   struct Attachment {
     sl_role role;

@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "sluice/core/unique_fd.hpp"
+
 namespace sluice {
 
 struct LinkInfo {
@@ -38,6 +40,20 @@ class LinkWatcher {
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
+};
+
+// Notice of any change that can alter a route lookup's answer: routes,
+// rules, neighbours, addresses, links, forwarding settings (netlink groups,
+// no parsing: the only reaction is "cached routes are stale").
+class RoutingEvents {
+ public:
+  RoutingEvents();
+  int fd() const { return fd_.get(); }  // poll for readability, then drain()
+  // Reads what is queued; true if there was anything (or the socket overran).
+  bool drain();
+
+ private:
+  UniqueFd fd_;
 };
 
 // One-shot dump without watching (sluicectl, cleanup).

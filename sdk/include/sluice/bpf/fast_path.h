@@ -10,7 +10,9 @@
  *           return verdict;          // redirected
  *   return sl_next(skb, ctx);        // not possible: the usual way
  *
- * The route comes from bpf_fib_lookup() (sl_fast_route()). A destination
+ * The route comes from bpf_fib_lookup() (sl_fast_route()), remembered per
+ * (arrival interface, source, destination, TOS) in the core's route cache
+ * (route_cache.h; the daemon invalidates it on every routing change). A destination
  * behind a managed workload veth (sl_ifstate role workload, not L3) gets the
  * Ethernet addresses written here and bpf_redirect_peer() into the
  * workload's namespace; any other gets bpf_redirect_neigh() out of the
@@ -42,6 +44,7 @@
 #endif
 
 #include "ifstate_map.h"
+#include "route_cache.h"
 
 enum sl_fast_target {
 	SL_FAST_NONE = 0, /* continue the chain (and the host stack) */
@@ -59,6 +62,72 @@ enum sl_fast_target {
 				 * whatever the interface (for a plain redirect),
 				 * an unresolved workload neighbour is left to
 				 * bpf_redirect_neigh() */
+
+/* The route cache's key for a lookup in fib (filled in as for the lookup). */
+static __always_inline void sl_route_key_of(struct sl_route_key *key, const struct bpf_fib_lookup *fib)
+{
+	__builtin_memset(key, 0, sizeof(*key));
+	key->ifindex = fib->ifindex;
+	key->family = fib->family;
+	if (fib->family == AF_INET) {
+		key->tos = fib->tos;
+		key->src[0] = fib->ipv4_src;
+		key->dst[0] = fib->ipv4_dst;
+	} else {
+		__builtin_memcpy(key->src, fib->ipv6_src, 16);
+		__builtin_memcpy(key->dst, fib->ipv6_dst, 16);
+	}
+}
+
+/* Fills in fib's answer (interface, next hop, MACs) from the route cache if
+ * it holds a current one for key (layout.h: made under the current epoch,
+ * younger than SL_ROUTE_CACHE_MAX_AGE_NS). */
+static __always_inline int sl_cached_route(const struct sl_route_key *key,
+					   struct bpf_fib_lookup *fib, int *workload)
+{
+	__u32 zero = 0;
+	__u32 *epoch = bpf_map_lookup_elem(&sl_route_epoch, &zero);
+
+	if (!epoch)
+		return 0;
+	struct sl_route_value *r = bpf_map_lookup_elem(&sl_route_cache, key);
+
+	if (!r || r->epoch != *epoch || bpf_ktime_get_ns() - r->looked_up_ns > SL_ROUTE_CACHE_MAX_AGE_NS)
+		return 0;
+	fib->ifindex = r->ifindex;
+	if (fib->family == AF_INET)
+		fib->ipv4_dst = r->nexthop[0];
+	else
+		__builtin_memcpy(fib->ipv6_dst, r->nexthop, 16);
+	__builtin_memcpy(fib->dmac, r->dmac, 6);
+	__builtin_memcpy(fib->smac, r->smac, 6);
+	*workload = r->workload;
+	return 1;
+}
+
+/* Remembers a resolved answer of bpf_fib_lookup() under the scratch's key. */
+static __always_inline void sl_cache_route(struct sl_route_scratch *scratch,
+					   const struct bpf_fib_lookup *fib, int workload)
+{
+	struct sl_route_value *r = &scratch->value;
+	__u32 zero = 0;
+	__u32 *epoch = bpf_map_lookup_elem(&sl_route_epoch, &zero);
+
+	if (!epoch)
+		return;
+	__builtin_memset(r, 0, sizeof(*r));
+	r->looked_up_ns = bpf_ktime_get_ns();
+	r->epoch = *epoch;
+	r->ifindex = fib->ifindex;
+	if (fib->family == AF_INET)
+		r->nexthop[0] = fib->ipv4_dst;
+	else
+		__builtin_memcpy(r->nexthop, fib->ipv6_dst, 16);
+	__builtin_memcpy(r->dmac, fib->dmac, 6);
+	__builtin_memcpy(r->smac, fib->smac, 6);
+	r->workload = workload;
+	bpf_map_update_elem(&sl_route_cache, &scratch->key, r, BPF_ANY);
+}
 
 /* Routes the packet; on a target, decrements the TTL (we forward in place of
  * the kernel) and writes the Ethernet addresses where the redirect needs
@@ -101,13 +170,25 @@ static __always_inline int sl_fast_route(struct __sk_buff *skb, struct sl_pkt_ct
 	if (ttl <= 1)
 		return SL_FAST_NONE;
 
-	long rc = bpf_fib_lookup(skb, fib, sizeof(*fib), 0);
-	int target;
+	__u32 zero = 0;
+	struct sl_route_scratch *cache = bpf_map_lookup_elem(&sl_route_scratch, &zero);
+	long rc;
+	int target, workload;
 
+	if (cache)
+		sl_route_key_of(&cache->key, fib);
+	if (cache && sl_cached_route(&cache->key, fib, &workload))
+		rc = BPF_FIB_LKUP_RET_SUCCESS;
+	else {
+		rc = bpf_fib_lookup(skb, fib, sizeof(*fib), 0);
+		struct sl_ifstate *st = bpf_map_lookup_elem(&sl_ifstate, &fib->ifindex);
+
+		workload = st && st->role == SL_ROLE_WORKLOAD && !(st->flags & SL_IF_F_L3);
+		if (cache && rc == BPF_FIB_LKUP_RET_SUCCESS)
+			sl_cache_route(cache, fib, workload);
+	}
 	if (fib->ifindex == ctx->ifindex && !must) /* hairpin: leave it to the kernel */
 		return SL_FAST_NONE;
-	struct sl_ifstate *st = bpf_map_lookup_elem(&sl_ifstate, &fib->ifindex);
-	int workload = st && st->role == SL_ROLE_WORKLOAD && !(st->flags & SL_IF_F_L3);
 
 	if (rc == BPF_FIB_LKUP_RET_SUCCESS)
 		target = workload ? SL_FAST_PEER : SL_FAST_L2;

@@ -27,6 +27,9 @@
 #define SL_MAP_IFSTATE "sl_ifstate"   /* ifindex -> managed interface */
 #define SL_MAP_REGISTRY "sl_registry" /* loaded plugins and their stages */
 #define SL_MAP_EVENTS "sl_events"     /* ring buffer of packet events */
+#define SL_MAP_ROUTE_CACHE "sl_route_cache" /* the fast path's cached FIB answers */
+#define SL_MAP_ROUTE_EPOCH "sl_route_epoch" /* bumped when routes, neighbours,
+					     * links or sl_ifstate change */
 
 /* Roles, in the order the chains are laid out in sl_jump. */
 enum sl_role {
@@ -122,6 +125,37 @@ struct sl_ifstate {
 	char name[SL_IFNAME_LEN];
 	__u64 attached_ns; /* CLOCK_REALTIME when first attached */
 };
+
+/* sl_route_cache: bpf_fib_lookup() answers of the fast path
+ * (<sluice/bpf/fast_path.h>), so an established flow pays one hash lookup per
+ * packet instead of a FIB walk and a neighbour lookup (~0.5 us each on the
+ * development VM). An entry holds while sl_route_epoch[0] still has the value
+ * it was made under — the daemon bumps it on any route, rule, neighbour,
+ * address, link or sl_ifstate change — and for SL_ROUTE_CACHE_MAX_AGE_NS at
+ * most, which bounds staleness while no daemon runs. Only resolved routes
+ * are cached. LRU: a busy node evicts pairs it has not seen for longest. */
+#define SL_ROUTE_CACHE_ENTRIES 65536u
+#define SL_ROUTE_CACHE_MAX_AGE_NS 1000000000ull
+
+struct sl_route_key {
+	__u32 ifindex; /* the packet's arrival interface (rules may match on it) */
+	__u8 family;   /* AF_INET or AF_INET6 */
+	__u8 tos;      /* rules may match on it */
+	__u16 pad;     /* zero */
+	__be32 src[4]; /* IPv4 in [0], rest zero */
+	__be32 dst[4];
+}; /* 40 bytes */
+
+struct sl_route_value {
+	__u64 looked_up_ns; /* bpf_ktime_get_ns() of the FIB lookup */
+	__u32 epoch;        /* sl_route_epoch[0] at the lookup */
+	__u32 ifindex;      /* the route's interface */
+	__be32 nexthop[4];  /* the route's next hop (IPv4 in [0]) */
+	__u8 dmac[6];
+	__u8 smac[6];
+	__u8 workload;      /* the interface is a managed workload veth (Ethernet) */
+	__u8 pad[3];
+}; /* 48 bytes */
 
 /* sl_registry: array of records describing plugins and stages, written by
  * the daemon on every chain install so sluicectl can explain the pipeline

@@ -177,6 +177,10 @@ class Testbed {
   sl_pkt_ctx context() const;
   // A shared map's fd by name (SL_MAP_STATE, SL_MAP_EVENTS, ...).
   int map_fd(const char* name) const;
+  // What sluiced does on a routing change: the fast path's cached routes
+  // (sl_route_cache) become stale. Needed after a test changes sl_ifstate,
+  // a route or a neighbour and expects the fast path to see it at once.
+  void invalidate_routes();
 
   // ---- plugins ---------------------------------------------------------------
   // dlopens `so_path` (named <name>.so), configures the plugin with
