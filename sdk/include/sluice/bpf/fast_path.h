@@ -92,7 +92,7 @@ static __always_inline int sl_cached_route(const struct sl_route_key *key,
 		return 0;
 	struct sl_route_value *r = bpf_map_lookup_elem(&sl_route_cache, key);
 
-	if (!r || r->epoch != *epoch || bpf_ktime_get_ns() - r->looked_up_ns > SL_ROUTE_CACHE_MAX_AGE_NS)
+	if (!r || r->epoch != *epoch || bpf_ktime_get_coarse_ns() - r->looked_up_ns > SL_ROUTE_CACHE_MAX_AGE_NS)
 		return 0;
 	fib->ifindex = r->ifindex;
 	if (fib->family == AF_INET)
@@ -116,7 +116,7 @@ static __always_inline void sl_cache_route(struct sl_route_scratch *scratch,
 	if (!epoch)
 		return;
 	__builtin_memset(r, 0, sizeof(*r));
-	r->looked_up_ns = bpf_ktime_get_ns();
+	r->looked_up_ns = bpf_ktime_get_coarse_ns();
 	r->epoch = *epoch;
 	r->ifindex = fib->ifindex;
 	if (fib->family == AF_INET)

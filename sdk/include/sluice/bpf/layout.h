@@ -147,7 +147,8 @@ struct sl_route_key {
 }; /* 40 bytes */
 
 struct sl_route_value {
-	__u64 looked_up_ns; /* bpf_ktime_get_ns() of the FIB lookup */
+	__u64 looked_up_ns; /* bpf_ktime_get_coarse_ns() of the FIB lookup (a tick
+			     * is precise enough for its lifetime, and cheaper) */
 	__u32 epoch;        /* sl_route_epoch[0] at the lookup */
 	__u32 ifindex;      /* the route's interface */
 	__be32 nexthop[4];  /* the route's next hop (IPv4 in [0]) */
