@@ -8,7 +8,7 @@
 //   table_full = "drop-new"             or "pass-untracked"
 //   tcp_midstream_pickup = true         track TCP flows seen without their SYN
 //   clean_interval = 10                 seconds between cleaner passes
-//   fast_path = false                   redirect established flows past the host stack
+//   fast_path = false                   redirect answered flows past the host stack
 //   [plugins.conntrack.timeouts]        seconds (integer) or "30s", "5m", "1h"
 //   tcp_syn = 20, tcp_established = 3600, tcp_fin = 30, tcp_rst = 40,
 //   udp = 60, icmp = 5, other = 600

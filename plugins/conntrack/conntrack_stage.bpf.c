@@ -203,25 +203,30 @@ static __always_inline int ct_icmp_kind(const struct sl_pkt_ctx *ctx)
 	return 0;
 }
 
-/* May this packet of an existing flow take the fast path? An established
- * TCP flow (both sides' SYN and ACK, no FIN or RST yet) or a UDP flow seen in
- * both directions: here for flows without NAT, after the nat stage's rewrite
- * for NAT flows (SL_CT_RES_FAST tells it). Flows that need more than a
- * rewrite (SNAT to the node, DSR, node-port forwarding) never. */
+/* May this packet of an existing flow take the fast path? Once the
+ * responder has answered — TCP: SYN seen both ways (the SYN-ACK itself, then
+ * everything up to and after the teardown); UDP: seen in both directions.
+ * Only a flow's first packet has to go through the host stack: it is the one
+ * the destination's hooks must judge, and the answer proves it got there.
+ * Here for flows without NAT, after the nat stage's rewrite for NAT flows
+ * (SL_CT_RES_FAST tells it). Flows that need more than a rewrite (SNAT to
+ * the node, DSR, node-port forwarding) never. */
 enum ct_fast {
 	CT_FAST_NO = 0,
 	CT_FAST_HERE,      /* NORMAL entry: forward from this stage */
 	CT_FAST_AFTER_NAT, /* NAT entry: the nat stage forwards after its rewrite */
 };
 
-static __always_inline int ct_fast_eligible(__u8 proto, const struct sl_ct_value *v, int via_fwd)
+static __always_inline int ct_fast_eligible(__u8 proto, const struct sl_ct_value *v, int via_fwd,
+					    int tcp_syn)
 {
 	int ready;
 
-	if (v->flags & (SL_CT_F_NAT_OUT | SL_CT_F_DSR | SL_CT_F_NP_FWD))
+	/* A SYN opens a connection, maybe a new one on an old tuple: first packet. */
+	if (tcp_syn || (v->flags & (SL_CT_F_NAT_OUT | SL_CT_F_DSR | SL_CT_F_NP_FWD)))
 		return CT_FAST_NO;
 	if (proto == IPPROTO_TCP)
-		ready = sl_ct_state_of(proto, v) == SL_CT_ST_ESTABLISHED;
+		ready = (v->legs[0].flags & v->legs[1].flags & SL_CT_LEG_SYN) != 0;
 	else if (proto == IPPROTO_UDP)
 		ready = v->legs[0].packets && v->legs[1].packets;
 	else
@@ -280,7 +285,7 @@ static __always_inline __u64 ct_track(struct __sk_buff *skb, struct sl_pkt_ctx *
 		SL_DEBUG(ctx, "CT: hit, %s, state %d", verdict == SL_CT_REPLY ? "reply" : "opener",
 			 sl_ct_state_of(proto, v));
 		if (ct_fast_path)
-			*fast = ct_fast_eligible(proto, v, via_fwd);
+			*fast = ct_fast_eligible(proto, v, via_fwd, tcp_syn);
 		return ct_result(verdict, proto, v, leg_ba, via_fwd);
 	}
 

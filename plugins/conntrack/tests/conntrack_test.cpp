@@ -354,7 +354,7 @@ TEST(ConntrackFastPath, OffByDefault) {
   EXPECT_EQ(r.reason, SL_R_ACCEPTED) << reason_name(r.reason);
 }
 
-TEST(ConntrackFastPath, EstablishedFlowsAreRedirectedNewOnesAreNot) {
+TEST(ConntrackFastPath, AnsweredFlowsAreRedirectedFirstPacketsAreNot) {
   FibNetns ns;
   Bed t("fast_path = true\n");
   t.bed.set_chain(SL_ROLE_WORKLOAD, SL_HOOK_EGRESS, {t.plugin.stage_fd("conntrack")});
@@ -414,20 +414,31 @@ TEST(ConntrackFastPath, EstablishedFlowsAreRedirectedNewOnesAreNot) {
   r = t.bed.run(ack);
   EXPECT_EQ(mac_of(r.out, 0), (Bytes{0x02, 0, 0, 0, 0, 0x51}));
 
-  // What stays on the slow path: a TTL about to expire, the egress hook, the
-  // FIN that starts the teardown, and anything after it.
+  // What stays on the slow path: a TTL about to expire, the egress hook.
   r = t.bed.run(PacketBuilder().ipv4(kA, kB).ttl(1).tcp(40000, 80, kTcpAck).build());
   EXPECT_EQ(r.reason, SL_R_ACCEPTED) << reason_name(r.reason);
   r = t.bed.run(ack, SL_HOOK_EGRESS);
   EXPECT_EQ(r.reason, SL_R_ACCEPTED) << reason_name(r.reason);
+
+  // The teardown of an answered flow is fast too; a SYN on its tuple (a new
+  // connection, maybe) is a first packet again.
   r = t.bed.run(tcp(kA, kB, 40000, 80, kTcpFin | kTcpAck));
-  EXPECT_EQ(r.reason, SL_R_ACCEPTED) << reason_name(r.reason);
+  EXPECT_EQ(r.reason, SL_R_REDIRECTED) << reason_name(r.reason);
   r = t.bed.run(ack);
+  EXPECT_EQ(r.reason, SL_R_REDIRECTED) << reason_name(r.reason);
+  r = t.bed.run(tcp(kA, kB, 40000, 80, kTcpSyn));
   EXPECT_EQ(r.reason, SL_R_ACCEPTED) << reason_name(r.reason);
 
-  // A new flow is never fast-pathed; UDP is, once both directions were seen.
+  // A new flow's SYN goes to the kernel; the responder's SYN-ACK (towards B,
+  // which has a route) is the answer, and fast.
   r = t.bed.run(tcp(kA, kB, 40001, 80, kTcpSyn));
   EXPECT_EQ(r.reason, SL_R_ACCEPTED) << reason_name(r.reason);
+  r = t.bed.run(tcp(kB, kA, 5555, 22, kTcpSyn));
+  EXPECT_EQ(r.reason, SL_R_ACCEPTED) << reason_name(r.reason);
+  r = t.bed.run(tcp(kA, kB, 22, 5555, kTcpSyn | kTcpAck));
+  EXPECT_EQ(r.reason, SL_R_REDIRECTED) << reason_name(r.reason);
+
+  // UDP, once both directions were seen.
   r = t.bed.run(udp(kA, kB, 5000, 53));
   EXPECT_EQ(r.reason, SL_R_ACCEPTED) << reason_name(r.reason);
   r = t.bed.run(udp(kA, kB, 5000, 53));

@@ -47,7 +47,7 @@
  *   bit   17     SL_CT_RES_APPROVED: the packet's leg is approved (policy)
  *   bit   18     SL_CT_RES_PEER_APPROVED: the other leg is approved
  *   bit   19     SL_CT_RES_VIA_NAT_FWD: found through a NAT_FWD stub
- *   bit   20     SL_CT_RES_FAST: an established NAT flow the fast path may take
+ *   bit   20     SL_CT_RES_FAST: an answered NAT flow the fast path may take
  *                once the nat stage has rewritten the packet
  *                (<sluice/bpf/fast_path.h>; conntrack's fast_path = true)
  *   bits 24..31  enum sl_ct_type of the entry holding the state

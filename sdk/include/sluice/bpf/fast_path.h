@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* The fast path: forwarding a packet of an established flow straight to its
+/* The fast path: forwarding a packet of an answered flow straight to its
  * destination from the ingress hook, past the rest of the chain and the
  * host's routing and netfilter. Shared by the stage that owns the decision
  * for a flow: conntrack for flows without NAT, nat for NAT flows (after its
