@@ -8,7 +8,7 @@
 //   table_full = "drop-new"             or "pass-untracked"
 //   tcp_midstream_pickup = true         track TCP flows seen without their SYN
 //   clean_interval = 10                 seconds between cleaner passes
-//   fast_path = false                   redirect answered flows past the host stack
+//   fast_path = true                    redirect answered flows past the host stack
 //   [plugins.conntrack.timeouts]        seconds (integer) or "30s", "5m", "1h"
 //   tcp_syn = 20, tcp_established = 3600, tcp_fin = 30, tcp_rst = 40,
 //   udp = 60, icmp = 5, other = 600
@@ -74,7 +74,7 @@ struct Settings {
   ct_table_full_rule table_full = CT_FULL_DROP_NEW;
   bool tcp_midstream = true;
   std::uint32_t clean_interval = 10;
-  bool fast_path = false;
+  bool fast_path = true;
   std::array<std::uint32_t, SL_CT_TO_COUNT> timeouts{};
 };
 
@@ -117,7 +117,7 @@ Settings parse_settings(const Table& table) {
                      : CT_FULL_PASS_UNTRACKED;
   s.tcp_midstream = table.get_bool("tcp_midstream_pickup", true);
   s.clean_interval = read_duration(table, "clean_interval", 10, 1, 3600);
-  s.fast_path = table.get_bool("fast_path", false);
+  s.fast_path = table.get_bool("fast_path", true);
   for (const auto& key : kTimeoutKeys) s.timeouts[key.index] = key.fallback;
   if (auto timeouts = table.table("timeouts")) {
     timeouts->expect_only({"tcp_syn", "tcp_established", "tcp_fin", "tcp_rst", "udp", "icmp",

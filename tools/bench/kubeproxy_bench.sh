@@ -54,9 +54,10 @@
 #   KP_IPTABLES=default   iptables-restore as installed (see its --version),
 #                         or "legacy" / "nft" for iptables-legacy-restore /
 #                         iptables-nft-restore
-#   KP_FAST_PATH=false    conntrack's fast_path for the sluice mode (true: the
-#                         established packets of each connection are rewritten
-#                         and redirected by the nat stage, past the host stack)
+#   KP_FAST_PATH=true     conntrack's fast_path for the sluice mode (its
+#                         default: every packet of a connection after the SYN
+#                         is rewritten and redirected by the nat stage, past
+#                         the host stack; false: all of them cross it)
 #   KP_PIN=same           client and backend servers on CPU 0 (as rr_bench.sh);
 #                         "none" leaves them unpinned
 #   KP_KEEP_WORK=1        keep the work directory (rulesets, logs, results)
@@ -73,7 +74,7 @@ BACKENDS=${KP_BACKENDS:-3}
 TARGET=${KP_TARGET:-last}
 SIZE=${KP_SIZE:-64}
 PIN=${KP_PIN:-same}
-SLUICE_FAST_PATH=${KP_FAST_PATH:-false}
+SLUICE_FAST_PATH=${KP_FAST_PATH:-true}
 SERVICE_PORT=80 BACKEND_PORT=8080
 
 SLUICED=$BUILD/bin/sluiced

@@ -102,8 +102,11 @@ struct Bed {
   // Connect-time load balancing stays off: these tests run packets through
   // the tc programs only, and its programs would attach to the machine's
   // root cgroup (connect_lb_test.cpp tests it in a cgroup of its own).
-  explicit Bed(const std::string& nat_body = "")
-      : ct(bed.load_plugin(CONNTRACK_PLUGIN, "[plugins.conntrack]\n")),
+  // Conntrack's fast path too, unless a test asks for it: most look at the
+  // packet the nat stage hands on, not at where it is redirected.
+  explicit Bed(const std::string& nat_body = "", bool fast_path = false)
+      : ct(bed.load_plugin(CONNTRACK_PLUGIN, std::string("[plugins.conntrack]\nfast_path = ") +
+                                                 (fast_path ? "true" : "false") + "\n")),
         nat(bed.load_plugin(NAT_PLUGIN,
                             "[plugins.nat]\nconnect_time_lb = \"off\"\n" + nat_body)) {
     std::vector<int> chain = {ct.stage_fd("conntrack"), nat.stage_fd("nat")};
@@ -726,6 +729,32 @@ TEST(Nat, NodePortRepliesFromANodeAddressAreRoutedByTheStage) {
   r = t.run(other, TC_ACT_OK);
   EXPECT_EQ(ip4(r.out, 14 + 12), inet_addr(kVip));
   EXPECT_EQ(r.out[14 + 8], other.bytes[14 + 8]);
+}
+
+// With conntrack's fast path (its default), a NAT flow's first packet is
+// DNATed and handed on; from the backend's answer on, the nat stage rewrites
+// each packet from the conntrack entry and redirects it itself.
+TEST(Nat, FastPathRewritesAndRedirectsFromTheAnswerOn) {
+  NodeAddressNetns ns;
+  Bed t("", /*fast_path=*/true);
+  t.apply({{"/state/web.toml",
+            service("web", kVip, 80, backend(kBackend1, ", node = \"testbed\""))}});
+  Packet syn = tcp("192.168.1.77", kVip, 40000, 80, kTcpSyn);
+  RunResult r = t.run(syn, TC_ACT_OK);
+  EXPECT_EQ(ip4(r.out, 14 + 16), inet_addr(kBackend1));
+  EXPECT_EQ(r.out[14 + 8], syn.bytes[14 + 8]) << "the first packet is the kernel's to forward";
+
+  Packet synack = tcp(kBackend1, "192.168.1.77", 8080, 40000, kTcpSyn | kTcpAck);
+  r = t.run(synack, TC_ACT_REDIRECT);
+  EXPECT_EQ(r.reason, SL_R_REDIRECTED) << reason_name(r.reason);
+  EXPECT_EQ(ip4(r.out, 14 + 12), inet_addr(kVip));
+  EXPECT_EQ(port_at(r.out, synack.l4_off), 80);
+  EXPECT_EQ(r.out[14 + 8], synack.bytes[14 + 8] - 1);
+  EXPECT_TRUE(checksums_ok(r.out));
+
+  // A retransmitted SYN is a first packet again.
+  r = t.run(syn, TC_ACT_OK);
+  EXPECT_EQ(ip4(r.out, 14 + 16), inet_addr(kBackend1));
 }
 
 TEST(Nat, TerminatingBackendGetsNoNewFlowsButKeepsItsOwn) {
