@@ -543,6 +543,53 @@ static __always_inline int nat_icmp_store(struct __sk_buff *skb, __u32 icmp_csum
 	return (int)bpf_skb_store_bytes(skb, off, &n, size, 0);
 }
 
+/* What the stage does with a translated ICMP error: what it does with the
+ * packets of the flow it is about. */
+enum nat_icmp_next {
+	NAT_ICMP_NEXT = 0,    /* on along the chain, for the kernel to forward */
+	NAT_ICMP_ROUTE = 1,   /* routed by the stage (a node address as its source,
+			       * or a destination the kernel took for itself) */
+	NAT_ICMP_REFLECT = 2, /* hairpin: back out of the veth it came in by */
+};
+
+/* Rewrites one endpoint (address at addr_off, port at port_off) of the packet
+ * an ICMP error quotes, keeping the quote's IP checksum and the ICMP checksum
+ * right. */
+static __always_inline int nat_icmp_quote_rewrite(struct __sk_buff *skb, __u32 icmp_csum_off,
+						  __u32 in_l3, __u32 addr_off, __be32 old_addr,
+						  __be32 new_addr, __u32 port_off, __be16 old_port,
+						  __be16 new_port)
+{
+	__be16 old_ipsum, new_ipsum;
+
+	if (bpf_skb_load_bytes(skb, in_l3 + 10, &old_ipsum, 2) ||
+	    bpf_l3_csum_replace(skb, in_l3 + 10, old_addr, new_addr, 4) ||
+	    bpf_skb_load_bytes(skb, in_l3 + 10, &new_ipsum, 2))
+		return -1;
+	/* The quote's checksum field changed too: the ICMP checksum covers it. */
+	if (nat_icmp_store(skb, icmp_csum_off, in_l3 + 10, &old_ipsum, &new_ipsum, 2) ||
+	    nat_icmp_store(skb, icmp_csum_off, addr_off, &old_addr, &new_addr, 4) ||
+	    nat_icmp_store(skb, icmp_csum_off, port_off, &old_port, &new_port, 2))
+		return -1;
+	return 0;
+}
+
+/* Rewrites the error's own source (src = 1) or destination address if it is
+ * `match` (IPv4 ICMP: no pseudo-header, only the IP checksum changes). */
+static __always_inline int nat_icmp_outer_rewrite(struct __sk_buff *skb, struct sl_pkt_ctx *ctx,
+						  int src, __be32 match, __be32 new_addr)
+{
+	__be32 *outer = src ? &ctx->saddr[0] : &ctx->daddr[0];
+
+	if (*outer != match)
+		return 0;
+	if (bpf_l3_csum_replace(skb, ctx->l3_off + 10, match, new_addr, 4) ||
+	    bpf_skb_store_bytes(skb, ctx->l3_off + (src ? 12 : 16), &new_addr, 4, 0))
+		return -1;
+	*outer = new_addr;
+	return 0;
+}
+
 /* An ICMP error (IPv4) about a NATed flow: conntrack found the quoted packet's
  * flow (SL_CT_RELATED). Two cases:
  *  - it quotes client -> backend (an error from the backend or a router on
@@ -551,8 +598,13 @@ static __always_inline int nat_icmp_store(struct __sk_buff *skb, __u32 icmp_csum
  *  - it quotes service -> client (a reply after reverse NAT; an error from
  *    the client's side, for the service address): the quote's source becomes
  *    the backend, and so does the outer destination.
- * The quote's IP checksum and the ICMP checksum are fixed; the quote's L4
- * checksum is left (receivers do not check it). */
+ * A flow whose source was NATed too (svc-self, src-nat: the backend knows the
+ * client as the NAT address) also gets that side translated: the client's
+ * own address and port in a quoted request, and the error addressed to the
+ * client instead of the NAT address; the NAT address and port in a quoted
+ * reply, and the client's outer source replaced by it. The quote's IP
+ * checksum and the ICMP checksum are fixed; the quote's L4 checksum is left
+ * (receivers do not check it). Returns enum nat_icmp_next, or -1. */
 static __always_inline int nat_icmp_error(struct __sk_buff *skb, struct sl_pkt_ctx *ctx)
 {
 	__u32 icmp_csum_off = ctx->l4_off + 2;
@@ -561,15 +613,15 @@ static __always_inline int nat_icmp_error(struct __sk_buff *skb, struct sl_pkt_c
 	__be16 ports[2];
 
 	if (ctx->l3_proto != ETH_P_IP)
-		return 0; /* ICMPv6 errors: not yet */
+		return NAT_ICMP_NEXT;
 	if (bpf_skb_load_bytes(skb, in_l3, ip, sizeof(ip)))
-		return 0;
+		return NAT_ICMP_NEXT;
 	__u32 in_l4 = in_l3 + (ip[0] & 0x0f) * 4u;
 	__u8 proto = ip[9];
 
 	if ((proto != IPPROTO_TCP && proto != IPPROTO_UDP) || in_l4 > 0xffff ||
 	    bpf_skb_load_bytes(skb, in_l4, ports, sizeof(ports)))
-		return 0;
+		return NAT_ICMP_NEXT;
 	__be32 in_src[4] = {}, in_dst[4] = {};
 
 	__builtin_memcpy(&in_src[0], &ip[12], 4);
@@ -580,78 +632,70 @@ static __always_inline int nat_icmp_error(struct __sk_buff *skb, struct sl_pkt_c
 	struct sl_ct_value *v = bpf_map_lookup_elem(&sl_conntrack, &key);
 
 	if (!v)
-		return 0;
-	__be32 svc = 0, backend = 0;
-	__be16 svc_port = 0, backend_port = 0;
+		return NAT_ICMP_NEXT;
+	struct sl_ct_key rk;
+	struct sl_ct_value *rev;
 	int quote_is_request; /* client -> backend, else service -> client */
 
 	if (v->type == SL_CT_TYPE_NAT_REV) {
-		int opener_b = (v->flags & SL_CT_F_BA) != 0;
-
-		backend = opener_b ? key.addr_a[0] : key.addr_b[0];
-		backend_port = opener_b ? key.port_a : key.port_b;
-		svc = v->orig_dst[0];
-		svc_port = v->orig_dport;
-		quote_is_request = in_dst[0] == backend && ports[1] == backend_port;
-		if (!quote_is_request)
-			return 0;
+		rk = key;
+		rev = v;
 	} else if (v->type == SL_CT_TYPE_NAT_FWD) {
-		struct sl_ct_key rk = v->rev_key;
-		struct sl_ct_value *rev = bpf_map_lookup_elem(&sl_conntrack, &rk);
-
+		rk = v->rev_key;
+		rev = bpf_map_lookup_elem(&sl_conntrack, &rk);
 		if (!rev)
-			return 0;
-		int opener_b = (rev->flags & SL_CT_F_BA) != 0;
+			return NAT_ICMP_NEXT;
+	} else {
+		return NAT_ICMP_NEXT;
+	}
+	int opener_b = (rev->flags & SL_CT_F_BA) != 0;
+	int snat = (rev->flags & (SL_CT_F_SVC_SELF | SL_CT_F_SRC_NAT)) != 0;
+	__be32 backend = opener_b ? rk.addr_a[0] : rk.addr_b[0];
+	__be16 backend_port = opener_b ? rk.port_a : rk.port_b;
+	__be32 nat_src = opener_b ? rk.addr_b[0] : rk.addr_a[0]; /* the client, or its NAT address */
+	__be16 nat_sport = opener_b ? rk.port_b : rk.port_a;
+	__be32 svc = rev->orig_dst[0], client = snat ? rev->orig_src[0] : nat_src;
+	__be16 svc_port = rev->orig_dport, client_port = snat ? rev->orig_sport : nat_sport;
 
-		backend = opener_b ? rk.addr_a[0] : rk.addr_b[0];
-		backend_port = opener_b ? rk.port_a : rk.port_b;
-		svc = rev->orig_dst[0];
-		svc_port = rev->orig_dport;
+	if (v == rev) {
+		quote_is_request = 1;
+		if (in_dst[0] != backend || ports[1] != backend_port)
+			return NAT_ICMP_NEXT;
+	} else {
 		quote_is_request = 0;
 		if (in_src[0] != svc || ports[0] != svc_port)
-			return 0;
-	} else {
-		return 0;
+			return NAT_ICMP_NEXT;
 	}
 
-	/* The quote: address, its IP checksum, port; each change also in the
-	 * ICMP checksum. */
-	__u32 addr_off = in_l3 + (quote_is_request ? 16 : 12);
-	__u32 port_off = in_l4 + (quote_is_request ? 2 : 0);
-	__be32 old_addr = quote_is_request ? in_dst[0] : in_src[0];
-	__be32 new_addr = quote_is_request ? svc : backend;
-	__be16 old_port = quote_is_request ? ports[1] : ports[0];
-	__be16 new_port = quote_is_request ? svc_port : backend_port;
-	__be16 old_ipsum, new_ipsum;
-
-	if (bpf_skb_load_bytes(skb, in_l3 + 10, &old_ipsum, 2))
-		return -1;
-	if (bpf_l3_csum_replace(skb, in_l3 + 10, old_addr, new_addr, 4))
-		return -1;
-	if (bpf_skb_load_bytes(skb, in_l3 + 10, &new_ipsum, 2))
-		return -1;
-	/* The quote's checksum field changed too: the ICMP checksum covers it. */
-	if (nat_icmp_store(skb, icmp_csum_off, in_l3 + 10, &old_ipsum, &new_ipsum, 2))
-		return -1;
-	if (nat_icmp_store(skb, icmp_csum_off, addr_off, &old_addr, &new_addr, 4) ||
-	    nat_icmp_store(skb, icmp_csum_off, port_off, &old_port, &new_port, 2))
-		return -1;
-
-	/* The outer header: no ICMP checksum change (no pseudo-header). */
-	__be32 *outer = quote_is_request ? &ctx->saddr[0] : &ctx->daddr[0];
-	__be32 outer_old = *outer;
-	__be32 outer_new = quote_is_request ? svc : backend;
-	__be32 outer_match = quote_is_request ? backend : svc;
-
-	if (outer_old == outer_match) {
-		if (bpf_l3_csum_replace(skb, ctx->l3_off + 10, outer_old, outer_new, 4) ||
-		    bpf_skb_store_bytes(skb, ctx->l3_off + (quote_is_request ? 12 : 16), &outer_new,
-					4, 0))
+	if (quote_is_request) {
+		/* (NAT source ->) backend becomes (client ->) service. */
+		if (nat_icmp_quote_rewrite(skb, icmp_csum_off, in_l3, in_l3 + 16, backend, svc,
+					   in_l4 + 2, backend_port, svc_port) ||
+		    (snat && nat_icmp_quote_rewrite(skb, icmp_csum_off, in_l3, in_l3 + 12, nat_src,
+						    client, in_l4, nat_sport, client_port)) ||
+		    nat_icmp_outer_rewrite(skb, ctx, 1, backend, svc) ||
+		    (snat && nat_icmp_outer_rewrite(skb, ctx, 0, nat_src, client)))
 			return -1;
-		*outer = outer_new;
+	} else {
+		/* service -> client becomes backend -> (NAT source of the) client. */
+		if (nat_icmp_quote_rewrite(skb, icmp_csum_off, in_l3, in_l3 + 12, svc, backend,
+					   in_l4, svc_port, backend_port) ||
+		    (snat && nat_icmp_quote_rewrite(skb, icmp_csum_off, in_l3, in_l3 + 16, client,
+						    nat_src, in_l4 + 2, client_port, nat_sport)) ||
+		    nat_icmp_outer_rewrite(skb, ctx, 0, svc, backend) ||
+		    (snat && nat_icmp_outer_rewrite(skb, ctx, 1, client, nat_src)))
+			return -1;
 	}
 	SL_DEBUG(ctx, "NAT: ICMP error about a NATed flow translated");
-	return 0;
+	if (rev->flags & SL_CT_F_SVC_SELF)
+		return NAT_ICMP_REFLECT;
+	if (rev->flags & SL_CT_F_SRC_NAT)
+		return NAT_ICMP_ROUTE;
+	/* A node port's local backend: the error now comes from the node's
+	 * address, a martian to the kernel, as the flow's replies are. */
+	if ((rev->flags & SL_CT_F_NODE_ADDR) && quote_is_request)
+		return NAT_ICMP_ROUTE;
+	return NAT_ICMP_NEXT;
 }
 
 /* The same for ICMPv6 (types 1-4), whose checksum also covers the outer
@@ -929,9 +973,15 @@ SL_STAGE(nat_stage)
 		return sl_next(skb, ctx);
 	if ((ctx->ip_proto == IPPROTO_ICMP || ctx->ip_proto == 58 /* ICMPv6 */) &&
 	    sl_ct_result_verdict(ctx->scratch[SL_CT_SCRATCH]) == SL_CT_RELATED) {
-		if (ctx->ip_proto == IPPROTO_ICMP ? nat_icmp_error(skb, ctx)
-						  : nat_icmp6_error(skb, ctx))
+		int next = ctx->ip_proto == IPPROTO_ICMP ? nat_icmp_error(skb, ctx)
+							 : nat_icmp6_error(skb, ctx);
+
+		if (next < 0)
 			return sl_drop(skb, ctx, SL_R_MALFORMED_L4_SHORT);
+		if (next == NAT_ICMP_ROUTE)
+			return nat_route_here(skb, ctx);
+		if (next == NAT_ICMP_REFLECT)
+			return nat_reflect(skb, ctx);
 		return sl_next(skb, ctx);
 	}
 	if (ctx->ip_proto != IPPROTO_TCP && ctx->ip_proto != IPPROTO_UDP &&

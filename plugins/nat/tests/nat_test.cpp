@@ -724,6 +724,16 @@ TEST(Nat, NodePortRepliesFromANodeAddressAreRoutedByTheStage) {
   EXPECT_EQ(Bytes(r.out.begin(), r.out.begin() + 12),
             (Bytes{0x02, 0, 0, 0, 0, 0x77, 0x02, 0, 0, 0, 0, 0x10}));
 
+  // So is the backend's ICMP error about the client's packet: its source is
+  // the node's address after the translation.
+  Packet quoted = tcp("192.168.1.77", kBackend1, 40000, 8080, kTcpAck);
+  r = t.run(icmp_error(kBackend1, "192.168.1.77", quoted), TC_ACT_REDIRECT);
+  EXPECT_EQ(t.bed.context().redirect_ifindex, ns.np0);
+  EXPECT_EQ(ip4(r.out, 14 + 12), inet_addr("192.168.1.10"));
+  EXPECT_EQ(ip4(r.out, 42 + 16), inet_addr("192.168.1.10"));
+  EXPECT_EQ(port_at(r.out, 64), 30080);
+  EXPECT_TRUE(icmp_checksums_ok(r.out));
+
   // The cluster IP flow's reply is only reverse-NATed, for the kernel to forward.
   Packet other = tcp(kBackend1, "192.168.1.77", 8080, 40001, kTcpSyn | kTcpAck);
   r = t.run(other, TC_ACT_OK);
@@ -1025,6 +1035,19 @@ TEST(Nat, HairpinIsSourceNatedAndReflected) {
   EXPECT_EQ(port_at(r.out, ack.l4_off + 2), 8080);
   EXPECT_TRUE(checksums_ok(r.out));
 
+  // The backend's ICMP error about the hairpin packet (UDP port unreachable,
+  // say) goes back to the same workload as its client: from the service,
+  // about its packet to the service.
+  Packet quoted = tcp(kHairpin, kBackend1, 41000, 8080, kTcpAck);
+  r = t.run(icmp_error(kBackend1, kHairpin, quoted), TC_ACT_REDIRECT);
+  EXPECT_EQ(ip4(r.out, 14 + 12), inet_addr(kVip));
+  EXPECT_EQ(ip4(r.out, 14 + 16), inet_addr(kBackend1));
+  EXPECT_EQ(ip4(r.out, 42 + 12), inet_addr(kBackend1));
+  EXPECT_EQ(port_at(r.out, 62), 41000);
+  EXPECT_EQ(ip4(r.out, 42 + 16), inet_addr(kVip));
+  EXPECT_EQ(port_at(r.out, 64), 80);
+  EXPECT_TRUE(icmp_checksums_ok(r.out));
+
   // Another client of the same service is not source-NATed.
   r = t.run(tcp(kClient, kVip, 41001, 80));
   EXPECT_EQ(ip4(r.out, 14 + 12), inet_addr(kClient));
@@ -1234,6 +1257,30 @@ TEST(Nat, ExternalClientOfARemoteBackendIsSourceNatedToTheNode) {
     EXPECT_EQ(ip4(r.out, 14 + 12), inet_addr(kNode));
     EXPECT_EQ(ip4(r.out, 14 + 16), inet_addr(kBackend1));
     EXPECT_TRUE(checksums_ok(r.out));
+
+    // An ICMP error from the backend to the node about the second client's
+    // packet reaches that client, about its own packet to the node port, and
+    // is routed by the stage (the kernel would take it for the node).
+    Packet quoted = tcp(kNode, kBackend1, second_port, 8080, kTcpAck);
+    r = t.run(icmp_error(kBackend1, kNode, quoted), TC_ACT_REDIRECT);
+    EXPECT_EQ(ip4(r.out, 14 + 12), inet_addr("192.168.1.10"));  // outer source
+    EXPECT_EQ(ip4(r.out, 14 + 16), inet_addr("198.51.100.8"));  // outer destination
+    EXPECT_EQ(ip4(r.out, 42 + 12), inet_addr("198.51.100.8"));  // quoted source
+    EXPECT_EQ(port_at(r.out, 62), 40000);
+    EXPECT_EQ(ip4(r.out, 42 + 16), inet_addr("192.168.1.10"));  // quoted destination
+    EXPECT_EQ(port_at(r.out, 64), 30080);
+    EXPECT_TRUE(icmp_checksums_ok(r.out));
+    // One from the client's side about the node port's reply reaches the
+    // backend, about its packet to the node.
+    Packet reply = tcp("192.168.1.10", "198.51.100.7", 30080, 40000, kTcpAck);
+    r = t.run(icmp_error("198.51.100.7", "192.168.1.10", reply), TC_ACT_REDIRECT);
+    EXPECT_EQ(ip4(r.out, 14 + 12), inet_addr(kNode));
+    EXPECT_EQ(ip4(r.out, 14 + 16), inet_addr(kBackend1));
+    EXPECT_EQ(ip4(r.out, 42 + 12), inet_addr(kBackend1));
+    EXPECT_EQ(port_at(r.out, 62), 8080);
+    EXPECT_EQ(ip4(r.out, 42 + 16), inet_addr(kNode));
+    EXPECT_EQ(port_at(r.out, 64), 40000);
+    EXPECT_TRUE(icmp_checksums_ok(r.out));
   });
   // Without a route to the backend the flow cannot be sent on: dropped.
   in_routed_netns(
