@@ -386,6 +386,26 @@ Packet icmp_error(const char* src, const char* dst, const Packet& quoted) {
   return ::testing::AssertionSuccess();
 }
 
+// A (translated) ICMP error as it should leave: outer source and
+// destination, the quoted packet's endpoints, and every checksum right.
+::testing::AssertionResult icmp_error_is(const Bytes& b, const char* from, const char* to,
+                                         const char* quote_src, int quote_sport,
+                                         const char* quote_dst, int quote_dport) {
+  auto addr = [&](std::size_t at) {
+    char text[INET_ADDRSTRLEN] = "";
+    inet_ntop(AF_INET, &b[at], text, sizeof(text));
+    return std::string(text);
+  };
+  std::string got = addr(14 + 12) + " -> " + addr(14 + 16) + " quoting " + addr(42 + 12) + ":" +
+                    std::to_string(port_at(b, 62)) + " -> " + addr(42 + 16) + ":" +
+                    std::to_string(port_at(b, 64));
+  std::string want = std::string(from) + " -> " + to + " quoting " + quote_src + ":" +
+                     std::to_string(quote_sport) + " -> " + quote_dst + ":" +
+                     std::to_string(quote_dport);
+  if (got != want) return ::testing::AssertionFailure() << "got " << got << ", want " << want;
+  return icmp_checksums_ok(b);
+}
+
 TEST(Nat, IcmpErrorsAboutNatedFlowsAreTranslated) {
   Bed t;
   t.apply({{"/state/web.toml", service("web", kVip, 80, backend(kBackend1))}});
@@ -1040,13 +1060,7 @@ TEST(Nat, HairpinIsSourceNatedAndReflected) {
   // about its packet to the service.
   Packet quoted = tcp(kHairpin, kBackend1, 41000, 8080, kTcpAck);
   r = t.run(icmp_error(kBackend1, kHairpin, quoted), TC_ACT_REDIRECT);
-  EXPECT_EQ(ip4(r.out, 14 + 12), inet_addr(kVip));
-  EXPECT_EQ(ip4(r.out, 14 + 16), inet_addr(kBackend1));
-  EXPECT_EQ(ip4(r.out, 42 + 12), inet_addr(kBackend1));
-  EXPECT_EQ(port_at(r.out, 62), 41000);
-  EXPECT_EQ(ip4(r.out, 42 + 16), inet_addr(kVip));
-  EXPECT_EQ(port_at(r.out, 64), 80);
-  EXPECT_TRUE(icmp_checksums_ok(r.out));
+  EXPECT_TRUE(icmp_error_is(r.out, kVip, kBackend1, kBackend1, 41000, kVip, 80));
 
   // Another client of the same service is not source-NATed.
   r = t.run(tcp(kClient, kVip, 41001, 80));
@@ -1263,24 +1277,13 @@ TEST(Nat, ExternalClientOfARemoteBackendIsSourceNatedToTheNode) {
     // is routed by the stage (the kernel would take it for the node).
     Packet quoted = tcp(kNode, kBackend1, second_port, 8080, kTcpAck);
     r = t.run(icmp_error(kBackend1, kNode, quoted), TC_ACT_REDIRECT);
-    EXPECT_EQ(ip4(r.out, 14 + 12), inet_addr("192.168.1.10"));  // outer source
-    EXPECT_EQ(ip4(r.out, 14 + 16), inet_addr("198.51.100.8"));  // outer destination
-    EXPECT_EQ(ip4(r.out, 42 + 12), inet_addr("198.51.100.8"));  // quoted source
-    EXPECT_EQ(port_at(r.out, 62), 40000);
-    EXPECT_EQ(ip4(r.out, 42 + 16), inet_addr("192.168.1.10"));  // quoted destination
-    EXPECT_EQ(port_at(r.out, 64), 30080);
-    EXPECT_TRUE(icmp_checksums_ok(r.out));
+    EXPECT_TRUE(icmp_error_is(r.out, "192.168.1.10", "198.51.100.8", "198.51.100.8", 40000,
+                              "192.168.1.10", 30080));
     // One from the client's side about the node port's reply reaches the
     // backend, about its packet to the node.
     Packet reply = tcp("192.168.1.10", "198.51.100.7", 30080, 40000, kTcpAck);
     r = t.run(icmp_error("198.51.100.7", "192.168.1.10", reply), TC_ACT_REDIRECT);
-    EXPECT_EQ(ip4(r.out, 14 + 12), inet_addr(kNode));
-    EXPECT_EQ(ip4(r.out, 14 + 16), inet_addr(kBackend1));
-    EXPECT_EQ(ip4(r.out, 42 + 12), inet_addr(kBackend1));
-    EXPECT_EQ(port_at(r.out, 62), 8080);
-    EXPECT_EQ(ip4(r.out, 42 + 16), inet_addr(kNode));
-    EXPECT_EQ(port_at(r.out, 64), 40000);
-    EXPECT_TRUE(icmp_checksums_ok(r.out));
+    EXPECT_TRUE(icmp_error_is(r.out, kNode, kBackend1, kBackend1, 8080, kNode, 40000));
   });
   // Without a route to the backend the flow cannot be sent on: dropped.
   in_routed_netns(
