@@ -22,6 +22,7 @@
 #include <sluice/unique_fd.hpp>
 
 #include "nat_connect.skel.h"
+#include "node_addresses.hpp"
 
 namespace nat {
 
@@ -198,6 +199,7 @@ ConnectTimeLbConfig read_connect_time_lb_config(const sluice::config::Table& nat
 struct ConnectTimeLb::Attached {
   ConnectSkeleton skeleton;
   std::vector<LinkHandle> links;
+  std::unique_ptr<NodeAddresses> node_addresses;
 };
 
 ConnectTimeLb::ConnectTimeLb() = default;
@@ -270,6 +272,10 @@ void ConnectTimeLb::apply(sluice::Host& host, const ConnectTimeLbConfig& config)
     attached->links.push_back(std::move(link));
     ++created;
   }
+  sluice::Host* log_to = &host;
+  attached->node_addresses = std::make_unique<NodeAddresses>(
+      bpf_map__fd(skeleton->maps.nat_node_addrs),
+      [log_to](const std::string& message) { log_to->log(sluice::LogLevel::warn, message); });
   attached->skeleton = std::move(skeleton);
   attached_ = std::move(attached);
   host.log(sluice::LogLevel::info,
@@ -285,6 +291,7 @@ void ConnectTimeLb::remove() {
   attached_.reset();
   for (const auto& hook : kHooks) remove_pinned_link(link_pin_dir_ + "/" + hook.name);
   remove_file(map_pin_dir_ + "/" NAT_MAP_SOCK_REVERSE);
+  remove_file(map_pin_dir_ + "/" NAT_MAP_NODE_ADDRS);
   // Empty directories only; anything else someone put there stays.
   rmdir(link_pin_dir_.c_str());
   rmdir(std::filesystem::path(link_pin_dir_).parent_path().c_str());

@@ -53,8 +53,9 @@ class ConnectTimeLb {
   void apply(sluice::Host& host, const ConnectTimeLbConfig& config);
 
   // Detaches every program this plugin pinned under host's pin dir and
-  // removes the pins and the nat_sock_reverse map (shutdown with cleanup, or
-  // the switch turned off). Does nothing before apply().
+  // removes the pins and the nat_sock_reverse and nat_node_addrs maps
+  // (shutdown with cleanup, or the switch turned off). Does nothing before
+  // apply().
   void remove();
 
  private:

@@ -8,9 +8,10 @@
  * programs a process on the node cannot reach a service at all. With them:
  *
  *  - connect4/6 (TCP, and UDP sockets that connect): the destination, if it
- *    is a frontend (nat_frontends, exact address: node ports are not looked
- *    up here), becomes a backend chosen by nat_select_backend() — the same
- *    maps and the same rule as the tc stage, hashed on the socket cookie;
+ *    is a frontend (nat_frontends: its exact address, or a node port on any
+ *    of the node's addresses, nat_node_addrs), becomes a backend chosen by
+ *    nat_select_backend() — the same maps and the same rule as the tc stage,
+ *    hashed on the socket cookie;
  *  - sendmsg4/6 (UDP sendto on an unconnected socket): the same per
  *    datagram. One socket hashes the same for one service, so its datagrams
  *    stay on one backend while the backends do not change, and move to a
@@ -52,6 +53,14 @@ struct {
 	__type(value, struct nat_sock_rev_value);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } nat_sock_reverse SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, NAT_MAX_NODE_ADDRS);
+	__type(key, struct nat_node_addr_key);
+	__type(value, __u8);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} nat_node_addrs SEC(".maps");
 
 /* Set by connect_lb.cpp before load: the network namespace whose sockets are
  * balanced (sluiced's) and which protocols (NAT_CTLB_TCP / NAT_CTLB_UDP). */
@@ -135,8 +144,19 @@ static __always_inline int ctlb_pick(struct bpf_sock_addr *ctx, struct ctlb_addr
 	__builtin_memcpy(fk.addr, dst->addr, sizeof(fk.addr));
 	struct nat_fe_value *fe = bpf_map_lookup_elem(&nat_frontends, &fk);
 
-	if (!fe)
-		return 0;
+	if (!fe) {
+		/* A node port, if the address is one of the node's. */
+		struct nat_node_addr_key nk = {};
+
+		__builtin_memcpy(nk.addr, dst->addr, sizeof(nk.addr));
+		nk.family = dst->family;
+		if (!bpf_map_lookup_elem(&nat_node_addrs, &nk))
+			return 0;
+		__builtin_memset(fk.addr, 0, sizeof(fk.addr));
+		fe = bpf_map_lookup_elem(&nat_frontends, &fk);
+		if (!fe || !(fe->flags & NAT_FE_F_NODE_PORT))
+			return 0;
+	}
 
 	__u64 cookie = bpf_get_socket_cookie(ctx);
 	__u32 hash = nat_mix(0x5bd1e995u, (__u32)cookie);
@@ -147,7 +167,10 @@ static __always_inline int ctlb_pick(struct bpf_sock_addr *ctx, struct ctlb_addr
 	__u32 ordinal = 0;
 	int kept_by_affinity = 0;
 	/* The node's processes are internal clients: internal_traffic_policy
-	 * = local narrows them to this node's backends. */
+	 * = local narrows them to this node's backends (a cluster IP's only;
+	 * external_traffic_policy is about clients from outside, so a node port
+	 * of a "local" service is served by all its backends here, as
+	 * kube-proxy serves traffic the node itself sends). */
 	__u32 eligible = (fe->flags & NAT_FE_F_INTERNAL_LOCAL) ? fe->local : fe->count;
 	struct nat_be_value *be = nat_select_backend(fe, eligible, hash, dst->family, this_node,
 						     &ordinal, &kept_by_affinity);

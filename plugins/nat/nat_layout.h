@@ -53,6 +53,7 @@
 #define NAT_MAP_SERVICES "nat_services"
 #define NAT_MAP_SRC_RANGES "nat_src_ranges"
 #define NAT_MAP_SOCK_REVERSE "nat_sock_reverse"
+#define NAT_MAP_NODE_ADDRS "nat_node_addrs"
 
 #define NAT_MAX_FRONTENDS 65536u
 #define NAT_MAX_BACKENDS 262144u
@@ -60,6 +61,16 @@
 #define NAT_MAX_SERVICES 65536u
 #define NAT_MAX_SRC_RANGES 65536u
 #define NAT_MAX_SOCK_REVERSE 65536u
+#define NAT_MAX_NODE_ADDRS 1024u
+
+/* nat_node_addrs: the addresses of sluiced's network namespace (every
+ * interface's, loopback's too), kept by node_addresses.cpp from netlink, so
+ * connect-time balancing can tell a node port on this node (a cgroup program
+ * has no route lookup to ask). Value: unused (1). */
+struct nat_node_addr_key {
+	__be32 addr[4]; /* IPv4 in [0] */
+	__u32 family;   /* 4 or 6 */
+}; /* 20 bytes */
 
 struct nat_fe_key {
 	__be32 addr[4]; /* IPv4 in [0]; all zero: node port (any local address) */

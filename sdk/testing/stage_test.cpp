@@ -15,6 +15,7 @@
 #include <cstring>
 #include <filesystem>
 #include <map>
+#include <mutex>
 #include <stdexcept>
 
 #include <sluice/core/bpf_loader.hpp>
@@ -297,8 +298,12 @@ class TestHost final : public Host {
   void load_bpf(std::string_view what, const std::function<int()>& load) override {
     load_with_verifier_log(what, load);
   }
+  // Plugins log from their own threads too (conntrack's cleaner, nat's
+  // address watcher), as sluiced allows.
   void log(LogLevel level, std::string_view message) override {
     static const char* const names[] = {"debug", "info", "warn", "error"};
+    static std::mutex appending;
+    std::lock_guard lock(appending);
     *log_ += std::string(names[static_cast<int>(level)]) + ": " + std::string(message) + "\n";
   }
 

@@ -391,6 +391,45 @@ TEST(ConnectTimeLb, OtherDestinationsAreLeftAlone) {
   EXPECT_EQ(peer_of(direct.fd.get()), local_of(backend.get()));
 }
 
+// A node port answers on every address of the node — loopback's, and one
+// added while the programs run (nat_node_addrs follows netlink) — and not on
+// an address the node does not have.
+TEST(ConnectTimeLb, NodePortsAnswerOnTheNodesAddresses) {
+  Bed t;
+  UniqueFd backend = bound_socket(SOCK_STREAM, "127.0.0.1");
+  t.apply("[[service]]\nname = \"np\"\ncluster_ip = \"" + std::string(kTcpService) +
+          "\"\nexternal_traffic_policy = \"local\"\n"
+          "ports = [{ port = 80, protocol = \"tcp\", node_port = 30080 }]\n"
+          "backends = [" +
+          backends_toml({local_of(backend.get())}) + "]\n");
+
+  Connected c = connect_to(SOCK_STREAM, "127.0.0.1", 30080);
+  ASSERT_EQ(c.error, 0) << std::strerror(c.error);
+  EXPECT_EQ(peer_of(c.fd.get()), (Endpoint{"127.0.0.1", 30080}));  // what it asked for
+  EXPECT_EQ(drain_accepts(backend.get()), 1);
+
+  // 198.18.1.1 is not the node's yet: left alone (nothing listens there).
+  Connected before = connect_to(SOCK_STREAM, "198.18.1.1", 30080);
+  EXPECT_NE(before.error, 0);
+  ASSERT_EQ(std::system("ip addr add 198.18.1.1/32 dev lo"), 0);
+  int error = -1;
+  for (int i = 0; i < 100 && error != 0; ++i) {  // the watcher runs on its own thread
+    error = connect_to(SOCK_STREAM, "198.18.1.1", 30080).error;
+    if (error) usleep(10000);
+  }
+  EXPECT_EQ(error, 0) << "a node port on an address added later: " << std::strerror(error);
+  EXPECT_EQ(drain_accepts(backend.get()), 1);
+
+  // Removed again: no longer a node address.
+  ASSERT_EQ(std::system("ip addr del 198.18.1.1/32 dev lo"), 0);
+  for (int i = 0; i < 100 && error == 0; ++i) {
+    Connected after = connect_to(SOCK_STREAM, "198.18.1.1", 30080);
+    error = after.error;
+    if (!error) usleep(10000);
+  }
+  EXPECT_NE(error, 0);
+}
+
 TEST(ConnectTimeLb, UdpRepliesComeFromTheServiceAndOneSocketKeepsItsBackend) {
   Bed t;
   TwoBackends backends(SOCK_DGRAM);

@@ -117,6 +117,7 @@ class Host {
   // libbpf's output; a non-zero result throws std::runtime_error carrying
   // the verifier log, naming `what`.
   virtual void load_bpf(std::string_view what, const std::function<int()>& load) = 0;
+  // Safe to call from a plugin's own threads.
   virtual void log(LogLevel level, std::string_view message) = 0;
 };
 
