@@ -713,6 +713,25 @@ static __always_inline int nat_icmp6_store(struct __sk_buff *skb, __u32 icmp_csu
 	return (int)bpf_skb_store_bytes(skb, off, new, 16, 0);
 }
 
+/* Rewrites the error's own source (src = 1) or destination address if it is
+ * `match`: part of the ICMPv6 checksum's pseudo-header. */
+static __always_inline int nat_icmp6_outer_rewrite(struct __sk_buff *skb, struct sl_pkt_ctx *ctx,
+						   __u32 icmp_csum_off, int src, const __be32 *match,
+						   const __be32 *to)
+{
+	__be32 *outer = src ? ctx->saddr : ctx->daddr;
+	__be32 old[4];
+
+	if (!nat_addr_eq(outer, match))
+		return 0;
+	__builtin_memcpy(old, outer, 16);
+	if (nat_icmp6_store(skb, icmp_csum_off, ctx->l3_off + (src ? 8 : 24), old, to,
+			    BPF_F_PSEUDO_HDR))
+		return -1;
+	__builtin_memcpy(outer, to, 16);
+	return 0;
+}
+
 static __always_inline int nat_icmp6_error(struct __sk_buff *skb, struct sl_pkt_ctx *ctx)
 {
 	__u32 icmp_csum_off = ctx->l4_off + 2;
@@ -727,7 +746,7 @@ static __always_inline int nat_icmp6_error(struct __sk_buff *skb, struct sl_pkt_
 	    bpf_skb_load_bytes(skb, in_l3 + 8, in_src, 16) ||
 	    bpf_skb_load_bytes(skb, in_l3 + 24, in_dst, 16) ||
 	    bpf_skb_load_bytes(skb, in_l4, ports, sizeof(ports)))
-		return 0;
+		return NAT_ICMP_NEXT;
 
 	struct sl_ct_key key;
 	sl_ct_key_fill(&key, 6, next, in_src, in_dst, ports[0], ports[1]);
@@ -736,53 +755,55 @@ static __always_inline int nat_icmp6_error(struct __sk_buff *skb, struct sl_pkt_
 	struct sl_ct_key rk = key;
 
 	if (!v)
-		return 0;
+		return NAT_ICMP_NEXT;
 	if (v->type == SL_CT_TYPE_NAT_FWD) {
 		rk = v->rev_key;
 		rev = bpf_map_lookup_elem(&sl_conntrack, &rk);
 		if (!rev)
-			return 0;
+			return NAT_ICMP_NEXT;
 	} else if (v->type != SL_CT_TYPE_NAT_REV) {
-		return 0;
+		return NAT_ICMP_NEXT;
 	}
 	int opener_b = (rev->flags & SL_CT_F_BA) != 0;
-	__be32 backend[4], svc[4];
+	int snat = (rev->flags & (SL_CT_F_SVC_SELF | SL_CT_F_SRC_NAT)) != 0;
+	const __be32 *backend = opener_b ? rk.addr_a : rk.addr_b;
+	const __be32 *nat_src = opener_b ? rk.addr_b : rk.addr_a;
+	const __be32 *svc = rev->orig_dst;
+	const __be32 *client = snat ? rev->orig_src : nat_src;
 	__be16 backend_port = opener_b ? rk.port_a : rk.port_b;
-	__be16 svc_port = rev->orig_dport;
+	__be16 nat_sport = opener_b ? rk.port_b : rk.port_a;
+	__be16 svc_port = rev->orig_dport, client_port = snat ? rev->orig_sport : nat_sport;
 	int quote_is_request = v->type == SL_CT_TYPE_NAT_REV;
 
-	__builtin_memcpy(backend, opener_b ? rk.addr_a : rk.addr_b, 16);
-	__builtin_memcpy(svc, rev->orig_dst, 16);
 	if (quote_is_request ? !(nat_addr_eq(in_dst, backend) && ports[1] == backend_port)
 			     : !(nat_addr_eq(in_src, svc) && ports[0] == svc_port))
-		return 0;
+		return NAT_ICMP_NEXT;
 
-	/* The quote (no pseudo-header part of the ICMPv6 checksum). */
-	__be16 old_port = quote_is_request ? ports[1] : ports[0];
-	__be16 new_port = quote_is_request ? svc_port : backend_port;
-
-	if (nat_icmp6_store(skb, icmp_csum_off, in_l3 + (quote_is_request ? 24 : 8),
-			    quote_is_request ? in_dst : in_src, quote_is_request ? svc : backend, 0) ||
-	    nat_icmp_store(skb, icmp_csum_off, in_l4 + (quote_is_request ? 2 : 0), &old_port,
-			   &new_port, 2))
-		return -1;
-
-	/* The outer address: in the pseudo-header. */
-	__be32 *outer = quote_is_request ? ctx->saddr : ctx->daddr;
-	const __be32 *match = quote_is_request ? backend : svc;
-	const __be32 *to = quote_is_request ? svc : backend;
-
-	if (nat_addr_eq(outer, match)) {
-		__be32 old[4];
-
-		__builtin_memcpy(old, outer, 16);
-		if (nat_icmp6_store(skb, icmp_csum_off, ctx->l3_off + (quote_is_request ? 8 : 24), old,
-				    to, BPF_F_PSEUDO_HDR))
+	/* The quote (no pseudo-header part of the ICMPv6 checksum), then the
+	 * error's own addresses (pseudo-header), as nat_icmp_error() does. */
+	if (quote_is_request) {
+		if (nat_icmp6_store(skb, icmp_csum_off, in_l3 + 24, in_dst, svc, 0) ||
+		    nat_icmp_store(skb, icmp_csum_off, in_l4 + 2, &ports[1], &svc_port, 2) ||
+		    (snat && (nat_icmp6_store(skb, icmp_csum_off, in_l3 + 8, in_src, client, 0) ||
+			      nat_icmp_store(skb, icmp_csum_off, in_l4, &ports[0], &client_port, 2))) ||
+		    nat_icmp6_outer_rewrite(skb, ctx, icmp_csum_off, 1, backend, svc) ||
+		    (snat && nat_icmp6_outer_rewrite(skb, ctx, icmp_csum_off, 0, nat_src, client)))
 			return -1;
-		__builtin_memcpy(outer, to, 16);
+	} else {
+		if (nat_icmp6_store(skb, icmp_csum_off, in_l3 + 8, in_src, backend, 0) ||
+		    nat_icmp_store(skb, icmp_csum_off, in_l4, &ports[0], &backend_port, 2) ||
+		    (snat && (nat_icmp6_store(skb, icmp_csum_off, in_l3 + 24, in_dst, nat_src, 0) ||
+			      nat_icmp_store(skb, icmp_csum_off, in_l4 + 2, &ports[1], &nat_sport, 2))) ||
+		    nat_icmp6_outer_rewrite(skb, ctx, icmp_csum_off, 0, svc, backend) ||
+		    (snat && nat_icmp6_outer_rewrite(skb, ctx, icmp_csum_off, 1, client, nat_src)))
+			return -1;
 	}
 	SL_DEBUG(ctx, "NAT: ICMPv6 error about a NATed flow translated");
-	return 0;
+	if (rev->flags & SL_CT_F_SVC_SELF)
+		return NAT_ICMP_REFLECT;
+	if (rev->flags & SL_CT_F_SRC_NAT)
+		return NAT_ICMP_ROUTE;
+	return NAT_ICMP_NEXT;
 }
 
 /* ---- hairpin ----------------------------------------------------------------------- */

@@ -505,6 +505,22 @@ TEST(Nat, Icmpv6ErrorsAboutNatedFlowsAreTranslated) {
   EXPECT_EQ(at(r.out, 62 + 8), v6(be));          // quoted source
   EXPECT_EQ(port_at(r.out, 62 + 40), 8080);
   EXPECT_TRUE(icmp6_ok(r.out));
+
+  // Hairpin (the backend through its own service, source-NATed to the IPv6
+  // hairpin address): its error about the hairpin packet goes back to it,
+  // from the service, about its own packet to the service.
+  const char* hairpin = "fd5c:1ce:0:42::1";  // the default hairpin_snat_ipv6
+  t.run(PacketBuilder().ipv6(be, vip).tcp(40001, 80, kTcpSyn).build(), TC_ACT_REDIRECT);
+  Packet hairpin_quoted =
+      PacketBuilder().ipv6(hairpin, be).tcp(40001, 8080, kTcpAck).payload(20).build();
+  r = t.run(error(be, hairpin, hairpin_quoted), TC_ACT_REDIRECT);
+  EXPECT_EQ(at(r.out, 14 + 8), v6(vip));   // outer source
+  EXPECT_EQ(at(r.out, 14 + 24), v6(be));   // outer destination
+  EXPECT_EQ(at(r.out, 62 + 8), v6(be));    // quoted source
+  EXPECT_EQ(port_at(r.out, 62 + 40), 40001);
+  EXPECT_EQ(at(r.out, 62 + 24), v6(vip));  // quoted destination
+  EXPECT_EQ(port_at(r.out, 62 + 40 + 2), 80);
+  EXPECT_TRUE(icmp6_ok(r.out));
 }
 
 TEST(Nat, UdpFlowsToARemovedBackendAreForgotten) {
