@@ -1,14 +1,14 @@
 #include "sluice/core/state_dir.hpp"
 
+#include <fcntl.h>
 #include <sys/inotify.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include <sluice/config.hpp>
 
@@ -22,6 +22,23 @@ namespace {
 bool is_resource_file(const std::filesystem::path& path) {
   std::string name = path.filename().string();
   return !name.empty() && name[0] != '.' && path.extension() == ".toml";
+}
+
+// The whole file in one string (a state file may hold megabytes); false
+// when it cannot be opened.
+bool read_text(const std::string& path, std::string& text) {
+  UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return false;
+  struct stat st {};
+  if (fstat(fd.get(), &st) == 0 && st.st_size > 0) text.reserve(static_cast<std::size_t>(st.st_size));
+  char chunk[65536];
+  for (;;) {
+    ssize_t n = read(fd.get(), chunk, sizeof(chunk));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return false;
+    if (n == 0) return true;
+    text.append(chunk, static_cast<std::size_t>(n));
+  }
 }
 
 }  // namespace
@@ -73,46 +90,84 @@ std::set<std::string> StateDirectory::take_changed_paths() {
   return out;
 }
 
-ResourceRouter::FileKinds ResourceRouter::read_file(const std::string& path) const {
-  FileKinds file;
-  std::ifstream in(path);
-  if (!in) return file;  // gone: readable stays false, kinds empty
-  std::stringstream text;
-  text << in.rdbuf();
-  file.text = text.str();
+ResourceRouter::FileState ResourceRouter::read_file(const std::string& path,
+                                                    std::unique_ptr<FileView>& view) const {
+  view = std::make_unique<FileView>();
+  if (!read_text(path, view->text)) {
+    view.reset();
+    std::error_code ec;
+    return std::filesystem::exists(path, ec) ? FileState::unreadable : FileState::gone;
+  }
+  auto known = files_.find(path);
+  const FileView* before = known == files_.end() ? nullptr : known->second.get();
+  view->blocks = config::split_resource_blocks(view->text);
+  if (view->blocks && blocks_parse(path, *view->blocks, before)) {
+    for (const auto& block : *view->blocks)
+      if (!view->kinds.contains(block.kind)) view->kinds.emplace(block.kind);
+    return FileState::readable;
+  }
+  // Not splittable, or a block that does not parse alone: the whole file
+  // decides, and a syntax error is reported with its position in the file.
+  view->blocks.reset();
   try {
-    toml::table root = config::parse(file.text, path);
+    toml::table root = config::parse(view->text, path);
     for (const auto& [key, node] : root) {
-      file.kinds.insert(std::string(key.str()));
+      view->kinds.emplace(key.str());
       (void)node;
     }
-    file.readable = true;
+    return FileState::readable;
   } catch (const ConfigError& error) {
     spdlog::error("state: {} — file ignored until fixed; what it held before stays applied",
                   format_config_error(error));
+    view.reset();
+    return FileState::unreadable;
   }
-  return file;
+}
+
+bool ResourceRouter::blocks_parse(const std::string& path,
+                                  const std::vector<config::ResourceBlock>& now,
+                                  const FileView* before) const {
+  config::UnchangedEnds same;
+  if (before && before->blocks) same = config::unchanged_ends(*before->blocks, now);
+  for (std::size_t i = same.before; i < now.size() - same.after; ++i)
+    if (!config::parse_resource_block(now[i], path)) return false;
+  return true;
 }
 
 void ResourceRouter::load_all(const StateDirectory& state) {
-  std::map<std::string, FileKinds> files;
-  for (const auto& path : state.list()) files[path] = read_file(path);
+  std::map<std::string, std::unique_ptr<FileView>> readable;
+  std::map<std::string, const FileView*> files;
+  for (const auto& path : state.list()) {
+    std::unique_ptr<FileView> view;
+    read_file(path, view);
+    files[path] = view.get();
+    if (view) readable[path] = std::move(view);
+  }
+  files_ = std::move(readable);
   route(files, true);
 }
 
 void ResourceRouter::apply(const std::set<std::string>& paths) {
-  std::map<std::string, FileKinds> files;
+  std::map<std::string, const FileView*> files;
   for (const auto& path : paths) {
-    FileKinds file = read_file(path);
-    std::error_code ec;
-    bool exists = std::filesystem::exists(path, ec);
-    if (exists && !file.readable) continue;  // syntax error: keep the old view
-    files[path] = std::move(file);
+    std::unique_ptr<FileView> view;
+    switch (read_file(path, view)) {
+      case FileState::unreadable:
+        continue;  // a syntax error (logged): plugins keep the old view
+      case FileState::gone:
+        files_.erase(path);
+        files[path] = nullptr;
+        break;
+      case FileState::readable:
+        files[path] = view.get();
+        files_[path] = std::move(view);
+        break;
+    }
   }
   route(files, false);
 }
 
-void ResourceRouter::route(const std::map<std::string, FileKinds>& files, bool full) {
+void ResourceRouter::route(const std::map<std::string, const FileView*>& files, bool full) {
   std::set<std::string> consumed;
   for (auto& p : plugins_) {
     if (p.state != PluginState::loaded || !p.plugin) continue;
@@ -129,10 +184,11 @@ void ResourceRouter::route(const std::map<std::string, FileKinds>& files, bool f
     std::set<std::string>& held = held_[p.name];
     std::set<std::string> next = full ? std::set<std::string>{} : held;
     for (const auto& [path, file] : files) {
-      bool has_kind = std::any_of(kinds.begin(), kinds.end(),
-                                  [&](const std::string& k) { return file.kinds.count(k); });
+      bool has_kind = file && std::any_of(kinds.begin(), kinds.end(), [&](const std::string& k) {
+                        return file->kinds.contains(k);
+                      });
       if (has_kind) {
-        change.upserted.push_back({path, file.text});
+        change.upserted.push_back({path, file->text});
         next.insert(path);
       } else if (held.count(path)) {
         change.removed.push_back(path);
@@ -157,11 +213,13 @@ void ResourceRouter::route(const std::map<std::string, FileKinds>& files, bool f
       spdlog::error("state: plugin '{}' failed to apply the change", p.name);
     }
   }
-  for (const auto& [path, file] : files)
-    for (const auto& kind : file.kinds)
+  for (const auto& [path, file] : files) {
+    if (!file) continue;
+    for (const auto& kind : file->kinds)
       if (!consumed.count(kind))
         spdlog::warn("state: {} holds resources of kind '{}', which no loaded plugin consumes",
                      path, kind);
+  }
 }
 
 }  // namespace sluice
