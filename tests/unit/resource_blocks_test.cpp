@@ -3,6 +3,7 @@
 // the whole file.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -252,4 +253,20 @@ TEST(ResourceBlocks, UnchangedEndsAreComparedByText) {
   auto fewer = *split_resource_blocks("[[s]]\n[[s]]\n");
   same = unchanged_ends(repeated, fewer);
   EXPECT_EQ(same.before + same.after, 2u);
+}
+
+TEST(ResourceBlocks, FirstLinesAreRightInLongFiles) {
+  // Blocks of many sizes (counted 16 bytes at a time, in rounds of 255).
+  std::string text;
+  std::vector<std::uint32_t> expected;
+  for (int i = 0; i < 60; ++i) {
+    expected.push_back(static_cast<std::uint32_t>(std::count(text.begin(), text.end(), '\n') + 1));
+    text += "[[service]]\nname = \"s" + std::to_string(i) + "\"\n";
+    for (int line = 0; line < i * i; ++line)
+      text += "# " + std::string(static_cast<std::size_t>((line * 7 + i) % 90), 'x') + "\n";
+  }
+  auto blocks = split_resource_blocks(text);
+  ASSERT_TRUE(blocks);
+  ASSERT_EQ(blocks->size(), expected.size());
+  for (std::size_t i = 0; i < expected.size(); ++i) EXPECT_EQ((*blocks)[i].first_line, expected[i]) << i;
 }
