@@ -24,21 +24,27 @@ bool is_resource_file(const std::filesystem::path& path) {
   return !name.empty() && name[0] != '.' && path.extension() == ".toml";
 }
 
-// The whole file in one string (a state file may hold megabytes); false
-// when it cannot be opened.
+// The whole file in one string, read straight into it (a state file may
+// hold megabytes); false when it cannot be opened.
 bool read_text(const std::string& path, std::string& text) {
   UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd) return false;
   struct stat st {};
-  if (fstat(fd.get(), &st) == 0 && st.st_size > 0) text.reserve(static_cast<std::size_t>(st.st_size));
-  char chunk[65536];
+  std::size_t size = fstat(fd.get(), &st) == 0 && st.st_size > 0 ? static_cast<std::size_t>(st.st_size) : 0;
+  // One byte more than its size: reaching the end is seen without a resize
+  // (the file may have grown since fstat).
+  text.resize(size + 1);
+  std::size_t filled = 0;
   for (;;) {
-    ssize_t n = read(fd.get(), chunk, sizeof(chunk));
+    if (filled == text.size()) text.resize(text.size() * 2);
+    ssize_t n = read(fd.get(), text.data() + filled, text.size() - filled);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return false;
-    if (n == 0) return true;
-    text.append(chunk, static_cast<std::size_t>(n));
+    if (n == 0) break;
+    filled += static_cast<std::size_t>(n);
   }
+  text.resize(filled);
+  return true;
 }
 
 }  // namespace
@@ -102,8 +108,12 @@ ResourceRouter::FileState ResourceRouter::read_file(const std::string& path,
   const FileView* before = known == files_.end() ? nullptr : known->second.get();
   view->blocks = config::split_resource_blocks(view->text);
   if (view->blocks && blocks_parse(path, *view->blocks, before)) {
+    std::string_view last_kind;  // blocks of a kind mostly follow each other
     for (const auto& block : *view->blocks)
-      if (!view->kinds.contains(block.kind)) view->kinds.emplace(block.kind);
+      if (block.kind != last_kind) {
+        last_kind = block.kind;
+        if (!view->kinds.contains(block.kind)) view->kinds.emplace(block.kind);
+      }
     return FileState::readable;
   }
   // Not splittable, or a block that does not parse alone: the whole file
