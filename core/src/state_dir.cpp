@@ -97,10 +97,14 @@ std::set<std::string> StateDirectory::take_changed_paths() {
 }
 
 ResourceRouter::FileState ResourceRouter::read_file(const std::string& path,
-                                                    std::unique_ptr<FileView>& view) const {
+                                                    std::unique_ptr<FileView>& view) {
   view = std::make_unique<FileView>();
+  if (auto spare = spare_text_.find(path); spare != spare_text_.end()) {
+    view->text = std::move(spare->second);
+    spare_text_.erase(spare);
+  }
   if (!read_text(path, view->text)) {
-    view.reset();
+    recycle(path, view);
     std::error_code ec;
     return std::filesystem::exists(path, ec) ? FileState::unreadable : FileState::gone;
   }
@@ -129,7 +133,7 @@ ResourceRouter::FileState ResourceRouter::read_file(const std::string& path,
   } catch (const ConfigError& error) {
     spdlog::error("state: {} — file ignored until fixed; what it held before stays applied",
                   format_config_error(error));
-    view.reset();
+    recycle(path, view);
     return FileState::unreadable;
   }
 }
@@ -144,9 +148,15 @@ bool ResourceRouter::blocks_parse(const std::string& path,
   return true;
 }
 
+void ResourceRouter::recycle(const std::string& path, std::unique_ptr<FileView>& view) {
+  if (!view) return;
+  spare_text_[path] = std::move(view->text);
+  view.reset();
+}
+
 void ResourceRouter::load_all(const StateDirectory& state) {
   std::map<std::string, std::unique_ptr<FileView>> readable;
-  std::map<std::string, const FileView*> files;
+  std::map<std::string, FileView*> files;
   for (const auto& path : state.list()) {
     std::unique_ptr<FileView> view;
     read_file(path, view);
@@ -158,7 +168,7 @@ void ResourceRouter::load_all(const StateDirectory& state) {
 }
 
 void ResourceRouter::apply(const std::set<std::string>& paths) {
-  std::map<std::string, const FileView*> files;
+  std::map<std::string, FileView*> files;
   for (const auto& path : paths) {
     std::unique_ptr<FileView> view;
     switch (read_file(path, view)) {
@@ -166,10 +176,12 @@ void ResourceRouter::apply(const std::set<std::string>& paths) {
         continue;  // a syntax error (logged): plugins keep the old view
       case FileState::gone:
         files_.erase(path);
+        spare_text_.erase(path);
         files[path] = nullptr;
         break;
       case FileState::readable:
         files[path] = view.get();
+        recycle(path, files_[path]);
         files_[path] = std::move(view);
         break;
     }
@@ -177,7 +189,34 @@ void ResourceRouter::apply(const std::set<std::string>& paths) {
   route(files, false);
 }
 
-void ResourceRouter::route(const std::map<std::string, const FileView*>& files, bool full) {
+namespace {
+
+// A plugin's change borrows the files' texts instead of copying them (a
+// state file may hold megabytes) and gives them back however the plugin
+// returns. The blocks of a FileView, which view its text, stay valid: the
+// text's buffer goes and comes back (a short text's characters are copied
+// back into the same object).
+class LentTexts {
+ public:
+  explicit LentTexts(ResourceChange& change) : change_(change) {}
+  LentTexts(const LentTexts&) = delete;
+  LentTexts& operator=(const LentTexts&) = delete;
+  void lend(const std::string& path, std::string& text) {
+    change_.upserted.push_back({path, std::move(text)});
+    owners_.push_back(&text);
+  }
+  ~LentTexts() {
+    for (std::size_t i = 0; i < owners_.size(); ++i) *owners_[i] = std::move(change_.upserted[i].text);
+  }
+
+ private:
+  ResourceChange& change_;
+  std::vector<std::string*> owners_;
+};
+
+}  // namespace
+
+void ResourceRouter::route(const std::map<std::string, FileView*>& files, bool full) {
   std::set<std::string> consumed;
   for (auto& p : plugins_) {
     if (p.state != PluginState::loaded || !p.plugin) continue;
@@ -191,6 +230,7 @@ void ResourceRouter::route(const std::map<std::string, const FileView*>& files, 
     for (const auto& kind : kinds) consumed.insert(kind);
     ResourceChange change;
     change.full = full;
+    LentTexts lent(change);
     std::set<std::string>& held = held_[p.name];
     std::set<std::string> next = full ? std::set<std::string>{} : held;
     for (const auto& [path, file] : files) {
@@ -198,7 +238,7 @@ void ResourceRouter::route(const std::map<std::string, const FileView*>& files, 
                         return file->kinds.contains(k);
                       });
       if (has_kind) {
-        change.upserted.push_back({path, file->text});
+        lent.lend(path, file->text);
         next.insert(path);
       } else if (held.count(path)) {
         change.removed.push_back(path);
