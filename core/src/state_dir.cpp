@@ -25,22 +25,25 @@ bool is_resource_file(const std::filesystem::path& path) {
 }
 
 // The whole file in one string, read straight into it (a state file may
-// hold megabytes); false when it cannot be opened.
+// hold megabytes; the string's buffer is reused when large enough); false
+// when it cannot be opened.
 bool read_text(const std::string& path, std::string& text) {
   UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd) return false;
   struct stat st {};
-  std::size_t size = fstat(fd.get(), &st) == 0 && st.st_size > 0 ? static_cast<std::size_t>(st.st_size) : 0;
-  // One byte more than its size: reaching the end is seen without a resize
-  // (the file may have grown since fstat).
-  text.resize(size + 1);
+  const std::size_t size = fstat(fd.get(), &st) == 0 && st.st_size > 0 ? static_cast<std::size_t>(st.st_size) : 0;
+  config::reserve_text_buffer(text, size);
+  text.resize(size);
   std::size_t filled = 0;
   for (;;) {
-    if (filled == text.size()) text.resize(text.size() * 2);
-    ssize_t n = read(fd.get(), text.data() + filled, text.size() - filled);
+    char beyond[4096];  // past the size fstat gave: the file may have grown since
+    const bool into_text = filled < text.size();
+    ssize_t n = into_text ? read(fd.get(), text.data() + filled, text.size() - filled)
+                          : read(fd.get(), beyond, sizeof(beyond));
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return false;
     if (n == 0) break;
+    if (!into_text) text.append(beyond, static_cast<std::size_t>(n));
     filled += static_cast<std::size_t>(n);
   }
   text.resize(filled);
@@ -154,16 +157,27 @@ void ResourceRouter::recycle(const std::string& path, std::unique_ptr<FileView>&
   view.reset();
 }
 
+void ResourceRouter::hold(const std::string& path, std::unique_ptr<FileView> view) {
+  auto& held = files_[path];
+  recycle(path, held);
+  if (!spare_text_.count(path))
+    spare_text_.emplace(path, config::spare_text_buffer(view->text.size()));
+  held = std::move(view);
+}
+
 void ResourceRouter::load_all(const StateDirectory& state) {
-  std::map<std::string, std::unique_ptr<FileView>> readable;
   std::map<std::string, FileView*> files;
+  std::set<std::string> listed;
   for (const auto& path : state.list()) {
+    listed.insert(path);
     std::unique_ptr<FileView> view;
     read_file(path, view);
     files[path] = view.get();
-    if (view) readable[path] = std::move(view);
+    if (view) hold(path, std::move(view));
+    else files_.erase(path);
   }
-  files_ = std::move(readable);
+  std::erase_if(files_, [&](const auto& file) { return !listed.count(file.first); });
+  std::erase_if(spare_text_, [&](const auto& spare) { return !files_.count(spare.first); });
   route(files, true);
 }
 
@@ -181,8 +195,7 @@ void ResourceRouter::apply(const std::set<std::string>& paths) {
         break;
       case FileState::readable:
         files[path] = view.get();
-        recycle(path, files_[path]);
-        files_[path] = std::move(view);
+        hold(path, std::move(view));
         break;
     }
   }

@@ -428,9 +428,8 @@ struct FileSpecs {
   std::unique_ptr<std::string> text;                     // set when held by block
   std::vector<sluice::config::ResourceBlock> placement;  // views into *text
   std::vector<std::unique_ptr<FileBlock>> blocks;        // one per placement, or the whole file
-  // The text buffer of an earlier version, reused for the next one: a fresh
-  // buffer of megabytes costs its page faults (~25 ms for 5.7 MB on a VM), a
-  // reused one almost nothing.
+  // The text buffer of an earlier version, reused for the next one
+  // (sluice::config::spare_text_buffer() says why).
   std::unique_ptr<std::string> spare_text;
   bool by_block() const { return text != nullptr; }
 };
@@ -486,6 +485,7 @@ FileChange change_of(const sluice::ResourceFile& file, FileSpecs* before) {
   std::unique_ptr<std::string> text;
   if (before) text = std::move(before->spare_text);
   if (!text) text = std::make_unique<std::string>();
+  sluice::config::reserve_text_buffer(*text, file.text.size());
   text->assign(file.text);
   if (auto blocks = sluice::config::split_resource_blocks(*text)) {
     if (before && before->by_block())
@@ -1493,6 +1493,9 @@ class NatPlugin final : public sluice::Plugin {
     after.text = std::move(change.text);
     after.placement = std::move(change.placement);
     if (change.before) after.spare_text = std::move(change.before->text);
+    if (after.text && !after.spare_text)
+      after.spare_text =
+          std::make_unique<std::string>(sluice::config::spare_text_buffer(after.text->size()));
     std::vector<std::unique_ptr<FileBlock>> none;
     auto& before = change.before ? change.before->blocks : none;
     auto keep = [&](std::size_t from, std::size_t to) {

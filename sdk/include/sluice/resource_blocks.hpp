@@ -234,6 +234,19 @@ inline UnchangedEnds unchanged_ends(const std::vector<ResourceBlock>& old,
   return unchanged_ends(old, now, [](const ResourceBlock& block) { return block.text; });
 }
 
+// Whoever keeps a file's text to compare the next version with needs a
+// buffer per version; reusing the buffer of an older version saves its page
+// faults, which a fresh one of megabytes costs (~25 ms for 5.7 MB on a VM).
+// Buffers get 1/8 to spare, so a file that grows a little still fits.
+inline void reserve_text_buffer(std::string& buffer, std::size_t size) {
+  if (buffer.capacity() < size) buffer.reserve(size + size / 8);
+}
+
+// A spare buffer for the next version of a text of `size` bytes, written
+// once so that its pages are mapped now (with the first version), not on
+// the file's first change.
+inline std::string spare_text_buffer(std::size_t size) { return std::string(size + size / 8, '\0'); }
+
 // One block parsed alone (parse_resource_block).
 class ParsedResourceBlock {
  public:

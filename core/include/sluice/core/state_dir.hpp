@@ -65,6 +65,8 @@ class ResourceRouter {
   FileState read_file(const std::string& path, std::unique_ptr<FileView>& view);
   // Keeps the view's text buffer for the next version of the file; drops the view.
   void recycle(const std::string& path, std::unique_ptr<FileView>& view);
+  // `view` is the file's last readable version now.
+  void hold(const std::string& path, std::unique_ptr<FileView> view);
   // Whether every block of `now` parses alone, parsing only those that
   // differ from `before`'s blocks.
   bool blocks_parse(const std::string& path, const std::vector<config::ResourceBlock>& now,
@@ -78,9 +80,8 @@ class ResourceRouter {
   std::map<std::string, std::set<std::string>> held_;
   // path -> its last readable version
   std::map<std::string, std::unique_ptr<FileView>> files_;
-  // path -> the text buffer of an earlier version, reused to read the next:
-  // a fresh buffer of megabytes costs its page faults (~25 ms for 5.7 MB on
-  // a VM), a reused one almost nothing.
+  // path -> the text buffer of an earlier version, reused to read the next
+  // (config::spare_text_buffer() says why).
   std::map<std::string, std::string> spare_text_;
 };
 
