@@ -411,36 +411,33 @@ int main(int argc, char** argv) {
         for (std::size_t f = 0; f < l.ranges.size(); ++f) held.push_back(state_root.path_of(l, f).string());
       }
       const std::string changed_path = state_root.path_of(l, 0).string();
+      auto rewrite = [&](const std::string& text, const char* what) {
+        write_file(changed_path, text);
+        return routed->timed(what, [&](ResourceRouter& router) { router.apply({changed_path}); });
+      };
+      // change_reps rewrites of the changed file, version r being text_of(r).
+      auto time_rewrites = [&](CpRow& row, const std::function<std::string(int)>& text_of) {
+        for (int r = 0; r < opt.change_reps; ++r) {
+          auto [total, nat_ms] = rewrite(text_of(r), row.what.c_str());
+          row.total_ms.push_back(total);
+          row.nat_ms.push_back(nat_ms);
+        }
+      };
       const std::string services_in_file =
           std::to_string(l.ranges[0].second - l.ranges[0].first) + " service(s)";
       CpRow change{l.label, "1 service changed, its file of " + services_in_file + " rewritten",
                    {}, {}, kChangeTargetMs};
-      for (int r = 0; r < opt.change_reps; ++r) {
-        write_file(changed_path, file_text(l.ranges[0], opt.backends, r + 1));
-        auto [total, nat_ms] = routed->timed("change", [&](ResourceRouter& router) {
-          router.apply({changed_path});
-        });
-        change.total_ms.push_back(total);
-        change.nat_ms.push_back(nat_ms);
-      }
+      time_rewrites(change, [&](int r) { return file_text(l.ranges[0], opt.backends, r + 1); });
       // Service 0 as generated again, then one service in and out before all
       // others: every other block of the file moves down, then back up.
-      write_file(changed_path, file_text(l.ranges[0], opt.backends, 0));
-      routed->timed("restore", [&](ResourceRouter& router) { router.apply({changed_path}); });
+      const std::string as_generated = file_text(l.ranges[0], opt.backends, 0);
+      rewrite(as_generated, "restore");
       CpRow insert{l.label, "1 service added first in its file of " + services_in_file + ", removed",
                    {}, {}, kChangeTargetMs};
-      for (int r = 0; r < opt.change_reps; ++r) {
-        write_file(changed_path, file_text(l.ranges[0], opt.backends, 0, r % 2 == 0 ? n : -1));
-        auto [total, nat_ms] = routed->timed("insert", [&](ResourceRouter& router) {
-          router.apply({changed_path});
-        });
-        insert.total_ms.push_back(total);
-        insert.nat_ms.push_back(nat_ms);
-      }
-      if (opt.change_reps % 2) {  // the added service is still there
-        write_file(changed_path, file_text(l.ranges[0], opt.backends, 0));
-        routed->timed("restore", [&](ResourceRouter& router) { router.apply({changed_path}); });
-      }
+      time_rewrites(insert, [&](int r) {
+        return r % 2 ? as_generated : file_text(l.ranges[0], opt.backends, 0, n);
+      });
+      if (opt.change_reps % 2) rewrite(as_generated, "restore");  // the added service is there
       rows.push_back(std::move(scratch));
       rows.push_back(std::move(change));
       rows.push_back(std::move(insert));
