@@ -1,14 +1,14 @@
 #include "sluice/core/state_dir.hpp"
 
+#include <fcntl.h>
 #include <sys/inotify.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include <sluice/config.hpp>
 
@@ -22,6 +22,32 @@ namespace {
 bool is_resource_file(const std::filesystem::path& path) {
   std::string name = path.filename().string();
   return !name.empty() && name[0] != '.' && path.extension() == ".toml";
+}
+
+// The whole file in one string, read straight into it (a state file may
+// hold megabytes; the string's buffer is reused when large enough); false
+// when it cannot be opened.
+bool read_text(const std::string& path, std::string& text) {
+  UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return false;
+  struct stat st {};
+  const std::size_t size = fstat(fd.get(), &st) == 0 && st.st_size > 0 ? static_cast<std::size_t>(st.st_size) : 0;
+  config::reserve_text_buffer(text, size);
+  text.resize(size);
+  std::size_t filled = 0;
+  for (;;) {
+    char beyond[4096];  // past the size fstat gave: the file may have grown since
+    const bool into_text = filled < text.size();
+    ssize_t n = into_text ? read(fd.get(), text.data() + filled, text.size() - filled)
+                          : read(fd.get(), beyond, sizeof(beyond));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return false;
+    if (n == 0) break;
+    if (!into_text) text.append(beyond, static_cast<std::size_t>(n));
+    filled += static_cast<std::size_t>(n);
+  }
+  text.resize(filled);
+  return true;
 }
 
 }  // namespace
@@ -73,46 +99,137 @@ std::set<std::string> StateDirectory::take_changed_paths() {
   return out;
 }
 
-ResourceRouter::FileKinds ResourceRouter::read_file(const std::string& path) const {
-  FileKinds file;
-  std::ifstream in(path);
-  if (!in) return file;  // gone: readable stays false, kinds empty
-  std::stringstream text;
-  text << in.rdbuf();
-  file.text = text.str();
+ResourceRouter::FileState ResourceRouter::read_file(const std::string& path,
+                                                    std::unique_ptr<FileView>& view) {
+  view = std::make_unique<FileView>();
+  if (auto spare = spare_text_.find(path); spare != spare_text_.end()) {
+    view->text = std::move(spare->second);
+    spare_text_.erase(spare);
+  }
+  if (!read_text(path, view->text)) {
+    recycle(path, view);
+    std::error_code ec;
+    return std::filesystem::exists(path, ec) ? FileState::unreadable : FileState::gone;
+  }
+  auto known = files_.find(path);
+  const FileView* before = known == files_.end() ? nullptr : known->second.get();
+  view->blocks = config::split_resource_blocks(view->text);
+  if (view->blocks && blocks_parse(path, *view->blocks, before)) {
+    std::string_view last_kind;  // blocks of a kind mostly follow each other
+    for (const auto& block : *view->blocks)
+      if (block.kind != last_kind) {
+        last_kind = block.kind;
+        if (!view->kinds.contains(block.kind)) view->kinds.emplace(block.kind);
+      }
+    return FileState::readable;
+  }
+  // Not splittable, or a block that does not parse alone: the whole file
+  // decides, and a syntax error is reported with its position in the file.
+  view->blocks.reset();
   try {
-    toml::table root = config::parse(file.text, path);
+    toml::table root = config::parse(view->text, path);
     for (const auto& [key, node] : root) {
-      file.kinds.insert(std::string(key.str()));
+      view->kinds.emplace(key.str());
       (void)node;
     }
-    file.readable = true;
+    return FileState::readable;
   } catch (const ConfigError& error) {
     spdlog::error("state: {} — file ignored until fixed; what it held before stays applied",
                   format_config_error(error));
+    recycle(path, view);
+    return FileState::unreadable;
   }
-  return file;
+}
+
+bool ResourceRouter::blocks_parse(const std::string& path,
+                                  const std::vector<config::ResourceBlock>& now,
+                                  const FileView* before) const {
+  config::UnchangedEnds same;
+  if (before && before->blocks) same = config::unchanged_ends(*before->blocks, now);
+  for (std::size_t i = same.before; i < now.size() - same.after; ++i)
+    if (!config::parse_resource_block(now[i], path)) return false;
+  return true;
+}
+
+void ResourceRouter::recycle(const std::string& path, std::unique_ptr<FileView>& view) {
+  if (!view) return;
+  spare_text_[path] = std::move(view->text);
+  view.reset();
+}
+
+void ResourceRouter::hold(const std::string& path, std::unique_ptr<FileView> view) {
+  auto& held = files_[path];
+  recycle(path, held);
+  if (!spare_text_.count(path))
+    spare_text_.emplace(path, config::spare_text_buffer(view->text.size()));
+  held = std::move(view);
 }
 
 void ResourceRouter::load_all(const StateDirectory& state) {
-  std::map<std::string, FileKinds> files;
-  for (const auto& path : state.list()) files[path] = read_file(path);
+  std::map<std::string, FileView*> files;
+  std::set<std::string> listed;
+  for (const auto& path : state.list()) {
+    listed.insert(path);
+    std::unique_ptr<FileView> view;
+    read_file(path, view);
+    files[path] = view.get();
+    if (view) hold(path, std::move(view));
+    else files_.erase(path);
+  }
+  std::erase_if(files_, [&](const auto& file) { return !listed.count(file.first); });
+  std::erase_if(spare_text_, [&](const auto& spare) { return !files_.count(spare.first); });
   route(files, true);
 }
 
 void ResourceRouter::apply(const std::set<std::string>& paths) {
-  std::map<std::string, FileKinds> files;
+  std::map<std::string, FileView*> files;
   for (const auto& path : paths) {
-    FileKinds file = read_file(path);
-    std::error_code ec;
-    bool exists = std::filesystem::exists(path, ec);
-    if (exists && !file.readable) continue;  // syntax error: keep the old view
-    files[path] = std::move(file);
+    std::unique_ptr<FileView> view;
+    switch (read_file(path, view)) {
+      case FileState::unreadable:
+        continue;  // a syntax error (logged): plugins keep the old view
+      case FileState::gone:
+        files_.erase(path);
+        spare_text_.erase(path);
+        files[path] = nullptr;
+        break;
+      case FileState::readable:
+        files[path] = view.get();
+        hold(path, std::move(view));
+        break;
+    }
   }
   route(files, false);
 }
 
-void ResourceRouter::route(const std::map<std::string, FileKinds>& files, bool full) {
+namespace {
+
+// A plugin's change borrows the files' texts instead of copying them (a
+// state file may hold megabytes) and gives them back however the plugin
+// returns. The blocks of a FileView, which view its text, stay valid: the
+// text's buffer goes and comes back (a short text's characters are copied
+// back into the same object).
+class LentTexts {
+ public:
+  explicit LentTexts(ResourceChange& change) : change_(change) {}
+  LentTexts(const LentTexts&) = delete;
+  LentTexts& operator=(const LentTexts&) = delete;
+  void lend(const std::string& path, std::string& text) {
+    change_.upserted.push_back({path, std::move(text)});
+    owners_.push_back(&text);
+  }
+  ~LentTexts() {
+    for (std::size_t i = 0; i < owners_.size(); ++i) *owners_[i] = std::move(change_.upserted[i].text);
+  }
+
+ private:
+  ResourceChange& change_;
+  std::vector<std::string*> owners_;
+};
+
+}  // namespace
+
+void ResourceRouter::route(const std::map<std::string, FileView*>& files, bool full) {
   std::set<std::string> consumed;
   for (auto& p : plugins_) {
     if (p.state != PluginState::loaded || !p.plugin) continue;
@@ -126,13 +243,15 @@ void ResourceRouter::route(const std::map<std::string, FileKinds>& files, bool f
     for (const auto& kind : kinds) consumed.insert(kind);
     ResourceChange change;
     change.full = full;
+    LentTexts lent(change);
     std::set<std::string>& held = held_[p.name];
     std::set<std::string> next = full ? std::set<std::string>{} : held;
     for (const auto& [path, file] : files) {
-      bool has_kind = std::any_of(kinds.begin(), kinds.end(),
-                                  [&](const std::string& k) { return file.kinds.count(k); });
+      bool has_kind = file && std::any_of(kinds.begin(), kinds.end(), [&](const std::string& k) {
+                        return file->kinds.contains(k);
+                      });
       if (has_kind) {
-        change.upserted.push_back({path, file.text});
+        lent.lend(path, file->text);
         next.insert(path);
       } else if (held.count(path)) {
         change.removed.push_back(path);
@@ -157,11 +276,13 @@ void ResourceRouter::route(const std::map<std::string, FileKinds>& files, bool f
       spdlog::error("state: plugin '{}' failed to apply the change", p.name);
     }
   }
-  for (const auto& [path, file] : files)
-    for (const auto& kind : file.kinds)
+  for (const auto& [path, file] : files) {
+    if (!file) continue;
+    for (const auto& kind : file->kinds)
       if (!consumed.count(kind))
         spdlog::warn("state: {} holds resources of kind '{}', which no loaded plugin consumes",
                      path, kind);
+  }
 }
 
 }  // namespace sluice

@@ -21,6 +21,7 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <charconv>
 #include <cstdio>
 #include <cstring>
 #include <map>
@@ -29,6 +30,7 @@
 #include <optional>
 #include <ostream>
 #include <set>
+#include <span>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -40,6 +42,7 @@
 #include <sluice/output.hpp>
 #include <sluice/plugin.hpp>
 #include <sluice/unique_fd.hpp>
+#include <sluice/resource_blocks.hpp>
 #include <sluice/resources.hpp>
 
 #include "connect_lb.hpp"
@@ -129,17 +132,12 @@ struct EndpointSpec {
   std::string key() const { return namespace_ + "/" + name; }
 };
 
-// Named ports ({name, protocol} -> port) of every endpoint address.
-using NamedPorts = std::map<std::pair<std::uint8_t, std::array<__be32, 4>>,
-                            std::map<std::pair<std::string, std::uint8_t>, std::uint16_t>>;
-
 struct BackendSpec {
   Address ip;
   std::optional<std::uint16_t> port;
   std::string node;
   bool ready = true;
   bool terminating = false;
-  Position at;
 };
 
 struct ServiceSpec {
@@ -162,9 +160,35 @@ struct ServiceSpec {
   }
 };
 
+// A block kept from the previous version of its file (same text: its specs
+// are reused) moves when lines, or blocks of its kind, are added or removed
+// before it. Every Position a spec keeps moves with it: its line, and the
+// list index its key path starts with (service[4123] -> service[4124]).
+// A Position added to a spec must be shifted here.
+struct BlockShift {
+  std::int64_t lines = 0, index = 0;
+  bool none() const { return lines == 0 && index == 0; }
+  BlockShift back() const { return {-lines, -index}; }
+};
+
+void shift(Position& at, const BlockShift& by) {
+  at.line = static_cast<std::uint32_t>(at.line + by.lines);
+  if (by.index == 0) return;
+  // In place, without allocating: every block after an inserted one moves.
+  std::size_t open = at.key.find('['), close = at.key.find(']', open);
+  if (open == std::string::npos || close == std::string::npos) return;
+  std::int64_t index = 0;
+  std::from_chars(at.key.data() + open + 1, at.key.data() + close, index);
+  char digits[24];
+  char* end = std::to_chars(digits, digits + sizeof(digits), index + by.index).ptr;
+  at.key.replace(open + 1, close - open - 1, digits, static_cast<std::size_t>(end - digits));
+}
+void shift(ServiceSpec& s, const BlockShift& by) { shift(s.at, by); }
+void shift(EndpointSpec& e, const BlockShift& by) { shift(e.at, by); }
+
 Position position_of(const Table& table, const toml::node* node, std::string_view key) {
-  const auto& where = node ? node->source() : table.raw().source();
-  return Position{table.file(), where.begin.line, where.begin.column, table.key_path(key)};
+  toml::source_position where = table.where(node);
+  return Position{table.file(), where.line, where.column, table.key_path(key)};
 }
 
 Address read_address(const Table& table, const toml::node& node, std::string_view key) {
@@ -302,11 +326,12 @@ ServiceSpec parse_service(const Table& t) {
   }
 
   std::set<std::pair<std::array<__be32, 4>, int>> seen_backends;
+  std::vector<Position> backend_positions;  // for the family check below
   for (const Table& b : t.get_table_list("backends")) {
     b.expect_only({"ip", "port", "node", "ready", "terminating"});
     BackendSpec be;
-    be.at = position_of(b, nullptr, "");
-    be.at.key = b.path();
+    Position& at = backend_positions.emplace_back(position_of(b, nullptr, ""));
+    at.key = b.path();
     const toml::node* ip = b.node("ip");
     if (!ip) b.fail_at(nullptr, "ip", "a backend needs ip = \"<address>\"");
     be.ip = read_address(b, *ip, "ip");
@@ -341,7 +366,8 @@ ServiceSpec parse_service(const Table& t) {
     check_family(a, position_of(t, t.node("external_ips"), "external_ips"));
   for (const auto& a : s.load_balancer_ips)
     check_family(a, position_of(t, t.node("load_balancer_ips"), "load_balancer_ips"));
-  for (const auto& b : s.backends) check_family(b.ip, b.at);
+  for (std::size_t i = 0; i < s.backends.size(); ++i)
+    check_family(s.backends[i].ip, backend_positions[i]);
   for (const auto& r : s.source_ranges)
     check_family(r.addr, position_of(t, t.node("load_balancer_source_ranges"),
                                      "load_balancer_source_ranges"));
@@ -379,19 +405,171 @@ EndpointSpec parse_endpoint(const Table& t) {
   return e;
 }
 
-struct FileSpecs {
-  std::vector<ServiceSpec> services;
-  std::vector<EndpointSpec> endpoints;
+// ---- state files, block by block ------------------------------------------------------
+
+// What nat read from one [[kind]] block of a state file, or from a whole
+// file that cannot be read block by block (sluice/resource_blocks.hpp).
+struct FileBlock {
+  std::vector<ServiceSpec> services;    // a block holds at most one; a whole file any
+  std::vector<EndpointSpec> endpoints;  // (other kinds are other plugins')
 };
 
-FileSpecs parse_file(const sluice::ResourceFile& file) {
+void shift(FileBlock& block, const BlockShift& by) {
+  for (auto& s : block.services) shift(s, by);
+  for (auto& e : block.endpoints) shift(e, by);
+}
+
+// A state file as nat holds it. Read block by block: its text and its
+// blocks (kind, first line, index and text: what the next version is
+// compared with, contiguous so that comparing streams through memory), and
+// what was read from each block. Otherwise (it could not be split, or a
+// block could not be parsed alone): one FileBlock for the whole file.
+struct FileSpecs {
+  std::unique_ptr<std::string> text;                     // set when held by block
+  std::vector<sluice::config::ResourceBlock> placement;  // views into *text
+  std::vector<std::unique_ptr<FileBlock>> blocks;        // one per placement, or the whole file
+  // The text buffer of an earlier version, reused for the next one
+  // (sluice::config::spare_text_buffer() says why).
+  std::unique_ptr<std::string> spare_text;
+  bool by_block() const { return text != nullptr; }
+};
+
+void read_resource(std::string_view kind, const Table& table, FileBlock& into) {
+  if (kind == "service") into.services.push_back(parse_service(table));
+  else if (kind == "endpoint") into.endpoints.push_back(parse_endpoint(table));
+}
+
+std::unique_ptr<FileBlock> read_whole_file(const sluice::ResourceFile& file) {
   toml::table root = sluice::config::parse(file.text, file.path);
   Table top(root, file.path, "");
-  FileSpecs out;
-  for (const Table& t : top.get_table_list("service")) out.services.push_back(parse_service(t));
-  for (const Table& t : top.get_table_list("endpoint")) out.endpoints.push_back(parse_endpoint(t));
-  return out;
+  auto whole = std::make_unique<FileBlock>();
+  for (std::string_view kind : {"service", "endpoint"})
+    for (const Table& t : top.get_table_list(kind)) read_resource(kind, t, *whole);
+  return whole;
 }
+
+// What a change does to one file: its blocks between the unchanged ones at
+// both ends are removed, `added` take their place, and the unchanged blocks
+// after them may move.
+struct FileChange {
+  FileSpecs* before = nullptr;  // nullptr: nat did not hold the file
+  bool gone = false;            // the file is removed
+  sluice::config::UnchangedEnds kept;  // of before's blocks
+  std::vector<std::unique_ptr<FileBlock>> added;
+  std::vector<std::pair<FileBlock*, BlockShift>> moved;  // kept blocks at a new place
+  // The new version, when it is read block by block.
+  std::unique_ptr<std::string> text;
+  std::vector<sluice::config::ResourceBlock> placement;  // views into *text
+
+  std::span<const std::unique_ptr<FileBlock>> removed() const {
+    if (!before) return {};
+    return std::span(before->blocks).subspan(kept.before,
+                                             before->blocks.size() - kept.before - kept.after);
+  }
+};
+
+FileChange removal_of(FileSpecs* before) {
+  FileChange change;
+  change.before = before;
+  change.gone = true;
+  return change;
+}
+
+// Reads only the blocks that differ from the file's previous version (all
+// of them for a new file), or the whole file when it cannot be read block
+// by block. Throws ConfigError for a bad resource, positioned in the file.
+FileChange change_of(const sluice::ResourceFile& file, FileSpecs* before) {
+  FileChange change;
+  change.before = before;
+  // Kept if the file is read block by block: its blocks view this copy.
+  std::unique_ptr<std::string> text;
+  if (before) text = std::move(before->spare_text);
+  if (!text) text = std::make_unique<std::string>();
+  sluice::config::reserve_text_buffer(*text, file.text.size());
+  text->assign(file.text);
+  if (auto blocks = sluice::config::split_resource_blocks(*text)) {
+    if (before && before->by_block())
+      change.kept = sluice::config::unchanged_ends(before->placement, *blocks);
+    // Every changed block must parse alone for any to be read alone: one
+    // that does not may change what another means (resource_blocks.hpp).
+    // So a bad resource is reported once all of them are known to parse.
+    std::optional<ConfigError> bad_resource;
+    bool by_block = true;
+    const std::size_t changed_end = blocks->size() - change.kept.after;
+    for (std::size_t i = change.kept.before; by_block && i < changed_end; ++i) {
+      const sluice::config::ResourceBlock& at = (*blocks)[i];
+      auto parsed = sluice::config::parse_resource_block(at, file.path);
+      by_block = parsed.has_value();
+      if (!by_block || bad_resource) continue;
+      auto block = std::make_unique<FileBlock>();
+      try {
+        read_resource(at.kind, parsed->table(), *block);
+      } catch (const ConfigError& error) {
+        bad_resource = error;
+      }
+      change.added.push_back(std::move(block));
+    }
+    if (by_block) {
+      if (bad_resource) throw *bad_resource;
+      for (std::size_t k = 1; k <= change.kept.after; ++k) {
+        const sluice::config::ResourceBlock& was = before->placement[before->placement.size() - k];
+        const sluice::config::ResourceBlock& now = (*blocks)[blocks->size() - k];
+        BlockShift by{static_cast<std::int64_t>(now.first_line) - was.first_line,
+                      static_cast<std::int64_t>(now.index) - was.index};
+        if (!by.none()) change.moved.emplace_back(before->blocks[before->blocks.size() - k].get(), by);
+      }
+      change.text = std::move(text);
+      change.placement = std::move(*blocks);
+      return change;
+    }
+    change.kept = {};
+    change.added.clear();
+  }
+  change.added.push_back(read_whole_file(file));
+  return change;
+}
+
+// Kept blocks that moved take their new place for the time of a reconcile,
+// so errors name the lines and key paths of the new version; back unless
+// the change is applied.
+class MovedBlocks {
+ public:
+  explicit MovedBlocks(const std::map<std::string, FileChange>& files) {
+    for (const auto& [path, change] : files)
+      for (const auto& [block, by] : change.moved) {
+        shift(*block, by);
+        moved_.emplace_back(block, by);
+      }
+  }
+  MovedBlocks(const MovedBlocks&) = delete;
+  MovedBlocks& operator=(const MovedBlocks&) = delete;
+  ~MovedBlocks() {
+    if (!kept_)
+      for (const auto& [block, by] : moved_) shift(*block, by.back());
+  }
+  void keep() { kept_ = true; }
+
+ private:
+  std::vector<std::pair<FileBlock*, BlockShift>> moved_;
+  bool kept_ = false;
+};
+
+// The endpoint holding each address: where backends find their named ports.
+using AddressKey = std::pair<std::uint8_t, std::array<__be32, 4>>;
+using EndpointIndex = std::map<AddressKey, const EndpointSpec*>;
+
+// The endpoints' addresses as a change leaves them: `changes` (nullptr: no
+// endpoint holds the address any more) over the held index.
+struct NamedPorts {
+  const EndpointIndex& held;
+  EndpointIndex changes;
+  const EndpointSpec* endpoint_at(const Address& ip) const {
+    AddressKey key{ip.family, ip.words};
+    if (auto it = changes.find(key); it != changes.end()) return it->second;
+    auto it = held.find(key);
+    return it == held.end() ? nullptr : it->second;
+  }
+};
 
 // ---- map entries ----------------------------------------------------------------------
 
@@ -468,10 +646,10 @@ std::vector<std::pair<FeKey, std::uint32_t>> frontends_of(const ServiceSpec& s,
 std::uint16_t backend_port(const BackendSpec& b, const PortSpec& p, const NamedPorts& named) {
   if (b.port) return *b.port;
   if (p.target_port_name.empty()) return p.target_port;
-  auto endpoint = named.find({b.ip.family, b.ip.words});
-  if (endpoint == named.end()) return 0;
-  auto port = endpoint->second.find({p.target_port_name, p.proto});
-  return port == endpoint->second.end() ? 0 : port->second;
+  const EndpointSpec* endpoint = named.endpoint_at(b.ip);
+  if (!endpoint) return 0;
+  auto port = endpoint->ports.find({p.target_port_name, p.proto});
+  return port == endpoint->ports.end() ? 0 : port->second;
 }
 
 PortEntries entries_of(const ServiceSpec& s, const PortSpec& p, std::uint32_t id,
@@ -1048,79 +1226,80 @@ class NatPlugin final : public sluice::Plugin {
   // Endpoints for the named ports services may use as target_port.
   std::vector<std::string> resource_kinds() const override { return {"service", "endpoint"}; }
 
-  // Work is proportional to the services of the touched files: nothing here
-  // walks all services, so one changed service costs the same at 10 or
-  // 10,000 (the state directory's unit is a file; see plugins/nat/README.md).
+  // Work follows the change: only the blocks of a file that differ from its
+  // previous version are parsed (the whole file when it cannot be read
+  // block by block, see sluice/resource_blocks.hpp), and only the services
+  // of removed and added blocks are recomputed. What still reads a whole
+  // touched file is cheap next to parsing: cutting it into blocks and
+  // comparing them with memcmp (see plugins/nat/README.md).
   void reconcile(const sluice::ResourceChange& change) override {
     std::lock_guard lock(mutex_);
     if (!stage_) throw std::logic_error("nat: reconcile before load");
 
-    // 1. Parse and validate everything; nothing is applied on an error.
-    std::map<std::string, FileSpecs> parsed;
-    for (const auto& file : change.upserted) parsed[file.path] = parse_file(file);
-    std::set<std::string> gone_files(change.removed.begin(), change.removed.end());
+    // 1. Read and validate everything; nothing is applied on an error.
+    std::map<std::string, FileChange> files;
+    for (const auto& file : change.upserted) files[file.path] = change_of(file, held(file.path));
+    for (const auto& path : change.removed)
+      if (!files.count(path)) files[path] = removal_of(held(path));
     if (change.full)
-      for (const auto& [path, specs] : files_)
-        if (!parsed.count(path)) gone_files.insert(path);
-    for (const auto& [path, specs] : parsed) gone_files.erase(path);
-    std::set<std::string> touched_files = gone_files;
-    for (const auto& [path, specs] : parsed) touched_files.insert(path);
+      for (auto& [path, specs] : files_)
+        if (!files.count(path)) files[path] = removal_of(&specs);
+    MovedBlocks moved(files);
 
-    // Services whose entries may change: those the touched files held, and
-    // those they hold now.
+    // Services whose entries may change: those of removed blocks, and those
+    // of added blocks. A service in both is changed.
     std::set<std::string> changed;
-    for (const auto& path : touched_files)
-      if (auto it = files_.find(path); it != files_.end())
-        for (const auto& s : it->second.services) changed.insert(s.key());
-    std::map<std::string, const ServiceSpec*> now_declared;  // to (re)compute
-    for (const auto& [path, specs] : parsed)
-      for (const auto& s : specs.services) {
-        const ServiceSpec* other = nullptr;
-        if (auto it = now_declared.find(s.key()); it != now_declared.end()) other = it->second;
-        else if (auto f = service_file_.find(s.key());
-                 f != service_file_.end() && !touched_files.count(f->second))
-          other = declared_in(f->second, s.key());
-        if (other)
-          fail(s.at, "service " + s.key() + " is already declared in " + other->at.file + ":" +
-                         std::to_string(other->at.line));
-        now_declared.emplace(s.key(), &s);
-        changed.insert(s.key());
+    std::set<std::string> undeclared;  // their declaration is in a removed block
+    bool endpoints_touched = false;
+    for (const auto& [path, file] : files) {
+      for (const auto& block : file.removed()) {
+        for (const auto& s : block->services) {
+          changed.insert(s.key());
+          undeclared.insert(s.key());
+        }
+        endpoints_touched = endpoints_touched || !block->endpoints.empty();
       }
+      for (const auto& block : file.added)
+        endpoints_touched = endpoints_touched || !block->endpoints.empty();
+    }
+    std::map<std::string, const ServiceSpec*> now_declared;  // to (re)compute
+    for (const auto& [path, file] : files)
+      for (const auto& block : file.added)
+        for (const auto& s : block->services) {
+          const ServiceSpec* other = nullptr;
+          if (auto it = now_declared.find(s.key()); it != now_declared.end()) other = it->second;
+          else if (auto d = declared_.find(s.key()); d != declared_.end() && !undeclared.count(s.key()))
+            other = d->second;
+          if (other) refuse_second_declaration(s, *other);
+          now_declared.emplace(s.key(), &s);
+          changed.insert(s.key());
+        }
     // Endpoints: only named target ports depend on them, so an endpoint change
     // recomputes the services that use a name (and nothing else).
-    bool endpoints_touched = false;
-    for (const auto& path : touched_files) {
-      if (auto it = files_.find(path); it != files_.end() && !it->second.endpoints.empty())
-        endpoints_touched = true;
-      if (auto it = parsed.find(path); it != parsed.end() && !it->second.endpoints.empty())
-        endpoints_touched = true;
-    }
-    NamedPorts named = named_ports_;
+    NamedPorts named{endpoint_at_, {}};
     if (endpoints_touched) {
-      named = collect_named_ports(parsed, touched_files);
+      stage_endpoints(files, named);
       for (const auto& key : named_services_)
-        if (!changed.count(key)) {
-          changed.insert(key);
-          now_declared.emplace(key, declared_in(service_file_.at(key), key));
-        }
+        if (changed.insert(key).second) now_declared.emplace(key, declared_.at(key));
     }
     // A frontend belongs to one service: new frontends of the changed
     // services may collide with each other or with an untouched service's.
-    std::map<FeKey, std::string> claimed;
+    std::map<FeKey, const ServiceSpec*> claimed;
     for (const auto& [key, spec] : now_declared)
       for (const auto& p : spec->ports)
         for (const auto& [fe, kind] : frontends_of(*spec, p)) {
-          std::string owner;
+          const ServiceSpec* owner = nullptr;
           if (auto c = claimed.find(fe); c != claimed.end()) owner = c->second;
           else if (auto o = fe_owner_.find(fe); o != fe_owner_.end() && !changed.count(o->second))
-            owner = o->second;
-          if (!owner.empty())
+            owner = declared_.at(o->second);
+          if (owner)
             fail(spec->at, "frontend " + frontend_addr(fe.key) + ":" +
                                std::to_string(ntohs(fe.key.port)) + "/" +
                                proto_text(fe.key.proto) + " of service " + key +
                                " is also a frontend of " +
-                               (owner == key ? "this service (listed twice)" : owner));
-          claimed.emplace(fe, key);
+                               (owner == spec ? "this service (listed twice)"
+                                              : owner->key() + " (" + place(owner->at) + ")"));
+          claimed.emplace(fe, spec);
         }
 
     // 2. Desired entries of the changed services. A port keeps its id (by
@@ -1216,23 +1395,26 @@ class NatPlugin final : public sluice::Plugin {
     }
     if (!gone_udp.empty()) flush_udp_flows(bpf_map__fd(stage_->maps.sl_conntrack), gone_udp);
 
-    // 4. Remember what each file holds.
-    for (const auto& path : touched_files)
-      if (auto it = files_.find(path); it != files_.end())
-        for (const auto& s : it->second.services)
-          if (auto f = service_file_.find(s.key()); f != service_file_.end() && f->second == path) {
-            service_file_.erase(f);
-            named_services_.erase(s.key());
-          }
-    for (const auto& path : gone_files) files_.erase(path);
-    for (auto& [path, specs] : parsed) {
-      for (const auto& s : specs.services) {
-        service_file_[s.key()] = path;
-        if (s.has_named_port()) named_services_.insert(s.key());
-      }
-      files_[path] = std::move(specs);
+    // 4. Remember what each file holds: declarations of removed blocks go,
+    // those of added blocks come (in that order: a service may move).
+    moved.keep();
+    for (const auto& [path, file] : files)
+      for (const auto& block : file.removed())
+        for (const auto& s : block->services) {
+          declared_.erase(s.key());
+          named_services_.erase(s.key());
+        }
+    for (const auto& [path, file] : files)
+      for (const auto& block : file.added)
+        for (const auto& s : block->services) {
+          declared_[s.key()] = &s;
+          if (s.has_named_port()) named_services_.insert(s.key());
+        }
+    for (const auto& [address, endpoint] : named.changes) {
+      if (endpoint) endpoint_at_[address] = endpoint;
+      else endpoint_at_.erase(address);
     }
-    named_ports_ = std::move(named);
+    for (auto& [path, file] : files) hold(path, file);
     fe_total_ += fe_delta;
     be_total_ += be_delta;
     range_total_ += range_delta;
@@ -1295,34 +1477,67 @@ class NatPlugin final : public sluice::Plugin {
   }
 
  private:
-  const ServiceSpec* declared_in(const std::string& path, const std::string& key) const {
-    for (const auto& s : files_.at(path).services)
-      if (s.key() == key) return &s;
-    return nullptr;
+  FileSpecs* held(const std::string& path) {
+    auto it = files_.find(path);
+    return it == files_.end() ? nullptr : &it->second;
   }
 
-  // The named ports of every endpoint address after this change: `parsed`
-  // for the touched files, files_ for the others. One address, one endpoint.
-  NamedPorts collect_named_ports(const std::map<std::string, FileSpecs>& parsed,
-                                 const std::set<std::string>& touched) const {
-    NamedPorts out;
-    std::map<std::pair<std::uint8_t, std::array<__be32, 4>>, const EndpointSpec*> owner;
-    auto add = [&](const EndpointSpec& e) {
-      for (const auto& ip : e.ips) {
-        auto [it, fresh] = owner.emplace(std::make_pair(ip.family, ip.words), &e);
-        if (!fresh)
-          fail(e.at, "endpoint " + e.key() + ": address " + address_text(ip.family, ip.words.data()) +
-                         " is also an address of endpoint " + it->second->key() + " (" +
-                         it->second->at.file + ":" + std::to_string(it->second->at.line) + ")");
-        out[{ip.family, ip.words}] = e.ports;
-      }
+  // The file as the change leaves it: kept blocks at both ends around the
+  // added ones; the removed blocks are freed.
+  void hold(const std::string& path, FileChange& change) {
+    if (change.gone) {
+      files_.erase(path);
+      return;
+    }
+    FileSpecs after;
+    after.text = std::move(change.text);
+    after.placement = std::move(change.placement);
+    if (change.before) after.spare_text = std::move(change.before->text);
+    if (after.text && !after.spare_text)
+      after.spare_text =
+          std::make_unique<std::string>(sluice::config::spare_text_buffer(after.text->size()));
+    std::vector<std::unique_ptr<FileBlock>> none;
+    auto& before = change.before ? change.before->blocks : none;
+    auto keep = [&](std::size_t from, std::size_t to) {
+      for (std::size_t i = from; i < to; ++i) after.blocks.push_back(std::move(before[i]));
     };
-    for (const auto& [path, specs] : files_)
-      if (!touched.count(path))
-        for (const auto& e : specs.endpoints) add(e);
-    for (const auto& [path, specs] : parsed)
-      for (const auto& e : specs.endpoints) add(e);
-    return out;
+    keep(0, change.kept.before);
+    for (auto& block : change.added) after.blocks.push_back(std::move(block));
+    keep(before.size() - change.kept.after, before.size());
+    files_[path] = std::move(after);
+  }
+
+  static std::string place(const Position& at) { return at.file + ":" + std::to_string(at.line); }
+
+  // A service declared twice. Blamed, as a whole-file parse reads them, on
+  // the later of the two when both are in one file; else on the one this
+  // change brings.
+  [[noreturn]] static void refuse_second_declaration(const ServiceSpec& added,
+                                                     const ServiceSpec& other) {
+    bool other_is_later = other.at.file == added.at.file && other.at.line > added.at.line;
+    const ServiceSpec& second = other_is_later ? other : added;
+    const ServiceSpec& first = other_is_later ? added : other;
+    fail(second.at, "service " + second.key() + " is already declared in " + place(first.at));
+  }
+
+  // The addresses of removed endpoints are released, those of added ones
+  // taken: one address, one endpoint (refused with both positions).
+  static void stage_endpoints(const std::map<std::string, FileChange>& files, NamedPorts& named) {
+    for (const auto& [path, file] : files)
+      for (const auto& block : file.removed())
+        for (const auto& e : block->endpoints)
+          for (const auto& ip : e.ips) named.changes[{ip.family, ip.words}] = nullptr;
+    for (const auto& [path, file] : files)
+      for (const auto& block : file.added)
+        for (const auto& e : block->endpoints)
+          for (const auto& ip : e.ips) {
+            if (const EndpointSpec* other = named.endpoint_at(ip))
+              fail(e.at, "endpoint " + e.key() + ": address " +
+                             address_text(ip.family, ip.words.data()) +
+                             " is also an address of endpoint " + other->key() + " (" +
+                             place(other->at) + ")");
+            named.changes[{ip.family, ip.words}] = &e;
+          }
   }
 
   // First full reconcile after a start: entries the previous run left in the
@@ -1380,13 +1595,13 @@ class NatPlugin final : public sluice::Plugin {
   MapFds maps_;
   bool swept_ = false;
   std::map<std::string, FileSpecs> files_;                  // desired state per file
-  NamedPorts named_ports_;                                  // from the files' endpoints
+  std::map<std::string, const ServiceSpec*> declared_;      // service key -> its spec in files_
+  EndpointIndex endpoint_at_;                               // address -> its endpoint in files_
   std::set<std::string> named_services_;                    // services with a named target port
   std::map<std::string, ServiceEntries> applied_;           // by service key
   std::map<std::string, std::uint32_t> ids_;                // port label -> id
   IdPool free_ids_;                                         // ids not in ids_
   std::map<FeKey, std::string> fe_owner_;                   // frontend -> service key
-  std::map<std::string, std::string> service_file_;         // service key -> file
   std::int64_t fe_total_ = 0, be_total_ = 0, range_total_ = 0;  // entries in applied_
 };
 

@@ -6,13 +6,19 @@
 //
 // Control plane: conntrack and nat are loaded the way sluiced loads them (a
 // Dataplane for the shared maps, then PluginHost + NodeHost with a NodeConfig
-// from parse_config, in a private instance slnb-<pid>-*), service files are
-// generated as TOML text and handed to nat's reconcile() as sluiced's state
-// directory router would (ResourceChange). Timed: a from-scratch reconcile
-// (full = true, empty maps) and the reconcile of one rewritten file in which
-// one service has one backend replaced, for three layouts of the same
-// services: 100 files × 100 services, one file of all services, and files of
-// 100 with the changed service alone in its own file.
+// from parse_config, in a private instance slnb-<pid>-*). Service files are
+// generated as TOML, written to a private state directory
+// (<tmp>/slnb-<pid>-state/<layout>/) and handed to nat by sluiced's
+// ResourceRouter, so what is timed is sluiced's whole cost of a change:
+// reading the file, checking its syntax (the router) and nat's reconcile()
+// (timed on its own as well: "router" is the difference). Writing the files
+// is not timed. Timed: a from-scratch load (load_all: full reconcile on
+// empty maps), the apply of one rewritten file in which one service has one
+// backend replaced, and the apply of a file in which one service is added
+// before all others (every other block of the file moves down), then
+// removed again; for three layouts of the same services: 100 files × 100
+// services, one file of all services, and files of 100 with the changed
+// service alone in its own file.
 //
 // Data plane: BPF_PROG_TEST_RUN of the real entry program + conntrack + nat
 // chain (workload ingress), in two instances loaded side by side: one with a
@@ -30,6 +36,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
+#include <fstream>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -48,6 +56,7 @@
 #include "sluice/core/node_host.hpp"
 #include "sluice/core/pipeline.hpp"
 #include "sluice/core/plugin_host.hpp"
+#include "sluice/core/state_dir.hpp"
 
 using namespace sluice;
 using sluice::testing::Bytes;
@@ -64,8 +73,8 @@ constexpr double kNewFlowMaxRatio = 1.10;  // 10k services vs 1 service
 struct Options {
   int services = 10'000;
   int backends = 10;
-  int reps = 3;          // from-scratch reconciles per layout
-  int change_reps = 9;   // one-service changes per layout
+  int reps = 3;          // from-scratch loads per layout
+  int change_reps = 9;   // one-service changes (and insertions) per layout
   int rounds = 9;        // data plane rounds
   int calls = 1000;      // calls per case per round
 };
@@ -115,29 +124,104 @@ struct Layout {
   std::vector<std::pair<int, int>> ranges;  // [first, last) service per file
 };
 
-std::string file_text(const std::pair<int, int>& range, int backends, int variant0) {
+// `first` (>= 0): one more service, before the range's.
+std::string file_text(const std::pair<int, int>& range, int backends, int variant0,
+                      int first = -1) {
   std::string out;
-  out.reserve(static_cast<std::size_t>(range.second - range.first) * (150 + 50 * backends));
+  out.reserve(static_cast<std::size_t>(range.second - range.first + 1) * (150 + 50 * backends));
+  if (first >= 0) append_service(out, first, backends, 0);
   for (int i = range.first; i < range.second; ++i)
     append_service(out, i, backends, i == 0 ? variant0 : 0);
   return out;
 }
 
-std::string path_of(const Layout& l, std::size_t f) {
-  return "/bench/state/" + l.key + "-" + std::to_string(f) + ".toml";
-}
-
-ResourceChange all_files(const Layout& l, int backends) {
-  ResourceChange c;
-  c.full = true;
-  for (std::size_t f = 0; f < l.ranges.size(); ++f)
-    c.upserted.push_back({path_of(l, f), file_text(l.ranges[f], backends, 0)});
-  return c;
-}
-
 double ms_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 }
+
+void write_file(const std::filesystem::path& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << text;
+  if (!out.flush()) throw Error("cannot write " + path.string());
+}
+
+// A private state directory, removed with its files at the end.
+struct StateRoot {
+  std::filesystem::path dir;
+  explicit StateRoot(std::filesystem::path d) : dir(std::move(d)) {
+    std::filesystem::remove_all(dir);
+    std::filesystem::create_directories(dir);
+  }
+  ~StateRoot() {
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+  }
+  std::filesystem::path layout_dir(const Layout& l) const { return dir / l.key; }
+  std::filesystem::path path_of(const Layout& l, std::size_t f) const {
+    return layout_dir(l) / (l.key + "-" + std::to_string(f) + ".toml");
+  }
+};
+
+// nat as the router sees it, with its reconcile() timed on its own.
+class TimedNat final : public Plugin {
+ public:
+  explicit TimedNat(Plugin& nat) : nat_(nat) {}
+  std::string description() const override { return nat_.description(); }
+  void configure(const ConfigSource&) override {}
+  std::vector<StageSpec> stages() const override { return {}; }
+  void load(Host&) override {}
+  int stage_fd(std::string_view) const override { return -1; }
+  std::vector<std::string> resource_kinds() const override { return nat_.resource_kinds(); }
+  void reconcile(const ResourceChange& change) override {
+    ++calls;
+    auto t0 = std::chrono::steady_clock::now();
+    try {
+      nat_.reconcile(change);
+    } catch (const std::exception& e) {
+      error = e.what();
+      throw;
+    }
+    last_ms = ms_since(t0);
+  }
+  int calls = 0;
+  double last_ms = 0;
+  std::string error;
+
+ private:
+  Plugin& nat_;
+};
+
+// sluiced's router in front of nat, for one layout's state directory.
+struct RoutedNat {
+  std::vector<LoadedPlugin> plugins;
+  TimedNat* nat = nullptr;
+  StateDirectory state;
+  ResourceRouter router;
+
+  RoutedNat(Plugin& real_nat, const std::filesystem::path& dir)
+      : plugins(1), state(dir.string()), router(plugins) {
+    plugins[0].name = "nat";
+    plugins[0].state = PluginState::loaded;
+    auto timed_nat = std::make_unique<TimedNat>(real_nat);
+    nat = timed_nat.get();
+    plugins[0].plugin = std::move(timed_nat);
+  }
+
+  // Runs a router step; returns {total ms, nat's part}, throws if nat did not apply it.
+  template <class Step>
+  std::pair<double, double> timed(const char* what, Step&& step) {
+    int before = nat->calls;
+    nat->error.clear();
+    auto t0 = std::chrono::steady_clock::now();
+    step(router);
+    double total = ms_since(t0);
+    if (nat->calls != before + 1 || !nat->error.empty())
+      throw Error(std::string(what) + ": nat did not apply it" +
+                  (nat->error.empty() ? " (see the log)" : ": " + nat->error));
+    return {total, nat->last_ms};
+  }
+};
+
 
 // conntrack + nat loaded into a private instance the way sluiced loads them.
 struct Instance {
@@ -280,6 +364,7 @@ int main(int argc, char** argv) {
     // ---- control plane --------------------------------------------------------------
     auto big = std::make_unique<Instance>(base + "-all");
     const int n = opt.services;
+    StateRoot state_root(std::filesystem::temp_directory_path() / (base + "-state"));
     std::vector<Layout> layouts;
     {
       Layout l{"f100", "100 files x 100 services", {}};
@@ -292,66 +377,88 @@ int main(int argc, char** argv) {
     }
     struct CpRow {
       std::string label, what;
-      std::vector<double> ms;
+      std::vector<double> total_ms, nat_ms;
       double target;
     };
     std::vector<CpRow> rows;
     std::vector<std::string> held;  // the files nat holds now
+    std::unique_ptr<RoutedNat> routed;
     for (std::size_t li = 0; li < layouts.size(); ++li) {
       const Layout& l = layouts[li];
-      ResourceChange full = all_files(l, opt.backends);
+      std::filesystem::create_directories(state_root.layout_dir(l));
       std::size_t bytes = 0;
-      for (const auto& f : full.upserted) bytes += f.text.size();
+      for (std::size_t f = 0; f < l.ranges.size(); ++f) {
+        std::string text = file_text(l.ranges[f], opt.backends, 0);
+        bytes += text.size();
+        write_file(state_root.path_of(l, f), text);
+      }
       CpRow scratch{l.label, "from scratch (full, " + std::to_string(l.ranges.size()) + " files, " +
                                  num(bytes / 1048576.0, 1) + " MiB)",
-                    {}, kScratchTargetMs};
+                    {}, {}, kScratchTargetMs};
       for (int r = 0; r < opt.reps; ++r) {
         ResourceChange clear;  // empty maps again (untimed)
         clear.full = true;
         clear.removed = held;
         big->nat->reconcile(clear);
         held.clear();
-        auto t0 = std::chrono::steady_clock::now();
-        big->nat->reconcile(full);
-        scratch.ms.push_back(ms_since(t0));
-        for (const auto& f : full.upserted) held.push_back(f.path);
+        routed.reset();
+        routed = std::make_unique<RoutedNat>(*big->nat, state_root.layout_dir(l));
+        auto [total, nat_ms] = routed->timed("load_all", [&](ResourceRouter& router) {
+          router.load_all(routed->state);
+        });
+        scratch.total_ms.push_back(total);
+        scratch.nat_ms.push_back(nat_ms);
+        for (std::size_t f = 0; f < l.ranges.size(); ++f) held.push_back(state_root.path_of(l, f).string());
       }
-      CpRow change{l.label, "1 service changed, its file of " +
-                                std::to_string(l.ranges[0].second - l.ranges[0].first) +
-                                " service(s) rewritten",
-                   {}, kChangeTargetMs};
-      for (int r = 0; r < opt.change_reps; ++r) {
-        ResourceChange c;
-        c.upserted.push_back({path_of(l, 0), file_text(l.ranges[0], opt.backends, r + 1)});
-        auto t0 = std::chrono::steady_clock::now();
-        big->nat->reconcile(c);
-        change.ms.push_back(ms_since(t0));
-      }
+      const std::string changed_path = state_root.path_of(l, 0).string();
+      auto rewrite = [&](const std::string& text, const char* what) {
+        write_file(changed_path, text);
+        return routed->timed(what, [&](ResourceRouter& router) { router.apply({changed_path}); });
+      };
+      // change_reps rewrites of the changed file, version r being text_of(r).
+      auto time_rewrites = [&](CpRow& row, const std::function<std::string(int)>& text_of) {
+        for (int r = 0; r < opt.change_reps; ++r) {
+          auto [total, nat_ms] = rewrite(text_of(r), row.what.c_str());
+          row.total_ms.push_back(total);
+          row.nat_ms.push_back(nat_ms);
+        }
+      };
+      const std::string services_in_file =
+          std::to_string(l.ranges[0].second - l.ranges[0].first) + " service(s)";
+      CpRow change{l.label, "1 service changed, its file of " + services_in_file + " rewritten",
+                   {}, {}, kChangeTargetMs};
+      time_rewrites(change, [&](int r) { return file_text(l.ranges[0], opt.backends, r + 1); });
+      // Service 0 as generated again, then one service in and out before all
+      // others: every other block of the file moves down, then back up.
+      const std::string as_generated = file_text(l.ranges[0], opt.backends, 0);
+      rewrite(as_generated, "restore");
+      CpRow insert{l.label, "1 service added first in its file of " + services_in_file + ", removed",
+                   {}, {}, kChangeTargetMs};
+      time_rewrites(insert, [&](int r) {
+        return r % 2 ? as_generated : file_text(l.ranges[0], opt.backends, 0, n);
+      });
+      if (opt.change_reps % 2) rewrite(as_generated, "restore");  // the added service is there
       rows.push_back(std::move(scratch));
       rows.push_back(std::move(change));
+      rows.push_back(std::move(insert));
       // The last layout stays loaded: the data plane runs against it.
     }
-    std::printf("control plane: nat reconcile(), wall clock, median of %d (from scratch) / %d (change)\n",
+    std::printf("control plane: sluiced's router (read + syntax check) and nat reconcile(), wall\n"
+                "clock, median of %d (from scratch) / %d (change); router = total - nat\n",
                 opt.reps, opt.change_reps);
-    std::printf("  %-50s %-56s %10s %12s %8s\n", "layout", "reconcile", "median ms", "min-max",
-                "target");
+    std::printf("  %-50s %-60s %9s %8s %8s %12s %8s\n", "layout", "step", "total ms", "router",
+                "nat", "total min-max", "target");
     for (const auto& r : rows) {
-      double m = median(r.ms);
-      auto [lo, hi] = std::minmax_element(r.ms.begin(), r.ms.end());
-      std::printf("  %-50s %-56s %10s %12s %8s\n", r.label.c_str(), r.what.c_str(),
-                  num(m, 2).c_str(), (num(*lo, 1) + "-" + num(*hi, 1)).c_str(),
+      double m = median(r.total_ms), nat_m = median(r.nat_ms);
+      auto [lo, hi] = std::minmax_element(r.total_ms.begin(), r.total_ms.end());
+      std::printf("  %-50s %-60s %9s %8s %8s %12s %8s\n", r.label.c_str(), r.what.c_str(),
+                  num(m, 2).c_str(), num(m - nat_m, 2).c_str(), num(nat_m, 2).c_str(),
+                  (num(*lo, 1) + "-" + num(*hi, 1)).c_str(),
                   ((m < r.target ? "PASS <" : "MISS <") + num(r.target, 0)).c_str());
     }
     std::fflush(stdout);
 
     // ---- data plane -----------------------------------------------------------------
-    // Service 0 changed last to variant change_reps; put it back as generated.
-    {
-      ResourceChange back;
-      back.upserted.push_back(
-          {path_of(layouts.back(), 0), file_text(layouts.back().ranges[0], opt.backends, 0)});
-      big->nat->reconcile(back);
-    }
     auto one = std::make_unique<Instance>(base + "-one");
     {
       ResourceChange c;

@@ -1357,3 +1357,252 @@ TEST(Nat, NamedTargetPortsComeFromEndpoints) {
   r = t.run(tcp(kClient, kVip, 40003, 80));
   EXPECT_EQ(port_at(r.out, syn.l4_off + 2), 8081);
 }
+
+// ---- one big file, block by block --------------------------------------------------
+
+namespace {
+
+// Service s<i> of a big file: cluster IP 10.96.1.<i>, backends 10.66.<i>.<1..count>.
+std::string numbered_service(int i, int backend_count = 1, const std::string& name = "") {
+  std::string backends;
+  for (int b = 1; b <= backend_count; ++b)
+    backends += "{ ip = \"10.66." + std::to_string(i) + "." + std::to_string(b) + "\" },";
+  return service(name.empty() ? "s" + std::to_string(i) : name,
+                 "10.96.1." + std::to_string(i), 80, backends) +
+         "\n";
+}
+
+std::string numbered_services(int count) {
+  std::string text;
+  for (int i = 0; i < count; ++i) text += numbered_service(i);
+  return text;
+}
+
+// The line `needle` is on in `text` (1-based).
+std::uint32_t line_of(const std::string& text, const std::string& needle) {
+  std::size_t at = text.find(needle);
+  EXPECT_NE(at, std::string::npos) << needle;
+  return static_cast<std::uint32_t>(std::count(text.begin(), text.begin() + at, '\n') + 1);
+}
+
+// cluster IP -> the frontend's value.
+std::map<std::string, nat_fe_value> frontends_by_ip(const Bed& t) {
+  std::map<std::string, nat_fe_value> out;
+  for (const auto& [k, v] : t.frontends()) {
+    in_addr a{k.addr[0]};
+    out[inet_ntoa(a)] = v;
+  }
+  return out;
+}
+
+// Sets port 1 on every backend entry behind the plugin's back: an entry the
+// next reconcile rewrites loses the mark.
+void mark_backends(const Bed& t) {
+  int fd = bpf_obj_get((t.bed.map_pin_dir() + "/" NAT_MAP_BACKENDS).c_str());
+  ASSERT_GE(fd, 0);
+  for (auto [k, v] : t.backends()) {
+    v.port = htons(1);
+    ASSERT_EQ(bpf_map_update_elem(fd, &k, &v, BPF_ANY), 0);
+  }
+  close(fd);
+}
+
+// service id -> how many of its backend entries still carry the mark.
+std::map<std::uint32_t, int> marks_by_id(const Bed& t) {
+  std::map<std::uint32_t, int> out;
+  for (const auto& [k, v] : t.backends()) out[k.id] += ntohs(v.port) == 1;
+  return out;
+}
+
+sluice::ConfigError error_of(Bed& t, const std::string& path, const std::string& text) {
+  try {
+    t.apply({{path, text}});
+  } catch (const sluice::ConfigError& e) {
+    return e;
+  }
+  ADD_FAILURE() << "no error for " << path;
+  return sluice::ConfigError("", 0, 0, "", "");
+}
+
+}  // namespace
+
+TEST(Nat, OneChangedServiceOfABigFileRewritesOnlyItsEntries) {
+  Bed t;
+  const std::string path = "/state/big.toml";
+  t.apply({{path, numbered_services(6)}}, {}, true);
+  auto before = frontends_by_ip(t);
+  ASSERT_EQ(before.size(), 6u);
+  mark_backends(t);
+
+  // s3 gains a backend, in the middle of the file.
+  std::string text;
+  for (int i = 0; i < 6; ++i) text += numbered_service(i, i == 3 ? 2 : 1);
+  t.apply({{path, text}});
+  auto after = frontends_by_ip(t);
+  ASSERT_EQ(after.size(), 6u);
+  auto marks = marks_by_id(t);
+  for (int i = 0; i < 6; ++i) {
+    std::string vip = "10.96.1." + std::to_string(i);
+    EXPECT_EQ(after[vip].id, before[vip].id) << vip << " was renumbered";
+    if (i == 3) {
+      EXPECT_EQ(after[vip].count, 2u);
+      EXPECT_EQ(marks[after[vip].id], 1) << "the new backend is written, the kept one is not";
+    } else {
+      EXPECT_EQ(std::memcmp(&after[vip], &before[vip], sizeof(nat_fe_value)), 0) << vip;
+      EXPECT_EQ(marks[after[vip].id], 1) << vip << "'s backend entry was rewritten";
+    }
+  }
+  EXPECT_EQ(t.backends().size(), 7u);
+  EXPECT_EQ(t.backend_for(40000, kClient, "10.96.1.5"), "10.66.5.1");
+}
+
+TEST(Nat, AMovedBlockIsReportedAtItsPlaceInTheWholeFile) {
+  Bed t;
+  const std::string path = "/state/big.toml";
+  const std::string v1 = numbered_services(3);
+  t.apply({{path, v1}});
+  // A service with extra lines is added first: s0..s2 move down by its
+  // lines and by one index, and are not parsed again.
+  const std::string added = "# the new one\n\n" + numbered_service(9) + "\n\n";
+  const std::string v2 = added + v1;
+  t.apply({{path, v2}});
+  std::string before = snapshot(t);
+
+  // Another block first, declaring s2 again: the kept block of s2 (moved
+  // again) is the second declaration in the file, blamed as a whole-file
+  // parse would read it: its new line and key path.
+  const std::string v3 = numbered_service(7, 1, "s2") + v2;
+  sluice::ConfigError e = error_of(t, path, v3);
+  EXPECT_EQ(e.file, path);
+  EXPECT_EQ(e.line, line_of(v3, "[[service]]\nname = \"s2\"\nnamespace = \"default\"\ncluster_ip = \"10.96.1.2\""));
+  EXPECT_EQ(e.key, "service[4]");
+  EXPECT_NE(std::string(e.what()).find("already declared in " + path + ":1"), std::string::npos)
+      << e.what();
+  EXPECT_EQ(snapshot(t), before);
+
+  // Refused: s1's block is back at its v2 place. A new block at the end
+  // declaring s1 again names that place.
+  const std::string v4 = v2 + numbered_service(8, 1, "s1");
+  e = error_of(t, path, v4);
+  EXPECT_EQ(e.line, line_of(v4, "name = \"s1\"\nnamespace = \"default\"\ncluster_ip = \"10.96.1.8\"") - 1);
+  EXPECT_EQ(e.key, "service[4]");
+  EXPECT_NE(std::string(e.what()).find(path + ":" + std::to_string(line_of(v2, "name = \"s1\"") - 1)),
+            std::string::npos)
+      << e.what();
+  EXPECT_EQ(snapshot(t), before);
+
+  // A frontend collision with a moved block names its new place too.
+  const std::string v5 = "\n\n" + service("thief", "10.96.1.2", 80, backend(kBackend1)) + v2;
+  e = error_of(t, path, v5);
+  EXPECT_EQ(e.line, 3u);
+  EXPECT_EQ(e.key, "service[0]");
+  EXPECT_NE(std::string(e.what()).find("also a frontend of default/s2 (" + path + ":" +
+                                       std::to_string(line_of(v5, "name = \"s2\"") - 1) + ")"),
+            std::string::npos)
+      << e.what();
+  EXPECT_EQ(snapshot(t), before);
+
+  // A kept block's own errors are found when the file is read from scratch:
+  // the same positions as from the blocks.
+  Bed fresh;
+  e = error_of(fresh, path, v3);
+  EXPECT_EQ(e.line, line_of(v3, "[[service]]\nname = \"s2\"\nnamespace = \"default\"\ncluster_ip = \"10.96.1.2\""));
+  EXPECT_EQ(e.key, "service[4]");
+}
+
+TEST(Nat, ADuplicateOfAKeptBlockInTheSameFileIsRefusedWithBothPositions) {
+  Bed t;
+  const std::string path = "/state/big.toml";
+  const std::string v1 = numbered_services(4);
+  t.apply({{path, v1}});
+  std::string before = snapshot(t);
+  // The new block (valid on its own) repeats s1 after it.
+  const std::string v2 = v1 + numbered_service(20, 1, "s1");
+  sluice::ConfigError e = error_of(t, path, v2);
+  EXPECT_EQ(e.file, path);
+  EXPECT_EQ(e.line, line_of(v2, "cluster_ip = \"10.96.1.20\"") - 3);  // its [[service]]
+  EXPECT_EQ(e.key, "service[4]");
+  EXPECT_NE(std::string(e.what()).find("service default/s1 is already declared in " + path + ":" +
+                                       std::to_string(line_of(v1, "name = \"s1\"") - 1)),
+            std::string::npos)
+      << e.what();
+  EXPECT_EQ(snapshot(t), before) << "something was applied";
+  EXPECT_EQ(frontends_by_ip(t).count("10.96.1.20"), 0u);
+}
+
+TEST(Nat, ARemovedBlockTakesOnlyItsServiceAndTheOthersMoveUp) {
+  Bed t;
+  const std::string path = "/state/big.toml";
+  t.apply({{path, numbered_services(4)}});
+  auto before = frontends_by_ip(t);
+  mark_backends(t);
+  const std::string v2 = numbered_service(0) + numbered_service(2) + numbered_service(3);
+  t.apply({{path, v2}});
+  auto after = frontends_by_ip(t);
+  EXPECT_EQ(after.size(), 3u);
+  EXPECT_EQ(after.count("10.96.1.1"), 0u);
+  auto marks = marks_by_id(t);
+  EXPECT_EQ(marks.size(), 3u);
+  for (const char* vip : {"10.96.1.0", "10.96.1.2", "10.96.1.3"}) {
+    EXPECT_EQ(after[vip].id, before[vip].id);
+    EXPECT_EQ(marks[after[vip].id], 1) << vip << " was rewritten";
+  }
+  // s3 moved up a block: another file declaring it names its new place.
+  sluice::ConfigError e = error_of(t, "/state/other.toml", numbered_service(30, 1, "s3"));
+  EXPECT_NE(std::string(e.what()).find(path + ":" + std::to_string(line_of(v2, "name = \"s3\"") - 1)),
+            std::string::npos)
+      << e.what();
+}
+
+TEST(Nat, AFileThatCannotBeSplitIsReadWhole) {
+  Bed t;
+  const std::string path = "/state/whole.toml";
+  // Content before the first [[service]]: not splittable.
+  const std::string v1 = "schema = 1\n" + numbered_services(3);
+  t.apply({{path, v1}});
+  EXPECT_EQ(frontends_by_ip(t).size(), 3u);
+  std::string text = "schema = 1\n";
+  for (int i = 0; i < 3; ++i) text += numbered_service(i, i == 2 ? 2 : 1);
+  t.apply({{path, text}});
+  EXPECT_EQ(frontends_by_ip(t)["10.96.1.2"].count, 2u);
+  // Errors keep their positions.
+  std::string bad = text;
+  bad.replace(bad.find("10.96.1.1\""), 9, "10.96.1.x");
+  sluice::ConfigError e = error_of(t, path, bad);
+  EXPECT_EQ(e.line, line_of(bad, "10.96.1.x"));
+  EXPECT_EQ(e.key, "service[1].cluster_ip");
+
+  // A header-like line inside a multi-line string: the cut sees a service
+  // that is none (its block even parses alone: the string's end is a
+  // comment there); the block before it does not, so the whole file decides.
+  const std::string note =
+      "[[note]]\ntext = '''\n[[service]]\nname = \"fake\"\ncluster_ip = \"10.96.9.9\"\n"
+      "ports = [{ port = 80 }]\n# '''\n";
+  const std::string v2 = numbered_service(0) + note + numbered_service(1);
+  t.apply({{path, v2}}, {}, true);
+  auto fes = frontends_by_ip(t);
+  EXPECT_EQ(fes.size(), 2u);
+  EXPECT_EQ(fes.count("10.96.9.9"), 0u) << "a string was read as a service";
+  // And back to a file that splits: same services, same ids.
+  t.apply({{path, numbered_service(0) + numbered_service(1)}});
+  auto again = frontends_by_ip(t);
+  ASSERT_EQ(again.size(), 2u);
+  EXPECT_EQ(again["10.96.1.0"].id, fes["10.96.1.0"].id);
+}
+
+TEST(Nat, AnEndpointBlockRecomputesTheServicesUsingNamesInTheSameFile) {
+  Bed t;
+  const std::string path = "/state/mixed.toml";
+  auto endpoint = [](int port) {
+    return "[[endpoint]]\nname = \"pod\"\nips = [\"" + std::string(kBackend1) +
+           "\"]\nports = [{ name = \"http\", port = " + std::to_string(port) + " }]\n\n";
+  };
+  const std::string named =
+      "[[service]]\nname = \"web\"\ncluster_ip = \"10.96.0.10\"\n"
+      "ports = [{ port = 80, target_port = \"http\" }]\nbackends = [{ ip = \"10.65.0.2\" }]\n\n";
+  t.apply({{path, numbered_services(3) + named + endpoint(8081)}});
+  Packet syn = tcp(kClient, kVip, 40000, 80);
+  EXPECT_EQ(port_at(t.run(syn).out, syn.l4_off + 2), 8081);
+  t.apply({{path, numbered_services(3) + named + endpoint(9090)}});
+  EXPECT_EQ(port_at(t.run(tcp(kClient, kVip, 40001, 80)).out, syn.l4_off + 2), 9090);
+}

@@ -17,11 +17,15 @@
 namespace sluice::config {
 
 // A table together with where it lives, so every read can blame the right
-// place.
+// place. `line_offset` is the number of lines of the file before the text
+// the table was parsed from: non-zero for one block of a resource file
+// parsed alone (sluice/resource_blocks.hpp), so positions are the file's.
 class Table {
  public:
-  Table(const toml::table& table, std::string file, std::string path)
-      : table_(&table), file_(std::move(file)), path_(std::move(path)) {}
+  Table(const toml::table& table, std::string file, std::string path,
+        std::uint32_t line_offset = 0)
+      : table_(&table), file_(std::move(file)), path_(std::move(path)),
+        line_offset_(line_offset) {}
 
   const toml::table& raw() const { return *table_; }
   const std::string& file() const { return file_; }
@@ -31,13 +35,19 @@ class Table {
     return path_.empty() ? std::string(key) : path_ + "." + std::string(key);
   }
 
+  // Where `node` (nullptr: this table) begins in the file.
+  toml::source_position where(const toml::node* node) const {
+    return in_file(node ? node->source().begin : table_->source().begin);
+  }
+
   [[noreturn]] void fail_at(const toml::node* node, std::string_view key,
                             const std::string& message) const {
     fail_at_region(node ? node->source() : table_->source(), key, message);
   }
   [[noreturn]] void fail_at_region(const toml::source_region& where, std::string_view key,
                                    const std::string& message) const {
-    throw ConfigError(file_, where.begin.line, where.begin.column, key_path(key), message);
+    toml::source_position at = in_file(where.begin);
+    throw ConfigError(file_, at.line, at.column, key_path(key), message);
   }
   [[noreturn]] void fail(std::string_view key, const std::string& message) const {
     fail_at(table_->get(key), key, message);
@@ -65,7 +75,7 @@ class Table {
     const toml::node* node = table_->get(key);
     if (!node) return std::nullopt;
     if (!node->is_table()) fail_at(node, key, "expected a table");
-    return Table(*node->as_table(), file_, key_path(key));
+    return Table(*node->as_table(), file_, key_path(key), line_offset_);
   }
 
   std::string get_string(std::string_view key, std::string fallback) const {
@@ -119,17 +129,19 @@ class Table {
     return out;
   }
 
-  // [[key]] or key = [{...}, ...]
-  std::vector<Table> get_table_list(std::string_view key) const {
+  // [[key]] or key = [{...}, ...]. Items are numbered from `first_index`:
+  // the list of one block of a resource file holds its file's item
+  // first_index, so paths read key[4123].ports[0] as in the whole file.
+  std::vector<Table> get_table_list(std::string_view key, std::size_t first_index = 0) const {
     std::vector<Table> out;
     const toml::node* node = table_->get(key);
     if (!node) return out;
     if (!node->is_array()) fail_at(node, key, "expected a list of tables");
-    std::size_t index = 0;
+    std::size_t index = first_index;
     for (const toml::node& item : *node->as_array()) {
       if (!item.is_table()) fail_at(&item, key, "expected a list of tables");
       out.emplace_back(*item.as_table(), file_,
-                       key_path(key) + "[" + std::to_string(index++) + "]");
+                       key_path(key) + "[" + std::to_string(index++) + "]", line_offset_);
     }
     return out;
   }
@@ -137,9 +149,16 @@ class Table {
   const toml::node* node(std::string_view key) const { return table_->get(key); }
 
  private:
+  // Line 0 is toml++'s "no position": it stays unknown.
+  toml::source_position in_file(toml::source_position at) const {
+    if (at.line) at.line += line_offset_;
+    return at;
+  }
+
   const toml::table* table_;
   std::string file_;
   std::string path_;
+  std::uint32_t line_offset_ = 0;
 };
 
 // Parses TOML text; a syntax error becomes a ConfigError with its position.

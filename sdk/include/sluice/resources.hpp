@@ -12,7 +12,8 @@
 // sluiced watches the directory (inotify). For every change it hands each
 // plugin that consumes one of the kinds in a file the files that were added
 // or rewritten and the paths that disappeared; the plugin keeps what each
-// file contributed, so a change costs in proportion to the change. A plugin
+// file contributed, so a change costs in proportion to the change (per
+// [[kind]] block rather than per file: sluice/resource_blocks.hpp). A plugin
 // validates everything first and throws ConfigError (file, line, column, key)
 // on bad input; sluiced then logs it and the plugin must leave what is
 // running exactly as it was: nothing is applied halfway.

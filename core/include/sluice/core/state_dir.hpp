@@ -3,9 +3,13 @@
 #pragma once
 
 #include <map>
+#include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
+
+#include <sluice/resource_blocks.hpp>
 
 #include "sluice/core/plugin_host.hpp"
 #include "sluice/core/unique_fd.hpp"
@@ -32,7 +36,9 @@ class StateDirectory {
 
 // Hands each plugin the state files holding the kinds it consumes, as
 // incremental changes; keeps what each plugin last accepted so a rejected
-// change leaves it as it was.
+// change leaves it as it was. A file is checked for syntax before any plugin
+// sees it; of a rewritten file, only the blocks that differ from its last
+// readable version are parsed (sluice/resource_blocks.hpp).
 class ResourceRouter {
  public:
   explicit ResourceRouter(std::vector<LoadedPlugin>& plugins) : plugins_(plugins) {}
@@ -43,17 +49,40 @@ class ResourceRouter {
   void apply(const std::set<std::string>& paths);
 
  private:
-  struct FileKinds {
-    bool readable = false;  // parsed: its kinds are known
-    std::set<std::string> kinds;
+  // The last readable version of a file. Its blocks, when it could be
+  // split into blocks that each parse alone, view `text`: a FileView never
+  // moves (held by unique_ptr).
+  struct FileView {
+    FileView() = default;
+    FileView(const FileView&) = delete;
+    FileView& operator=(const FileView&) = delete;
     std::string text;
+    std::optional<std::vector<config::ResourceBlock>> blocks;
+    std::set<std::string, std::less<>> kinds;
   };
-  FileKinds read_file(const std::string& path) const;
-  void route(const std::map<std::string, FileKinds>& files, bool full);
+  enum class FileState { gone, unreadable, readable };
+  // The file as it is now; `view` is set when it is readable.
+  FileState read_file(const std::string& path, std::unique_ptr<FileView>& view);
+  // Keeps the view's text buffer for the next version of the file; drops the view.
+  void recycle(const std::string& path, std::unique_ptr<FileView>& view);
+  // `view` is the file's last readable version now.
+  void hold(const std::string& path, std::unique_ptr<FileView> view);
+  // Whether every block of `now` parses alone, parsing only those that
+  // differ from `before`'s blocks.
+  bool blocks_parse(const std::string& path, const std::vector<config::ResourceBlock>& now,
+                    const FileView* before) const;
+  // files: path -> its view, nullptr when it is gone or unreadable. Their
+  // texts are lent to the plugins' changes.
+  void route(const std::map<std::string, FileView*>& files, bool full);
 
   std::vector<LoadedPlugin>& plugins_;
   // plugin name -> the files (paths) it currently holds
   std::map<std::string, std::set<std::string>> held_;
+  // path -> its last readable version
+  std::map<std::string, std::unique_ptr<FileView>> files_;
+  // path -> the text buffer of an earlier version, reused to read the next
+  // (config::spare_text_buffer() says why).
+  std::map<std::string, std::string> spare_text_;
 };
 
 }  // namespace sluice
