@@ -3,7 +3,11 @@
 #include "connect_lb.hpp"
 
 #include <fcntl.h>
+#include <linux/inet_diag.h>
 #include <linux/magic.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
+#include <netinet/in.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/statfs.h>
@@ -15,6 +19,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <set>
 #include <stdexcept>
 #include <system_error>
 #include <vector>
@@ -284,6 +289,92 @@ void ConnectTimeLb::apply(sluice::Host& host, const ConnectTimeLbConfig& config)
                std::to_string(updated) + " pinned link(s) took the new programs, " +
                std::to_string(created) + " attached, " + std::to_string(removed) +
                " removed (pins under " + link_pin_dir_ + ")");
+}
+
+namespace {
+
+// One sock_diag request on `fd` (NETLINK_SOCK_DIAG); calls on_socket for
+// every inet_diag_msg a dump answers. Returns the error the kernel answered
+// (0: none); throws if the socket itself fails.
+template <class OnSocket>
+int sock_diag_request(int fd, const inet_diag_req_v2& request, std::uint16_t type,
+                      std::uint16_t flags, OnSocket on_socket) {
+  struct {
+    nlmsghdr header;
+    inet_diag_req_v2 body;
+  } message{};
+  message.header.nlmsg_len = sizeof(message);
+  message.header.nlmsg_type = type;
+  message.header.nlmsg_flags = NLM_F_REQUEST | flags;
+  message.body = request;
+  if (send(fd, &message, sizeof(message), 0) != static_cast<ssize_t>(sizeof(message)))
+    fail("sock_diag: cannot send a request: " + errno_text(errno));
+  alignas(nlmsghdr) char buffer[32768];
+  for (;;) {
+    ssize_t n = recv(fd, buffer, sizeof(buffer), 0);
+    if (n < 0) fail("sock_diag: cannot read the answer: " + errno_text(errno));
+    for (auto* h = reinterpret_cast<nlmsghdr*>(buffer); NLMSG_OK(h, static_cast<unsigned>(n));
+         h = NLMSG_NEXT(h, n)) {
+      if (h->nlmsg_type == NLMSG_DONE) return 0;
+      if (h->nlmsg_type == NLMSG_ERROR) return -reinterpret_cast<nlmsgerr*>(NLMSG_DATA(h))->error;
+      if (h->nlmsg_type == SOCK_DIAG_BY_FAMILY)
+        on_socket(*reinterpret_cast<const inet_diag_msg*>(NLMSG_DATA(h)));
+    }
+  }
+}
+
+}  // namespace
+
+std::size_t ConnectTimeLb::abort_udp_sockets(const std::vector<GoneUdpBackend>& gone) {
+  if (!attached_ || gone.empty()) return 0;
+  // The sockets connect() pointed at a gone backend, by cookie.
+  int reverse = bpf_map__fd(attached_->skeleton->maps.nat_sock_reverse);
+  std::set<std::uint64_t> cookies;
+  std::set<std::uint8_t> families;
+  nat_sock_rev_key key{}, next{};
+  const nat_sock_rev_key* previous = nullptr;
+  while (bpf_map_get_next_key(reverse, previous, &next) == 0) {
+    for (const auto& b : gone)
+      if (next.family == b.family && next.port == b.port &&
+          !std::memcmp(next.addr, b.addr.data(), sizeof(next.addr))) {
+        cookies.insert(next.cookie);
+        families.insert(b.family);
+      }
+    key = next;
+    previous = &key;
+  }
+  if (cookies.empty()) return 0;
+
+  sluice::UniqueFd diag(socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_SOCK_DIAG));
+  if (!diag) fail("cannot open a sock_diag socket: " + errno_text(errno));
+  std::vector<inet_diag_msg> doomed;
+  for (std::uint8_t family : families) {
+    inet_diag_req_v2 dump{};
+    dump.sdiag_family = family == 4 ? AF_INET : AF_INET6;
+    dump.sdiag_protocol = IPPROTO_UDP;
+    dump.idiag_states = ~0u;
+    int error = sock_diag_request(
+        diag.get(), dump, SOCK_DIAG_BY_FAMILY, NLM_F_DUMP, [&](const inet_diag_msg& socket) {
+          std::uint64_t cookie = (static_cast<std::uint64_t>(socket.id.idiag_cookie[1]) << 32) |
+                                 socket.id.idiag_cookie[0];
+          if (cookies.count(cookie)) doomed.push_back(socket);
+        });
+    if (error) fail("sock_diag: cannot list the UDP sockets: " + errno_text(error));
+  }
+  for (const auto& socket : doomed) {
+    inet_diag_req_v2 destroy{};
+    destroy.sdiag_family = socket.idiag_family;
+    destroy.sdiag_protocol = IPPROTO_UDP;
+    destroy.idiag_states = ~0u;
+    destroy.id = socket.id;
+    int error =
+        sock_diag_request(diag.get(), destroy, SOCK_DESTROY, NLM_F_ACK, [](const inet_diag_msg&) {});
+    if (error == ENOENT) continue;  // closed meanwhile
+    if (error)
+      fail("sock_diag: cannot abort a UDP socket of a removed backend: " + errno_text(error) +
+           " (it needs CONFIG_INET_DIAG_DESTROY)");
+  }
+  return doomed.size();
 }
 
 void ConnectTimeLb::remove() {

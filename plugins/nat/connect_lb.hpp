@@ -5,9 +5,11 @@
 // while sluiced is down and a restart replaces their programs in place.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <sluice/config.hpp>
 #include <sluice/plugin.hpp>
@@ -51,6 +53,22 @@ class ConnectTimeLb {
   // to do; hooks handled before the failure keep their new programs, the
   // others their old ones (both read the same maps).
   void apply(sluice::Host& host, const ConnectTimeLbConfig& config);
+
+  // A UDP backend that left its service (address in network order, IPv4 in
+  // [0]; port in network order).
+  struct GoneUdpBackend {
+    std::uint8_t family;
+    std::array<std::uint32_t, 4> addr;
+    std::uint16_t port;
+  };
+  // Connected UDP sockets that connect() pointed at one of `gone` (found by
+  // their cookies in nat_sock_reverse: sockets a process connected to such
+  // an address itself are not touched) are aborted with sock_diag's
+  // SOCK_DESTROY: the process gets ECONNABORTED and reconnects to a live
+  // backend, instead of sending into the void until it does so by itself.
+  // Returns how many; throws std::runtime_error if the kernel refuses (no
+  // CONFIG_INET_DIAG_DESTROY, say). Nothing to do before apply().
+  std::size_t abort_udp_sockets(const std::vector<GoneUdpBackend>& gone);
 
   // Detaches every program this plugin pinned under host's pin dir and
   // removes the pins and the nat_sock_reverse and nat_node_addrs maps

@@ -1190,6 +1190,7 @@ class NatPlugin final : public sluice::Plugin {
                    "cannot reach services (workloads still can, through the nat stage)");
     }
     std::lock_guard lock(mutex_);
+    host_ = &host;
     stage_ = std::move(stage);
     node_ = host.node_name();
     maps_.frontends = bpf_map__fd(stage_->maps.nat_frontends);
@@ -1393,7 +1394,10 @@ class NatPlugin final : public sluice::Plugin {
       if (now.empty()) applied_.erase(key);
       else applied_[key] = now;
     }
-    if (!gone_udp.empty()) flush_udp_flows(bpf_map__fd(stage_->maps.sl_conntrack), gone_udp);
+    if (!gone_udp.empty()) {
+      flush_udp_flows(bpf_map__fd(stage_->maps.sl_conntrack), gone_udp);
+      abort_udp_sockets(gone_udp);
+    }
 
     // 4. Remember what each file holds: declarations of removed blocks go,
     // those of added blocks come (in that order: a service may move).
@@ -1477,6 +1481,27 @@ class NatPlugin final : public sluice::Plugin {
   }
 
  private:
+  // After the maps no longer select them: sockets the node's processes
+  // connected to gone UDP backends learn it (ConnectTimeLb). The change is
+  // applied by then, so a failure is only reported.
+  void abort_udp_sockets(const std::set<GoneBackend>& gone) {
+    std::vector<nat::ConnectTimeLb::GoneUdpBackend> backends;
+    for (const auto& b : gone) backends.push_back({b.family, b.addr, b.port});
+    try {
+      std::size_t aborted = connect_time_lb_.abort_udp_sockets(backends);
+      if (aborted && host_)
+        host_->log(sluice::LogLevel::info,
+                   "nat: aborted " + std::to_string(aborted) +
+                       " connected UDP socket(s) of the node pointed at removed backends");
+    } catch (const std::exception& error) {
+      if (host_)
+        host_->log(sluice::LogLevel::warn,
+                   std::string(error.what()) +
+                       "; those sockets keep sending to the removed backends until their "
+                       "processes reconnect");
+    }
+  }
+
   FileSpecs* held(const std::string& path) {
     auto it = files_.find(path);
     return it == files_.end() ? nullptr : &it->second;
@@ -1590,6 +1615,7 @@ class NatPlugin final : public sluice::Plugin {
   Address hairpin_v4_, hairpin_v6_;  // all zero: hairpin not handled
   nat::ConnectTimeLbConfig connect_time_lb_config_;
   nat::ConnectTimeLb connect_time_lb_;
+  sluice::Host* host_ = nullptr;  // from load(); outlives the plugin
   StageSkeleton stage_;
   std::string node_;
   MapFds maps_;

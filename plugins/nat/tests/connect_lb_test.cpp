@@ -474,6 +474,45 @@ TEST(ConnectTimeLb, ConnectedUdpSocketsSeeTheServiceAsPeerAndSource) {
   EXPECT_EQ(answer->second, (Endpoint{kUdpService, 53}));
 }
 
+// A connected UDP socket of a backend that leaves its service is aborted
+// (ECONNABORTED), so its process reconnects to a live one; a socket on the
+// backend that stays, and one a process connected to the gone backend's
+// address itself, are left alone.
+TEST(ConnectTimeLb, ConnectedUdpSocketsOfARemovedBackendAreAborted) {
+  Bed t;
+  TwoBackends backends(SOCK_DGRAM);
+  t.apply(service_toml("dns", kUdpService, 53, "udp", backends.endpoints()));
+  // Sockets until both backends have one (the choice is a hash per socket).
+  std::map<int, UniqueFd> by_backend;  // backend fd -> client socket
+  for (int i = 0; i < 64 && by_backend.size() < 2; ++i) {
+    Connected c = connect_to(SOCK_DGRAM, kUdpService, 53);
+    ASSERT_EQ(c.error, 0) << std::strerror(c.error);
+    ASSERT_EQ(send(c.fd.get(), "q", 1, 0), 1);
+    int got = wait_readable({backends.one.get(), backends.two.get()});
+    ASSERT_GE(got, 0) << "no backend got the datagram";
+    ASSERT_TRUE(receive(got));
+    by_backend.emplace(got, std::move(c.fd));
+  }
+  ASSERT_EQ(by_backend.size(), 2u) << "64 sockets all landed on one backend";
+  Connected direct = connect_to(SOCK_DGRAM, backends.first.ip, backends.first.port);
+  ASSERT_EQ(direct.error, 0);
+
+  t.apply(service_toml("dns", kUdpService, 53, "udp", {backends.second}));
+  auto error_of = [](int fd) {
+    int error = 0;
+    socklen_t size = sizeof(error);
+    getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &size);
+    return error;
+  };
+  EXPECT_EQ(error_of(by_backend.at(backends.one.get()).get()), ECONNABORTED);
+  EXPECT_EQ(error_of(by_backend.at(backends.two.get()).get()), 0);
+  EXPECT_EQ(send(by_backend.at(backends.two.get()).get(), "q", 1, 0), 1);
+  EXPECT_EQ(error_of(direct.fd.get()), 0);
+  EXPECT_EQ(send(direct.fd.get(), "q", 1, 0), 1);
+  EXPECT_NE(t.nat->log().find("aborted 1 connected UDP socket"), std::string::npos)
+      << t.nat->log();
+}
+
 TEST(ConnectTimeLb, AServiceWithoutBackendsRefusesAtOnce) {
   Bed t;
   t.apply(service_toml("web", kTcpService, 80, "tcp", {}) +
