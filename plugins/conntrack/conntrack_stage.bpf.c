@@ -108,19 +108,30 @@ static __always_inline struct sl_ct_value *ct_lookup(const struct sl_ct_key *key
 						     int *leg_ba, int *via_fwd)
 {
 	struct sl_ct_value *v = bpf_map_lookup_elem(&sl_conntrack, key);
+	const struct sl_ct_key *rev_key = key;
 
 	*via_fwd = 0;
 	*leg_ba = pkt_ba;
-	if (!v || v->type != SL_CT_TYPE_NAT_FWD)
-		return v;
-	int from_client = pkt_ba == ((v->flags & SL_CT_F_BA) ? 1 : 0);
+	if (v && v->type == SL_CT_TYPE_NAT_FWD) {
+		int from_client = pkt_ba == ((v->flags & SL_CT_F_BA) ? 1 : 0);
 
-	*via_fwd = 1;
-	v = bpf_map_lookup_elem(&sl_conntrack, &v->rev_key);
-	if (v) {
-		int opener_ba = (v->flags & SL_CT_F_BA) ? 1 : 0;
+		*via_fwd = 1;
+		rev_key = &v->rev_key;
+		v = bpf_map_lookup_elem(&sl_conntrack, rev_key);
+		if (v) {
+			int opener_ba = (v->flags & SL_CT_F_BA) ? 1 : 0;
 
-		*leg_ba = from_client ? opener_ba : !opener_ba;
+			*leg_ba = from_client ? opener_ba : !opener_ba;
+		}
+	}
+	if (v && v->type == SL_CT_TYPE_NAT_REV) {
+		/* For the nat stage (conntrack.h, sl_ct_found). */
+		struct sl_ct_found *found = sl_ct_found_entry();
+
+		if (found) {
+			found->key = *rev_key;
+			found->value = *v;
+		}
 	}
 	return v;
 }

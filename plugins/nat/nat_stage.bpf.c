@@ -1020,7 +1020,6 @@ SL_STAGE(nat_stage)
 	    sl_ct_result_type(r) != SL_CT_TYPE_NAT_REV)
 		return sl_next(skb, ctx);
 
-	struct sl_ct_key key;
 	__u32 state = sl_ct_result_state(r);
 
 	if (sl_ct_result_has(r, SL_CT_RES_VIA_NAT_FWD) && ctx->ip_proto == IPPROTO_TCP &&
@@ -1032,36 +1031,32 @@ SL_STAGE(nat_stage)
 		SL_DEBUG(ctx, "NAT: SYN on a closed NAT flow, new backend");
 		return nat_new_flow(skb, ctx);
 	}
-	int pkt_ba = sl_ct_key_from_ctx(&key, ctx);
+	/* The entry conntrack found, copied for us: no second lookup. */
+	struct sl_ct_found *found = sl_ct_found_entry();
+
+	if (!found)
+		return sl_next(skb, ctx);
+	struct sl_ct_value *rev = &found->value;
 
 	if (sl_ct_result_has(r, SL_CT_RES_VIA_NAT_FWD)) {
-		/* The client's packet on the pre-DNAT tuple: DNAT to the backend
-		 * its NAT_REV entry names (the side that did not open). */
-		struct sl_ct_value *fwd = bpf_map_lookup_elem(&sl_conntrack, &key);
-
-		if (!fwd || fwd->type != SL_CT_TYPE_NAT_FWD)
+		/* Through the stub, SL_CT_ESTABLISHED is the client's packet on the
+		 * pre-DNAT tuple: DNAT to the backend its NAT_REV entry names (the
+		 * side that did not open). SL_CT_REPLY there is a reply that was
+		 * already reverse-NATed (service -> client), not for DNAT. */
+		if (verdict != SL_CT_ESTABLISHED)
 			return sl_next(skb, ctx);
-		/* The stub's B-A flag says which side of its key the client is:
-		 * a packet from the other side is a reply that was already
-		 * reverse-NATed (service -> client), not for DNAT. */
-		if (pkt_ba != ((fwd->flags & SL_CT_F_BA) != 0))
-			return sl_next(skb, ctx);
-		struct sl_ct_key rk = fwd->rev_key;
-		struct sl_ct_value *rev = bpf_map_lookup_elem(&sl_conntrack, &rk);
-
-		if (!rev)
-			return sl_next(skb, ctx);
+		const struct sl_ct_key *rk = &found->key;
 		int opener_b = (rev->flags & SL_CT_F_BA) != 0;
 		__be32 addr[4];
-		__be16 port = opener_b ? rk.port_a : rk.port_b;
+		__be16 port = opener_b ? rk->port_a : rk->port_b;
 
-		__builtin_memcpy(addr, opener_b ? rk.addr_a : rk.addr_b, sizeof(addr));
+		__builtin_memcpy(addr, opener_b ? rk->addr_a : rk->addr_b, sizeof(addr));
 		if (nat_rewrite(skb, ctx, 0, addr, port))
 			return sl_drop(skb, ctx, SL_R_MALFORMED_L4_SHORT);
 		if (rev->flags & (SL_CT_F_SVC_SELF | SL_CT_F_SRC_NAT)) {
 			/* The opener's side of the NAT_REV key is the NAT source. */
-			__builtin_memcpy(addr, opener_b ? rk.addr_b : rk.addr_a, sizeof(addr));
-			port = opener_b ? rk.port_b : rk.port_a;
+			__builtin_memcpy(addr, opener_b ? rk->addr_b : rk->addr_a, sizeof(addr));
+			port = opener_b ? rk->port_b : rk->port_a;
 			if (nat_rewrite(skb, ctx, 1, addr, port))
 				return sl_drop(skb, ctx, SL_R_MALFORMED_L4_SHORT);
 			if (rev->flags & SL_CT_F_SRC_NAT)
@@ -1072,10 +1067,6 @@ SL_STAGE(nat_stage)
 	}
 	if (verdict == SL_CT_REPLY) {
 		/* The backend answering: the source becomes the service again. */
-		struct sl_ct_value *rev = bpf_map_lookup_elem(&sl_conntrack, &key);
-
-		if (!rev || rev->type != SL_CT_TYPE_NAT_REV)
-			return sl_next(skb, ctx);
 		__be32 addr[4];
 		__be16 port = rev->orig_dport;
 		int from_node_address = (rev->flags & SL_CT_F_NODE_ADDR) != 0;

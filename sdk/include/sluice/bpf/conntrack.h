@@ -294,6 +294,33 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sl_conntrack SEC(".maps");
 
+/* The NAT_REV entry the conntrack stage found for the packet being
+ * processed on this CPU: its key and a copy of its value, so a later stage
+ * (nat) rewrites from it without looking the stub and the entry up again.
+ * Written for every packet whose result has type NAT_REV and verdict
+ * SL_CT_ESTABLISHED or SL_CT_REPLY; read it only for such a packet. Per CPU,
+ * like the packet context: a packet's stages run on one CPU. */
+#define SL_MAP_CT_FOUND "sl_ct_found"
+struct sl_ct_found {
+	struct sl_ct_key key;
+	struct sl_ct_value value;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct sl_ct_found);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sl_ct_found SEC(".maps");
+
+static __always_inline struct sl_ct_found *sl_ct_found_entry(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&sl_ct_found, &zero);
+}
+
 /* The key of the packet in ctx (ICMP echo: the identifier as both ports).
  * Returns 1 when the packet travels B->A. */
 static __always_inline int sl_ct_key_from_ctx(struct sl_ct_key *key, const struct sl_pkt_ctx *ctx)
