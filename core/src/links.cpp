@@ -33,6 +33,21 @@ LinkInfo to_info(struct rtnl_link* link) {
 
 std::string nl_error(int err) { return nl_geterror(err); }
 
+// Reads and discards what is queued on a non-blocking read; true if there
+// was anything, or the socket had overrun (ENOBUFS: events were lost).
+bool drain_socket(int fd) {
+  bool any = false;
+  char buffer[16384];
+  for (;;) {
+    ssize_t n = recv(fd, buffer, sizeof(buffer), MSG_DONTWAIT);
+    if (n > 0 || (n < 0 && errno == ENOBUFS)) {
+      any = true;
+      continue;
+    }
+    return any;
+  }
+}
+
 }  // namespace
 
 struct LinkWatcher::Impl {
@@ -49,12 +64,7 @@ struct LinkWatcher::Impl {
   // Reads and discards what is queued: the kernel keeps a socket that
   // overflowed in its "congested" state, silently dropping further events,
   // until its queue has been emptied.
-  void drain() {
-    int fd = nl_socket_get_fd(events);
-    char buffer[16384];
-    while (recv(fd, buffer, sizeof(buffer), MSG_DONTWAIT) > 0 || errno == ENOBUFS) {
-    }
-  }
+  void drain() { drain_socket(nl_socket_get_fd(events)); }
 
   void refill() {
     if (struct nl_sock* sock = nl_socket_alloc()) {
@@ -136,7 +146,6 @@ std::vector<LinkInfo> list_links() {
 RoutingEvents::RoutingEvents()
     : fd_(socket(AF_NETLINK, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, NETLINK_ROUTE)) {
   if (!fd_) throw Error("cannot open a netlink route socket: " + errno_text(errno));
-  setsockopt(fd_.get(), SOL_SOCKET, SO_RCVBUF, &kEventBufferBytes, sizeof(kEventBufferBytes));
   sockaddr_nl local{};
   local.nl_family = AF_NETLINK;
   if (bind(fd_.get(), reinterpret_cast<sockaddr*>(&local), sizeof(local)) != 0)
@@ -149,17 +158,6 @@ RoutingEvents::RoutingEvents()
                   errno_text(errno));
 }
 
-bool RoutingEvents::drain() {
-  bool any = false;
-  char buffer[16384];
-  for (;;) {
-    ssize_t n = recv(fd_.get(), buffer, sizeof(buffer), MSG_DONTWAIT);
-    if (n > 0 || (n < 0 && errno == ENOBUFS)) {
-      any = true;
-      continue;
-    }
-    return any;
-  }
-}
+bool RoutingEvents::drain() { return drain_socket(fd_.get()); }
 
 }  // namespace sluice

@@ -117,10 +117,7 @@ ResourceRouter::FileState ResourceRouter::read_file(const std::string& path,
   if (view->blocks && blocks_parse(path, *view->blocks, before)) {
     std::string_view last_kind;  // blocks of a kind mostly follow each other
     for (const auto& block : *view->blocks)
-      if (block.kind != last_kind) {
-        last_kind = block.kind;
-        if (!view->kinds.contains(block.kind)) view->kinds.emplace(block.kind);
-      }
+      if (block.kind != last_kind) view->kinds.emplace(last_kind = block.kind);
     return FileState::readable;
   }
   // Not splittable, or a block that does not parse alone: the whole file
@@ -166,17 +163,15 @@ void ResourceRouter::hold(const std::string& path, std::unique_ptr<FileView> vie
 }
 
 void ResourceRouter::load_all(const StateDirectory& state) {
-  std::map<std::string, FileView*> files;
-  std::set<std::string> listed;
+  std::map<std::string, FileView*> files;  // every listed path, readable or not
   for (const auto& path : state.list()) {
-    listed.insert(path);
     std::unique_ptr<FileView> view;
     read_file(path, view);
     files[path] = view.get();
     if (view) hold(path, std::move(view));
     else files_.erase(path);
   }
-  std::erase_if(files_, [&](const auto& file) { return !listed.count(file.first); });
+  std::erase_if(files_, [&](const auto& file) { return !files.count(file.first); });
   std::erase_if(spare_text_, [&](const auto& spare) { return !files_.count(spare.first); });
   route(files, true);
 }

@@ -325,7 +325,7 @@ int sock_diag_request(int fd, const inet_diag_req_v2& request, std::uint16_t typ
 
 }  // namespace
 
-std::size_t ConnectTimeLb::abort_udp_sockets(const std::vector<GoneUdpBackend>& gone) {
+std::size_t ConnectTimeLb::abort_udp_sockets(const std::set<GoneUdpBackend>& gone) {
   if (!attached_ || gone.empty()) return 0;
   // The sockets connect() pointed at a gone backend, by cookie.
   int reverse = bpf_map__fd(attached_->skeleton->maps.nat_sock_reverse);
@@ -334,12 +334,12 @@ std::size_t ConnectTimeLb::abort_udp_sockets(const std::vector<GoneUdpBackend>& 
   nat_sock_rev_key key{}, next{};
   const nat_sock_rev_key* previous = nullptr;
   while (bpf_map_get_next_key(reverse, previous, &next) == 0) {
-    for (const auto& b : gone)
-      if (next.family == b.family && next.port == b.port &&
-          !std::memcmp(next.addr, b.addr.data(), sizeof(next.addr))) {
-        cookies.insert(next.cookie);
-        families.insert(b.family);
-      }
+    GoneUdpBackend backend{next.family, {}, next.port};
+    std::memcpy(backend.addr.data(), next.addr, sizeof(next.addr));
+    if (gone.count(backend)) {
+      cookies.insert(next.cookie);
+      families.insert(next.family);
+    }
     key = next;
     previous = &key;
   }

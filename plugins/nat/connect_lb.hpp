@@ -7,9 +7,10 @@
 
 #include <array>
 #include <cstdint>
+#include <compare>
 #include <memory>
+#include <set>
 #include <string>
-#include <vector>
 
 #include <sluice/config.hpp>
 #include <sluice/plugin.hpp>
@@ -60,6 +61,7 @@ class ConnectTimeLb {
     std::uint8_t family;
     std::array<std::uint32_t, 4> addr;
     std::uint16_t port;
+    auto operator<=>(const GoneUdpBackend&) const = default;
   };
   // Connected UDP sockets that connect() pointed at one of `gone` (found by
   // their cookies in nat_sock_reverse: sockets a process connected to such
@@ -68,7 +70,7 @@ class ConnectTimeLb {
   // backend, instead of sending into the void until it does so by itself.
   // Returns how many; throws std::runtime_error if the kernel refuses (no
   // CONFIG_INET_DIAG_DESTROY, say). Nothing to do before apply().
-  std::size_t abort_udp_sockets(const std::vector<GoneUdpBackend>& gone);
+  std::size_t abort_udp_sockets(const std::set<GoneUdpBackend>& gone);
 
   // Detaches every program this plugin pinned under host's pin dir and
   // removes the pins and the nat_sock_reverse and nat_node_addrs maps

@@ -1485,20 +1485,19 @@ class NatPlugin final : public sluice::Plugin {
   // connected to gone UDP backends learn it (ConnectTimeLb). The change is
   // applied by then, so a failure is only reported.
   void abort_udp_sockets(const std::set<GoneBackend>& gone) {
-    std::vector<nat::ConnectTimeLb::GoneUdpBackend> backends;
-    for (const auto& b : gone) backends.push_back({b.family, b.addr, b.port});
+    std::set<nat::ConnectTimeLb::GoneUdpBackend> backends;  // one per address, any service port
+    for (const auto& b : gone) backends.insert({b.family, b.addr, b.port});
     try {
       std::size_t aborted = connect_time_lb_.abort_udp_sockets(backends);
-      if (aborted && host_)
+      if (aborted)
         host_->log(sluice::LogLevel::info,
                    "nat: aborted " + std::to_string(aborted) +
                        " connected UDP socket(s) of the node pointed at removed backends");
     } catch (const std::exception& error) {
-      if (host_)
-        host_->log(sluice::LogLevel::warn,
-                   std::string(error.what()) +
-                       "; those sockets keep sending to the removed backends until their "
-                       "processes reconnect");
+      host_->log(sluice::LogLevel::warn,
+                 std::string(error.what()) +
+                     "; those sockets keep sending to the removed backends until their "
+                     "processes reconnect");
     }
   }
 
@@ -1615,7 +1614,7 @@ class NatPlugin final : public sluice::Plugin {
   Address hairpin_v4_, hairpin_v6_;  // all zero: hairpin not handled
   nat::ConnectTimeLbConfig connect_time_lb_config_;
   nat::ConnectTimeLb connect_time_lb_;
-  sluice::Host* host_ = nullptr;  // from load(); outlives the plugin
+  sluice::Host* host_ = nullptr;  // from load(), with stage_; outlives the plugin
   StageSkeleton stage_;
   std::string node_;
   MapFds maps_;

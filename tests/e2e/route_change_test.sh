@@ -55,6 +55,7 @@ spawn_in_ns "$NS_W2" python3 "$WORK/udp.py" echo 10.65.2.2 7000 "$WORK/w2.log"
 spawn_in_ns "$NS_W3" python3 "$WORK/udp.py" echo 10.65.2.2 7000 "$WORK/w3.log"
 for log in w2 w3; do
   for _ in $(seq 100); do grep -q ready "$WORK/$log.log" 2>/dev/null && break; sleep 0.05; done
+  grep -q ready "$WORK/$log.log" 2>/dev/null || fail "the echo server in $log did not start"
 done
 spawn_in_ns "$NS_W1" python3 "$WORK/udp.py" client 10.65.2.2 7000 "$WORK/established" "$WORK/go" \
   "$WORK/client.log"

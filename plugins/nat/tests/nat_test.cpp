@@ -420,13 +420,7 @@ TEST(Nat, IcmpErrorsAboutNatedFlowsAreTranslated) {
   EXPECT_EQ(sl_ct_result_verdict(t.bed.context().scratch[SL_CT_SCRATCH]), SL_CT_RELATED);
   // From the backend: its leg of the NAT_REV entry, A->B.
   EXPECT_FALSE(sl_ct_result_has(t.bed.context().scratch[SL_CT_SCRATCH], SL_CT_RES_LEG_BA));
-  EXPECT_EQ(ip4(r.out, 14 + 12), inet_addr(kVip));     // outer source
-  EXPECT_EQ(ip4(r.out, 14 + 16), inet_addr(kClient));
-  EXPECT_EQ(ip4(r.out, 42 + 12), inet_addr(kClient));  // quoted source
-  EXPECT_EQ(ip4(r.out, 42 + 16), inet_addr(kVip));     // quoted destination
-  EXPECT_EQ(port_at(r.out, 62), 40000);
-  EXPECT_EQ(port_at(r.out, 64), 80);
-  EXPECT_TRUE(icmp_checksums_ok(r.out));
+  EXPECT_TRUE(icmp_error_is(r.out, kVip, kClient, kClient, 40000, kVip, 80));
   Bytes broken = r.out;
   broken[42 + 16] ^= 1;
   EXPECT_FALSE(icmp_checksums_ok(broken));
@@ -445,12 +439,7 @@ TEST(Nat, IcmpErrorsAboutNatedFlowsAreTranslated) {
   // from the client, whose leg of the NAT_REV entry is B->A.
   EXPECT_EQ(sl_ct_result_verdict(t.bed.context().scratch[SL_CT_SCRATCH]), SL_CT_RELATED);
   EXPECT_TRUE(sl_ct_result_has(t.bed.context().scratch[SL_CT_SCRATCH], SL_CT_RES_LEG_BA));
-  EXPECT_EQ(ip4(r.out, 14 + 12), inet_addr(kClient));
-  EXPECT_EQ(ip4(r.out, 14 + 16), inet_addr(kBackend1));  // outer destination
-  EXPECT_EQ(ip4(r.out, 42 + 12), inet_addr(kBackend1));  // quoted source
-  EXPECT_EQ(port_at(r.out, 62), 8080);
-  EXPECT_EQ(ip4(r.out, 42 + 16), inet_addr(kClient));
-  EXPECT_TRUE(icmp_checksums_ok(r.out));
+  EXPECT_TRUE(icmp_error_is(r.out, kClient, kBackend1, kBackend1, 8080, kClient, 40000));
 
   // About a flow that is not NATed: untouched.
   t.run(tcp(kClient, "10.65.7.7", 41000, 22));
@@ -765,10 +754,8 @@ TEST(Nat, NodePortRepliesFromANodeAddressAreRoutedByTheStage) {
   Packet quoted = tcp("192.168.1.77", kBackend1, 40000, 8080, kTcpAck);
   r = t.run(icmp_error(kBackend1, "192.168.1.77", quoted), TC_ACT_REDIRECT);
   EXPECT_EQ(t.bed.context().redirect_ifindex, ns.np0);
-  EXPECT_EQ(ip4(r.out, 14 + 12), inet_addr("192.168.1.10"));
-  EXPECT_EQ(ip4(r.out, 42 + 16), inet_addr("192.168.1.10"));
-  EXPECT_EQ(port_at(r.out, 64), 30080);
-  EXPECT_TRUE(icmp_checksums_ok(r.out));
+  EXPECT_TRUE(icmp_error_is(r.out, "192.168.1.10", "192.168.1.77", "192.168.1.77", 40000,
+                            "192.168.1.10", 30080));
 
   // The cluster IP flow's reply is only reverse-NATed, for the kernel to forward.
   Packet other = tcp(kBackend1, "192.168.1.77", 8080, 40001, kTcpSyn | kTcpAck);

@@ -80,19 +80,14 @@ static __always_inline void sl_route_key_of(struct sl_route_key *key, const stru
 }
 
 /* Fills in fib's answer (interface, next hop, MACs) from the route cache if
- * it holds a current one for key (layout.h: made under the current epoch,
- * younger than SL_ROUTE_CACHE_MAX_AGE_NS). */
-static __always_inline int sl_cached_route(const struct sl_route_key *key,
+ * it holds a current one for key (layout.h: made under `epoch`, younger than
+ * SL_ROUTE_CACHE_MAX_AGE_NS). */
+static __always_inline int sl_cached_route(const struct sl_route_key *key, __u32 epoch,
 					   struct bpf_fib_lookup *fib, int *workload)
 {
-	__u32 zero = 0;
-	__u32 *epoch = bpf_map_lookup_elem(&sl_route_epoch, &zero);
-
-	if (!epoch)
-		return 0;
 	struct sl_route_value *r = bpf_map_lookup_elem(&sl_route_cache, key);
 
-	if (!r || r->epoch != *epoch || bpf_ktime_get_coarse_ns() - r->looked_up_ns > SL_ROUTE_CACHE_MAX_AGE_NS)
+	if (!r || r->epoch != epoch || bpf_ktime_get_coarse_ns() - r->looked_up_ns > SL_ROUTE_CACHE_MAX_AGE_NS)
 		return 0;
 	fib->ifindex = r->ifindex;
 	if (fib->family == AF_INET)
@@ -106,18 +101,14 @@ static __always_inline int sl_cached_route(const struct sl_route_key *key,
 }
 
 /* Remembers a resolved answer of bpf_fib_lookup() under the scratch's key. */
-static __always_inline void sl_cache_route(struct sl_route_scratch *scratch,
+static __always_inline void sl_cache_route(struct sl_route_scratch *scratch, __u32 epoch,
 					   const struct bpf_fib_lookup *fib, int workload)
 {
 	struct sl_route_value *r = &scratch->value;
-	__u32 zero = 0;
-	__u32 *epoch = bpf_map_lookup_elem(&sl_route_epoch, &zero);
 
-	if (!epoch)
-		return;
 	__builtin_memset(r, 0, sizeof(*r));
 	r->looked_up_ns = bpf_ktime_get_coarse_ns();
-	r->epoch = *epoch;
+	r->epoch = epoch;
 	r->ifindex = fib->ifindex;
 	if (fib->family == AF_INET)
 		r->nexthop[0] = fib->ipv4_dst;
@@ -171,21 +162,23 @@ static __always_inline int sl_fast_route(struct __sk_buff *skb, struct sl_pkt_ct
 		return SL_FAST_NONE;
 
 	__u32 zero = 0;
+	/* No cache without either map (then every packet asks the FIB). */
 	struct sl_route_scratch *cache = bpf_map_lookup_elem(&sl_route_scratch, &zero);
+	__u32 *epoch = bpf_map_lookup_elem(&sl_route_epoch, &zero);
 	long rc;
 	int target, workload;
 
-	if (cache)
+	if (cache && epoch)
 		sl_route_key_of(&cache->key, fib);
-	if (cache && sl_cached_route(&cache->key, fib, &workload))
+	if (cache && epoch && sl_cached_route(&cache->key, *epoch, fib, &workload))
 		rc = BPF_FIB_LKUP_RET_SUCCESS;
 	else {
 		rc = bpf_fib_lookup(skb, fib, sizeof(*fib), 0);
 		struct sl_ifstate *st = bpf_map_lookup_elem(&sl_ifstate, &fib->ifindex);
 
 		workload = st && st->role == SL_ROLE_WORKLOAD && !(st->flags & SL_IF_F_L3);
-		if (cache && rc == BPF_FIB_LKUP_RET_SUCCESS)
-			sl_cache_route(cache, fib, workload);
+		if (cache && epoch && rc == BPF_FIB_LKUP_RET_SUCCESS)
+			sl_cache_route(cache, *epoch, fib, workload);
 	}
 	if (fib->ifindex == ctx->ifindex && !must) /* hairpin: leave it to the kernel */
 		return SL_FAST_NONE;
