@@ -140,11 +140,27 @@ change_service ""
 new_connections_avoid $LEAVING "after its removal"
 streams_echo "after $LEAVING was removed from the service"
 
-echo "# restart 4: SIGTERM, then a new start that sweeps the removed backend's entries"
+echo "# restart 4: a service deleted while no sluiced runs is swept by the next start"
+SWEPT_IP=10.96.0.77
+applied=$(daemon_log_count "plugin 'nat' applied")
+cat >"$state/swept.toml" <<TOML
+[[service]]
+name = "swept"
+cluster_ip = "$SWEPT_IP"
+ports = [{ port = 80, target_port = $TARGET_PORT }]
+backends = [{ ip = "$(backend_ip w2)", node = "$NODE_NAME" }]
+TOML
+wait_daemon_log "plugin 'nat' applied" "$applied" "nat to apply the extra service"
+dump=$(ctl -o json nat dump) || fail "sluicectl nat dump failed"
+grep -q "$SWEPT_IP" <<<"$dump" || fail "nat dump does not list the extra service $SWEPT_IP"
 stop_daemon
+rm "$state/swept.toml"
 start_daemon
-ctl -o json nat dump | grep -q "$(backend_ip $LEAVING)" && fail "nat dump still lists $LEAVING"
-streams_echo "after a restart without $LEAVING"
+dump=$(ctl -o json nat dump) || fail "sluicectl nat dump failed"
+grep -q "$SWEPT_IP" <<<"$dump" && fail "the pinned maps still hold $SWEPT_IP, deleted while sluiced was down"
+grep -q "$(backend_ip $LEAVING)" <<<"$dump" && fail "nat dump still lists $LEAVING"
+echo "ok: the service deleted while sluiced was down is gone from the maps"
+streams_echo "after a restart without $LEAVING and without the deleted service"
 
 # Each connection's conntrack entry is the one created when it opened: it
 # counted every packet of the connection (a request and an echo per

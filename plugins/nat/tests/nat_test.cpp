@@ -1288,11 +1288,15 @@ TEST(Nat, ExternalClientOfARemoteBackendIsSourceNatedToTheNode) {
     r = t.run(icmp_error("198.51.100.7", "192.168.1.10", reply), TC_ACT_REDIRECT);
     EXPECT_TRUE(icmp_error_is(r.out, kNode, kBackend1, kBackend1, 8080, kNode, 40000));
   });
-  // Without a route to the backend the flow cannot be sent on: dropped.
+  // Without a route to the backend a new flow cannot be sent on: dropped.
+  // An established one's next packet is dropped as no-route (the stage
+  // routes these flows itself; the kernel would drop it silently).
   in_routed_netns(
       [&] {
         RunResult r = t.run(tcp("198.51.100.9", "192.168.1.10", 40001, 30080), TC_ACT_SHOT);
         EXPECT_EQ(r.reason, SL_R_NO_BACKEND);
+        r = t.run(tcp("198.51.100.7", "192.168.1.10", 40000, 30080, kTcpAck), TC_ACT_SHOT);
+        EXPECT_EQ(r.reason, SL_R_NO_ROUTE) << reason_name(r.reason);
       },
       false);
 }
