@@ -26,6 +26,7 @@
 
 #include <sluice/unique_fd.hpp>
 
+#include "map_each.hpp"
 #include "nat_connect.skel.h"
 #include "node_addresses.hpp"
 
@@ -331,18 +332,15 @@ std::size_t ConnectTimeLb::abort_udp_sockets(const std::set<GoneUdpBackend>& gon
   int reverse = bpf_map__fd(attached_->skeleton->maps.nat_sock_reverse);
   std::set<std::uint64_t> cookies;
   std::set<std::uint8_t> families;
-  nat_sock_rev_key key{}, next{};
-  const nat_sock_rev_key* previous = nullptr;
-  while (bpf_map_get_next_key(reverse, previous, &next) == 0) {
-    GoneUdpBackend backend{next.family, {}, next.port};
-    std::memcpy(backend.addr.data(), next.addr, sizeof(next.addr));
-    if (gone.count(backend)) {
-      cookies.insert(next.cookie);
-      families.insert(next.family);
-    }
-    key = next;
-    previous = &key;
-  }
+  map_each<nat_sock_rev_key, nat_sock_rev_value>(
+      reverse, [&](const nat_sock_rev_key& k, const nat_sock_rev_value&) {
+        GoneUdpBackend backend{k.family, {}, k.port};
+        std::memcpy(backend.addr.data(), k.addr, sizeof(k.addr));
+        if (gone.count(backend)) {
+          cookies.insert(k.cookie);
+          families.insert(k.family);
+        }
+      });
   if (cookies.empty()) return 0;
 
   sluice::UniqueFd diag(socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_SOCK_DIAG));

@@ -18,6 +18,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "map_each.hpp"
 #include "nat_layout.h"
 
 namespace nat {
@@ -88,13 +89,10 @@ NodeAddresses::~NodeAddresses() {
 std::size_t NodeAddresses::sync() {
   KeySet want = current_addresses();
   std::vector<nat_node_addr_key> gone;
-  nat_node_addr_key key{}, next{};
-  bool first = true;
-  while (bpf_map_get_next_key(map_.get(), first ? nullptr : &key, &next) == 0) {
-    if (!want.count(next)) gone.push_back(next);
-    key = next;
-    first = false;
-  }
+  map_each<nat_node_addr_key, std::uint8_t>(
+      map_.get(), [&](const nat_node_addr_key& k, std::uint8_t) {
+        if (!want.count(k)) gone.push_back(k);
+      });
   std::uint8_t one = 1;
   for (const auto& k : want)
     if (bpf_map_update_elem(map_.get(), &k, &one, BPF_ANY) != 0)

@@ -35,6 +35,7 @@
 #include <string>
 #include <vector>
 
+#include <sluice/maps.hpp>
 #include <sluice/testing/stage_test.hpp>
 #include <sluice/unique_fd.hpp>
 
@@ -362,20 +363,14 @@ TEST(ConnectTimeLb, TcpConnectionsSpreadOverBackendsAndTheirPeerIsTheService) {
   EXPECT_GT(to_two, 5) << "connections were not spread: " << to_one << " / " << to_two;
 
   // One reverse entry per socket, naming the service.
-  UniqueFd reverse(bpf_obj_get((t.bed.map_pin_dir() + "/" NAT_MAP_SOCK_REVERSE).c_str()));
-  ASSERT_TRUE(reverse) << std::strerror(errno);
+  auto reverse = sluice::PinnedMap<nat_sock_rev_key, nat_sock_rev_value>::open(
+      t.bed.map_pin_dir() + "/" NAT_MAP_SOCK_REVERSE);
   int entries = 0;
-  nat_sock_rev_key key{}, next{};
-  const nat_sock_rev_key* prev = nullptr;
-  while (bpf_map_get_next_key(reverse.get(), prev, &next) == 0) {
-    nat_sock_rev_value value{};
-    ASSERT_EQ(bpf_map_lookup_elem(reverse.get(), &next, &value), 0);
+  reverse.for_each([&](const nat_sock_rev_key&, const nat_sock_rev_value& value) {
     EXPECT_EQ(value.port, htons(80));
     EXPECT_EQ(value.family, 4);
     ++entries;
-    key = next;
-    prev = &key;
-  }
+  });
   EXPECT_EQ(entries, 40);
 }
 
