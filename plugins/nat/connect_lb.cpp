@@ -185,10 +185,6 @@ void remove_file(const std::string& path) {
 ConnectTimeLbConfig read_connect_time_lb_config(const sluice::config::Table& nat_table) {
   ConnectTimeLbConfig config;
   config.mode = nat_table.get_choice("connect_time_lb", "all", {"off", "tcp", "udp", "all"});
-  config.protocols = config.mode == "off"   ? 0
-                     : config.mode == "tcp" ? NAT_CTLB_TCP
-                     : config.mode == "udp" ? NAT_CTLB_UDP
-                                            : NAT_CTLB_TCP | NAT_CTLB_UDP;
   std::string cgroup = nat_table.get_string("connect_time_lb_cgroup", kDefaultConnectTimeLbCgroup);
   if (cgroup.empty() || cgroup.front() != '/')
     nat_table.fail("connect_time_lb_cgroup",
@@ -214,7 +210,7 @@ ConnectTimeLb::~ConnectTimeLb() = default;
 void ConnectTimeLb::apply(sluice::Host& host, const ConnectTimeLbConfig& config) {
   link_pin_dir_ = host.pin_dir() + "/nat/connect_time_lb";
   map_pin_dir_ = host.map_pin_dir();
-  if (!config.protocols) {
+  if (!config.protocols()) {
     remove();
     host.log(sluice::LogLevel::info,
              "nat: connect-time load balancing is off (connect_time_lb = \"off\"): processes "
@@ -232,10 +228,10 @@ void ConnectTimeLb::apply(sluice::Host& host, const ConnectTimeLbConfig& config)
   if (!skeleton)
     fail("cannot open the connect-time load balancing BPF object: " + errno_text(errno));
   skeleton->rodata->nat_ctlb_netns_cookie = own_netns_cookie();
-  skeleton->rodata->nat_ctlb_protocols = config.protocols;
+  skeleton->rodata->nat_ctlb_protocols = config.protocols();
   for (const auto& hook : kHooks)
     bpf_program__set_autoload(program_of(skeleton.get(), hook),
-                              (config.protocols & hook.needed_by) != 0);
+                              (config.protocols() & hook.needed_by) != 0);
   host.load_bpf("nat connect-time load balancing (nat_connect.bpf.c)",
                 [&] { return nat_connect__load(skeleton.get()); });
 
@@ -246,7 +242,7 @@ void ConnectTimeLb::apply(sluice::Host& host, const ConnectTimeLbConfig& config)
   int updated = 0, created = 0, removed = 0;
   for (const auto& hook : kHooks) {
     std::string path = link_pin_dir_ + "/" + hook.name;
-    if (!(config.protocols & hook.needed_by)) {
+    if (!(config.protocols() & hook.needed_by)) {
       removed += remove_pinned_link(path);
       continue;
     }

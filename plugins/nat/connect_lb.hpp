@@ -27,7 +27,13 @@ inline constexpr const char* kDefaultConnectTimeLbCgroup = "/sys/fs/cgroup";
 // [plugins.nat] connect_time_lb and connect_time_lb_cgroup.
 struct ConnectTimeLbConfig {
   std::string mode = "all";  // "off" | "tcp" | "udp" | "all", as written
-  std::uint32_t protocols = NAT_CTLB_TCP | NAT_CTLB_UDP;  // 0: off
+  // The NAT_CTLB_* protocols `mode` balances (0: off).
+  std::uint32_t protocols() const {
+    return mode == "off"   ? 0
+           : mode == "tcp" ? NAT_CTLB_TCP
+           : mode == "udp" ? NAT_CTLB_UDP
+                           : NAT_CTLB_TCP | NAT_CTLB_UDP;
+  }
   std::string cgroup = kDefaultConnectTimeLbCgroup;
 };
 

@@ -10,7 +10,7 @@
 //
 //   auto blocks = sluice::config::split_resource_blocks(file.text);
 //   if (!blocks) -> parse the whole file (sluice::config::parse), as always
-//   auto same = sluice::config::unchanged_ends(old_blocks, *blocks, text_of);
+//   auto same = sluice::config::unchanged_ends(old_blocks, *blocks);
 //   for each new block between same.before and same.after:
 //     auto parsed = sluice::config::parse_resource_block(block, file.path);
 //     if (!parsed) -> parse the whole file: it gives the real error or result
@@ -213,25 +213,16 @@ struct UnchangedEnds {
   std::size_t before = 0, after = 0;
 };
 
-// `text_of(old[i])` gives an old block's text (blocks kept in any form).
 // Comparing texts (memcmp) is far cheaper than hashing or parsing them.
-template <class OldBlocks, class TextOf>
-UnchangedEnds unchanged_ends(const OldBlocks& old, const std::vector<ResourceBlock>& now,
-                             TextOf text_of) {
-  UnchangedEnds same;
-  const std::size_t limit = std::min<std::size_t>(old.size(), now.size());
-  while (same.before < limit && std::string_view(text_of(old[same.before])) == now[same.before].text)
-    ++same.before;
-  while (same.before + same.after < limit &&
-         std::string_view(text_of(old[old.size() - 1 - same.after])) ==
-             now[now.size() - 1 - same.after].text)
-    ++same.after;
-  return same;
-}
-
 inline UnchangedEnds unchanged_ends(const std::vector<ResourceBlock>& old,
                                     const std::vector<ResourceBlock>& now) {
-  return unchanged_ends(old, now, [](const ResourceBlock& block) { return block.text; });
+  UnchangedEnds same;
+  const std::size_t limit = std::min(old.size(), now.size());
+  while (same.before < limit && old[same.before].text == now[same.before].text) ++same.before;
+  while (same.before + same.after < limit &&
+         old[old.size() - 1 - same.after].text == now[now.size() - 1 - same.after].text)
+    ++same.after;
+  return same;
 }
 
 // Whoever keeps a file's text to compare the next version with needs a
