@@ -215,6 +215,10 @@ print("ok: %d packets accepted, %d redirected on ingress, none dropped or passed
       "past a missing stage" % (sum(r["packets"] for r in rows if r["reason"] == "accepted"),
                                 sum(r["packets"] for r in rows if r["reason"] == "redirected")))
 PY
+# Stop the streams: each closes its connections in order and reports.
+touch "$cluster/stop" "$nodeport/stop"
+wait $cluster_pid || true
+wait $nodeport_pid || true
 # No segment was lost. Sluice counts its own drops (above), but the kernel
 # drops some packets without a counter (a "martian" source, for one), so
 # TCP itself is asked: every segment retransmitted in a namespace that holds
@@ -222,7 +226,9 @@ PY
 # (D-SACK). A late echo on a busy machine makes TCP send a tail loss probe,
 # which the receiver D-SACKs because it has the original; a segment that was
 # really lost is retransmitted and not D-SACKed. All TCP in these
-# namespaces is the test's.
+# namespaces is the test's. The counters are read once the streams have
+# closed: a probe sent just before would otherwise be counted while its
+# D-SACK is still on the way back.
 for ns in $TCP_NAMESPACES; do
   echo "${ns##*-}" $(in_ns "$ns" nstat -asz TcpRetransSegs TcpExtTCPDSACKRecvSegs \
                      | awk '!/^#/ { print $1, $2 }')
@@ -250,10 +256,6 @@ print("ok: no TCP segment lost: %d retransmitted (loss probes after late echoes)
       "D-SACKed by the receivers" % (retransmitted, duplicates))
 PY
 
-# Stop the streams: each closes its connections in order and reports.
-touch "$cluster/stop" "$nodeport/stop"
-wait $cluster_pid || true
-wait $nodeport_pid || true
 python3 - "$cluster/status.json" "$nodeport/status.json" <<'PY' || fail "the streams failed"
 import json, os, sys
 env = os.environ
