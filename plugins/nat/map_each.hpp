@@ -1,10 +1,32 @@
-// Walking one of the nat plugin's maps by fd (the SDK's PinnedMap::for_each
-// needs a pin path; these maps are held by fd).
+// The nat plugin's map entries seen from user space: walking a map held by
+// fd (the SDK's PinnedMap::for_each needs a pin path), and keys and values
+// compared byte for byte, as the kernel matches hash keys. Entries are
+// zero-initialised, so padding compares equal.
 #pragma once
 
 #include <bpf/bpf.h>
 
+#include <cstring>
+
 namespace nat {
+
+template <class T>
+bool same_bytes(const T& a, const T& b) {
+  return std::memcmp(&a, &b, sizeof(T)) == 0;
+}
+
+template <class T>
+struct BytewiseLess {
+  bool operator()(const T& a, const T& b) const { return std::memcmp(&a, &b, sizeof(T)) < 0; }
+};
+
+// A map key as a std::map / std::set key.
+template <class T>
+struct MapKey {
+  T key{};
+  bool operator<(const MapKey& o) const { return BytewiseLess<T>{}(key, o.key); }
+  bool operator==(const MapKey& o) const { return same_bytes(key, o.key); }
+};
 
 // fn(const K&, const V&) for every entry; entries that vanish while walking
 // are skipped.

@@ -574,20 +574,8 @@ struct NamedPorts {
 
 // ---- map entries ----------------------------------------------------------------------
 
-struct FeKey {
-  nat_fe_key key{};
-  bool operator<(const FeKey& o) const { return std::memcmp(&key, &o.key, sizeof(key)) < 0; }
-  bool operator==(const FeKey& o) const { return std::memcmp(&key, &o.key, sizeof(key)) == 0; }
-};
-
-bool same(const nat_fe_value& a, const nat_fe_value& b) { return !std::memcmp(&a, &b, sizeof(a)); }
-bool same(const nat_be_value& a, const nat_be_value& b) { return !std::memcmp(&a, &b, sizeof(a)); }
-
-struct RangeKey {
-  nat_src_range_key key{};
-  bool operator<(const RangeKey& o) const { return std::memcmp(&key, &o.key, sizeof(key)) < 0; }
-  bool operator==(const RangeKey& o) const { return std::memcmp(&key, &o.key, sizeof(key)) == 0; }
-};
+using FeKey = nat::MapKey<nat_fe_key>;
+using RangeKey = nat::MapKey<nat_src_range_key>;
 
 // The entries of one service port (one service id).
 struct PortEntries {
@@ -602,9 +590,9 @@ struct PortEntries {
         backends.size() != o.backends.size() || source_ranges != o.source_ranges)
       return false;
     for (auto a = frontends.begin(), b = o.frontends.begin(); a != frontends.end(); ++a, ++b)
-      if (!(a->first == b->first) || !same(a->second, b->second)) return false;
+      if (!(a->first == b->first) || !nat::same_bytes(a->second, b->second)) return false;
     for (std::size_t i = 0; i < backends.size(); ++i)
-      if (!same(backends[i], o.backends[i])) return false;
+      if (!nat::same_bytes(backends[i], o.backends[i])) return false;
     return true;
   }
 };
@@ -749,11 +737,11 @@ void apply_port(const MapFds& maps, const PortEntries* old, const PortEntries* n
         map_put(maps.src_ranges, NAT_MAP_SRC_RANGES, range.key, kAllowed);
     for (std::uint32_t i = 0; i < now->backends.size(); ++i)
       if (!old || old->id != now->id || i >= old->backends.size() ||
-          !same(old->backends[i], now->backends[i]))
+          !nat::same_bytes(old->backends[i], now->backends[i]))
         map_put(maps.backends, NAT_MAP_BACKENDS, nat_be_key{now->id, i}, now->backends[i]);
     for (const auto& [key, value] : now->frontends) {
       auto it = old ? old->frontends.find(key) : decltype(old->frontends.end()){};
-      if (!old || it == old->frontends.end() || !same(it->second, value))
+      if (!old || it == old->frontends.end() || !nat::same_bytes(it->second, value))
         map_put(maps.frontends, NAT_MAP_FRONTENDS, key.key, value);
     }
     if (!old || old->label != now->label || old->id != now->id) {

@@ -29,12 +29,7 @@ namespace {
   throw std::runtime_error("nat: " + what + ": " + std::strerror(errno));
 }
 
-struct KeyLess {
-  bool operator()(const nat_node_addr_key& a, const nat_node_addr_key& b) const {
-    return std::memcmp(&a, &b, sizeof(a)) < 0;
-  }
-};
-using KeySet = std::set<nat_node_addr_key, KeyLess>;
+using KeySet = std::set<nat_node_addr_key, BytewiseLess<nat_node_addr_key>>;
 
 KeySet current_addresses() {
   ifaddrs* list = nullptr;
