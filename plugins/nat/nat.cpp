@@ -646,34 +646,30 @@ PortEntries entries_of(const ServiceSpec& s, const PortSpec& p, std::uint32_t id
   PortEntries e;
   e.id = id;
   e.label = port_label(s, p);
-  auto backend = [&](const BackendSpec& b) {
+  // Ordinals: selectable local, selectable remote, then the rest (nat_layout.h).
+  enum Group { kSelectableLocal, kSelectableRemote, kUnselectable };
+  std::array<std::vector<nat_be_value>, 3> groups;
+  for (const auto& b : s.backends) {
+    const std::uint16_t port = backend_port(b, p, named);
+    const bool local = !b.node.empty() && b.node == node;
+    // A backend without the named port cannot take this port's flows.
+    const bool selectable = b.ready && !b.terminating && port != 0;
     nat_be_value v{};
     v.family = b.ip.family;
     std::memcpy(v.addr, b.ip.words.data(), sizeof(v.addr));
-    v.port = htons(backend_port(b, p, named));
-    if (!b.node.empty() && b.node == node) v.flags |= NAT_BE_F_LOCAL;
+    v.port = htons(port);
+    if (local) v.flags |= NAT_BE_F_LOCAL;
     if (b.terminating) v.flags |= NAT_BE_F_TERMINATING;
-    // A backend without the named port cannot take this port's flows.
-    if (!b.ready || !v.port) v.flags |= NAT_BE_F_NOT_READY;
-    return v;
-  };
-  auto selectable = [&](const BackendSpec& b) {
-    return b.ready && !b.terminating && backend_port(b, p, named) != 0;
-  };
-  // Ordinals: selectable local, selectable remote, then the rest (nat_layout.h).
-  for (const auto& b : s.backends)
-    if (selectable(b) && !b.node.empty() && b.node == node) e.backends.push_back(backend(b));
-  std::uint32_t local = static_cast<std::uint32_t>(e.backends.size());
-  for (const auto& b : s.backends)
-    if (selectable(b) && !(!b.node.empty() && b.node == node)) e.backends.push_back(backend(b));
-  std::uint32_t count = static_cast<std::uint32_t>(e.backends.size());
-  for (const auto& b : s.backends)
-    if (!selectable(b)) e.backends.push_back(backend(b));
-  e.ready = count;
-  for (const auto& b : s.backends) {
+    if (!b.ready || !port) v.flags |= NAT_BE_F_NOT_READY;
+    groups[!selectable ? kUnselectable : local ? kSelectableLocal : kSelectableRemote].push_back(v);
     if (b.terminating) ++e.terminating;
-    else if (!selectable(b)) ++e.not_ready;
+    else if (!selectable) ++e.not_ready;
   }
+  const auto local = static_cast<std::uint32_t>(groups[kSelectableLocal].size());
+  const auto count = local + static_cast<std::uint32_t>(groups[kSelectableRemote].size());
+  e.backends.reserve(s.backends.size());
+  for (auto& group : groups) e.backends.insert(e.backends.end(), group.begin(), group.end());
+  e.ready = count;
   for (const auto& r : s.source_ranges) {
     RangeKey k;
     k.key.prefixlen = 32u + r.length;
