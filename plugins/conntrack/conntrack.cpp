@@ -240,15 +240,11 @@ std::string leg_flag_text(std::uint32_t flags) {
 }
 
 std::string address(std::uint8_t family, const __be32* words) {
-  char buffer[INET6_ADDRSTRLEN] = {};
-  inet_ntop(family == 6 ? AF_INET6 : AF_INET, words, buffer, sizeof(buffer));
-  return buffer;
+  return sluice::output::address_text(family == 6, words);
 }
 
 std::string endpoint(std::uint8_t family, const __be32* words, __be16 port) {
-  std::string a = address(family, words);
-  if (family == 6) a = "[" + a + "]";
-  return a + ":" + std::to_string(ntohs(port));
+  return sluice::output::endpoint_text(family == 6, words, port);
 }
 
 std::string seconds_text(std::uint64_t ns) {

@@ -79,15 +79,11 @@ std::optional<Address> parse_address(const std::string& text) {
 }
 
 std::string address_text(std::uint8_t family, const __be32* words) {
-  char buffer[INET6_ADDRSTRLEN] = {};
-  inet_ntop(family == 6 ? AF_INET6 : AF_INET, words, buffer, sizeof(buffer));
-  return buffer;
+  return sluice::output::address_text(family == 6, words);
 }
 
 std::string endpoint_text(std::uint8_t family, const __be32* words, __be16 port) {
-  std::string a = address_text(family, words);
-  if (family == 6) a = "[" + a + "]";
-  return a + ":" + std::to_string(ntohs(port));
+  return sluice::output::endpoint_text(family == 6, words, port);
 }
 
 struct Prefix {

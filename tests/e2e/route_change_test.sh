@@ -87,3 +87,29 @@ PY
 redirected=$(counter cali1 ingress redirected)
 (( redirected >= 120 )) || fail "the packets to w3 did not take the fast path ($redirected redirected on cali1 ingress)"
 echo "ok: the fast path follows the new route"
+
+# sluicectl shows the route the fast path now uses — out of cali3, to w3's
+# MAC, into its namespace — and `routes flush` makes every cached route stale.
+routes=$(ctl -o json routes dump) || fail "sluicectl routes dump failed"
+neighbours=$(ctl -o json arp dump) || fail "sluicectl arp dump failed"
+flushed=$(ctl -o json routes flush) || fail "sluicectl routes flush failed"
+after_flush=$(ctl -o json routes dump) || fail "sluicectl routes dump failed"
+python3 - "$w3_mac" "$routes" "$neighbours" "$flushed" "$after_flush" <<'PY' || fail "routes dump / arp dump / routes flush"
+import json, sys
+w3_mac, routes, neighbours, flushed, after_flush = sys.argv[1], *map(json.loads, sys.argv[2:])
+to_w3 = [r for r in routes["routes"] if r["in_interface"] == "cali1" and r["dst"] == "10.65.2.2"]
+assert len(to_w3) == 1, "one cached route from cali1 to 10.65.2.2 expected: %s" % routes
+r = to_w3[0]
+assert (r["src"], r["out_interface"], r["next_hop"], r["dst_mac"], r["via"]) == (
+    "10.65.1.2", "cali3", "10.65.2.2", w3_mac, "peer"), r
+assert r["epoch"] <= routes["epoch"] and r["state"] in ("fresh", "expired", "stale"), r
+arp = [n for n in neighbours if n["interface"] == "cali3" and n["next_hop"] == "10.65.2.2"]
+assert len(arp) == 1 and arp[0]["dst_mac"] == w3_mac and arp[0]["workload"], neighbours
+assert flushed["epoch"] == flushed["epoch_before"] + 1 and flushed["epoch_before"] >= routes["epoch"], flushed
+assert after_flush["routes"] and all(r["state"] == "stale" for r in after_flush["routes"]), after_flush
+print("ok: routes dump shows cali1 -> 10.65.2.2 out of cali3 to %s (%s), arp dump its neighbour; "
+      "after routes flush all %d cached routes are stale" % (w3_mac, r["state"], len(after_flush["routes"])))
+PY
+table=$(ctl routes dump) || fail "sluicectl routes dump failed"
+grep -Eq "^cali1 +10\.65\.1\.2 +10\.65\.2\.2 +cali3 " <<<"$table" || fail "routes dump table lacks the route: $table"
+echo "$table"

@@ -56,5 +56,6 @@ std::vector<CommandSpec> counters_commands();
 std::vector<CommandSpec> log_level_commands();
 std::vector<CommandSpec> plugins_commands();
 std::vector<CommandSpec> monitor_commands();
+std::vector<CommandSpec> routes_commands();
 
 }  // namespace sluice::ctl

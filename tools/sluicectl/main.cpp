@@ -57,7 +57,7 @@ po::options_description global_options() {
 std::vector<CommandSpec> all_commands() {
   std::vector<CommandSpec> all;
   for (auto group : {version_commands, ifstate_commands, counters_commands, log_level_commands,
-                     plugins_commands, monitor_commands})
+                     plugins_commands, monitor_commands, routes_commands})
     for (auto& spec : group()) all.push_back(std::move(spec));
   return all;
 }

@@ -79,9 +79,7 @@ std::string parse_prefix(const std::string& text, rl_exempt_key& key) {
 }
 
 std::string address_text(const rl_key& key) {
-  char buffer[INET6_ADDRSTRLEN] = {};
-  inet_ntop(key.family == 4 ? AF_INET : AF_INET6, key.addr, buffer, sizeof(buffer));
-  return buffer;
+  return sluice::output::address_text(key.family != 4, key.addr);
 }
 
 std::uint64_t monotonic_ns() {

@@ -3,6 +3,8 @@
 // so every command looks alike; build a result once and print it either way.
 #pragma once
 
+#include <arpa/inet.h>
+
 #include <algorithm>
 #include <cstdint>
 #include <map>
@@ -75,6 +77,30 @@ class Json {
   std::variant<std::nullptr_t, bool, std::int64_t, std::uint64_t, std::string, Array, Object>
       value_ = nullptr;
 };
+
+// Addresses as Sluice's maps store them: four big-endian words, IPv4 in the
+// first. "10.0.0.1" or "fd00::1".
+inline std::string address_text(bool ipv6, const void* words) {
+  char buffer[INET6_ADDRSTRLEN] = {};
+  inet_ntop(ipv6 ? AF_INET6 : AF_INET, words, buffer, sizeof(buffer));
+  return buffer;
+}
+// "10.0.0.1:80" or "[fd00::1]:80"; the port in network order, as stored.
+inline std::string endpoint_text(bool ipv6, const void* words, std::uint16_t port_be) {
+  std::string address = address_text(ipv6, words);
+  return (ipv6 ? "[" + address + "]" : address) + ":" + std::to_string(ntohs(port_be));
+}
+// "02:00:0a:41:01:02"
+inline std::string mac_text(const std::uint8_t (&mac)[6]) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (std::uint8_t byte : mac) {
+    if (!out.empty()) out += ':';
+    out += kHex[byte >> 4];
+    out += kHex[byte & 15];
+  }
+  return out;
+}
 
 inline Table::Table(std::vector<Column> columns) : columns_(std::move(columns)) {}
 
