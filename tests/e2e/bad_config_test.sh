@@ -32,10 +32,10 @@ set +e; in_node "$SLUICED" --config "$bad" >/dev/null 2>&1; rc=$?; set -e
 
 # SIGHUP with a broken file keeps the running configuration.
 cp "$bad" "$CONFIG"
+refused=$(daemon_log_count "invalid, keeping the running one")
 kill -HUP "$DAEMON_PID"
-sleep 0.5
+wait_daemon_log "invalid, keeping the running one" "$refused" "the bad reload to be refused"
 kill -0 "$DAEMON_PID" || fail "the daemon died on SIGHUP with a bad config"
-grep -q "invalid, keeping the running one" "$WORK/daemon.log" || fail "no error logged for the bad reload"
 ids_after=$(for d in cali1 cali2 eth0; do filter_prog_id "$NS_NODE" $d ingress; done | tr '\n' ' ')
 assert_eq "$ids_before" "$ids_after" "programs after rejected configs"
 ip netns exec "$NS_W1" ping -c 1 -W 1 10.65.2.2 >/dev/null || fail "traffic broken"

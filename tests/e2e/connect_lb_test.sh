@@ -73,8 +73,8 @@ TOML
 
 for ns in "$NS_W2" "$NS_EXT"; do
   name=${ns##*-}
-  ip netns exec "$ns" $echo_py serve "$name" 8080 >/dev/null &
-  ip netns exec "$ns" $echo_py serve-udp "$name" 5353 >/dev/null &
+  start_listener "$ns" "$WORK/serve-$name.out" $echo_py serve "$name" 8080
+  start_listener "$ns" "$WORK/serve-udp-$name.out" $echo_py serve-udp "$name" 5353
 done
 config all
 start_daemon
@@ -140,10 +140,9 @@ assert_eq 8 "$(programs_on "$CG")" "programs attached to the test cgroup"
 
 # ---- restarts keep the links and swap their programs, with no gap ------------
 link_before=$(link_id sendmsg4) prog_before=$(link_prog sendmsg4)
-N=3000 # 3 s at 1 ms, every datagram through sendmsg4
-ip netns exec "$NS_W2" "$UDP_STREAM" recv 7002 $N 30 >"$WORK/stream" &
-recv_pid=$!
-sleep 0.3
+N=10000 # 10 s at 1 ms, every datagram through sendmsg4, outlasting the restarts
+start_listener "$NS_W2" "$WORK/stream" "$UDP_STREAM" recv 7002 $N 30
+recv_pid=$LISTENER_PID
 in_test_cgroup "$UDP_STREAM" send 198.18.0.54 7002 $N 1000 2>"$WORK/stream-errors" &
 send_pid=$!
 sleep 0.5
@@ -153,6 +152,7 @@ start_daemon
 prog_restart=$(link_prog sendmsg4)
 sleep 0.3
 reload_daemon      # SIGHUP: re-exec in place
+kill -0 $send_pid 2>/dev/null || fail "the stream ended before the restarts were done: they went untested"
 wait $send_pid
 wait $recv_pid || { cat "$WORK/stream" "$WORK/stream-errors"; fail "datagrams were lost across restarts"; }
 cat "$WORK/stream"

@@ -27,9 +27,8 @@ if [[ $enabled == *log* ]]; then
 fi
 
 N=20
-ip netns exec "$NS_W2" "$UDP_STREAM" recv 7001 $N 3 >"$WORK/recv.out" &
-recv_pid=$!
-sleep 0.3
+start_listener "$NS_W2" "$WORK/recv.out" "$UDP_STREAM" recv 7001 $N 3
+recv_pid=$LISTENER_PID
 send_udp "$NS_W1" 10.65.2.2 7001 $N 1000
 wait $recv_pid && fail "datagrams crossed a hook whose chain has a hole"
 grep -q "received 0 of $N" "$WORK/recv.out" || { cat "$WORK/recv.out"; fail "some datagrams passed"; }

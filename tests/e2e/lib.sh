@@ -168,4 +168,20 @@ filter_prog_id() {
 has_clsact() { tc -n "$1" qdisc show dev "$2" | grep -q clsact; }
 
 # send_udp <from ns> <ip> <port> <count> [interval_us]
+# start_listener <ns> <output file> <command...>: runs a server (udp_stream
+# recv, tcp_echo.py serve...) in the background (LISTENER_PID) and returns
+# once it prints "listening", i.e. has bound its port: nothing sent
+# afterwards can miss it.
+start_listener() {
+  local ns=$1 out=$2
+  shift 2
+  spawn_in_ns "$ns" "$@" >"$out"
+  LISTENER_PID=$!
+  for _ in $(seq 100); do
+    grep -q listening "$out" 2>/dev/null && return 0
+    kill -0 "$LISTENER_PID" 2>/dev/null || { cat "$out"; fail "$* in $ns exited"; }
+    sleep 0.05
+  done
+  fail "$* in $ns did not listen within 5 s"
+}
 send_udp() { ip netns exec "$1" "$UDP_STREAM" send "$2" "$3" "$4" "${5:-1000}"; }

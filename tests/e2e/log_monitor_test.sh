@@ -44,7 +44,12 @@ timeout 1.5 cat $tracing/trace_pipe >"$WORK/trace-off.txt" &
 trace_pid=$!
 sleep 0.3
 ip netns exec "$NS_W1" ping -c 2 -i 0.2 -W 1 10.65.2.2 >/dev/null
+# trace_pipe keeps what no reader took yet, so a marker after the pings shows
+# the reader saw everything written while they ran.
+marker="sluice-e2e-$E2E_ID-log-off"
+echo "$marker" >$tracing/trace_marker
 wait $trace_pid || true
+grep -q -- "$marker" "$WORK/trace-off.txt" || fail "the trace_pipe reader saw nothing (not even its marker)"
 grep -q "cali1----" "$WORK/trace-off.txt" && fail "trace lines with log level off"
 assert_eq "$ids_before" "$(filter_prog_id "$NS_NODE" cali1 ingress)" "program unchanged by log-level switches"
 stop_daemon

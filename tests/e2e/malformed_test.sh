@@ -22,7 +22,8 @@ done
 ip netns exec "$NS_W1" $inject eth0 "$cali1_mac" l4-short $n
 ip netns exec "$NS_EXT" $inject eth0 "$eth0_mac" l4-short $n
 ip netns exec "$NS_W1" $inject eth0 "$cali1_mac" good-udp $n
-sleep 0.2
+# The good frames go last: once they are counted, so is everything before.
+for _ in $(seq 50); do (( $(counter cali1 ingress accepted) >= n )) && break; sleep 0.1; done
 for kind in "${!reason[@]}"; do
   assert_eq $n "$(counter cali1 ingress "malformed-${reason[$kind]}")" "cali1 ingress malformed-${reason[$kind]}"
   assert_eq $n "$(counter eth0 ingress "passed-malformed-${reason[$kind]}")" "eth0 ingress passed-malformed-${reason[$kind]}"

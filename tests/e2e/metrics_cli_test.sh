@@ -10,8 +10,9 @@ filter = "all"
 [metrics]
 listen = "127.0.0.1:9464"'
 start_daemon
-grep -q "metrics: serving Prometheus metrics on http://127.0.0.1:9464/metrics" "$WORK/daemon.log" \
-  || fail "the daemon does not say where it serves metrics"
+# The server starts just after "sluiced ready".
+wait_daemon_log "metrics: serving Prometheus metrics on http://127.0.0.1:9464/metrics" 0 \
+  "the daemon to say where it serves metrics"
 
 # scrape [path] -> body on stdout, "HTTP <status>" on stderr for errors
 scrape() {
@@ -47,9 +48,8 @@ PY
 }
 
 N=50
-ip netns exec "$NS_W2" "$UDP_STREAM" recv 7000 $N 15 >"$WORK/recv.out" &
-recv_pid=$!
-sleep 0.3
+start_listener "$NS_W2" "$WORK/recv.out" "$UDP_STREAM" recv 7000 $N 15
+recv_pid=$LISTENER_PID
 send_udp "$NS_W1" 10.65.2.2 7000 $N 500
 wait $recv_pid || { cat "$WORK/recv.out"; fail "datagrams lost"; }
 
@@ -123,17 +123,22 @@ echo "ok: $(cat "$WORK/ctl.err")"
 
 # A port that cannot be bound: the daemon says so and manages traffic anyway.
 stop_daemon
+# The blocker holds the port until told to go (a file), then frees it.
 in_node python3 -c '
-import socket, time, sys
+import os, socket, time, sys
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(("127.0.0.1", 9464)); s.listen(1)
-sys.stdout.write("bound\n"); sys.stdout.flush(); time.sleep(30)' >"$WORK/blocker.out" &
+sys.stdout.write("bound\n"); sys.stdout.flush()
+deadline = time.time() + 60
+while not os.path.exists(sys.argv[1]) and time.time() < deadline: time.sleep(0.05)' \
+  "$WORK/blocker.stop" >"$WORK/blocker.out" &
 blocker=$!
 for _ in $(seq 50); do grep -q bound "$WORK/blocker.out" && break; sleep 0.1; done
 sed -i "s|^dir = .*|dir = \"$E2E_BUILD/lib/sluice/plugins\"|" "$CONFIG"
+unbound=$(daemon_log_count "serves no metrics")
 start_daemon
-kill "$blocker"; wait "$blocker" 2>/dev/null || true
-grep -q "serves no metrics" "$WORK/daemon.log" || fail "bind failure not reported"
+wait_daemon_log "serves no metrics" "$unbound" "the daemon to report the bind failure"
+touch "$WORK/blocker.stop"; wait "$blocker" || true
 ip netns exec "$NS_W1" ping -c 1 -W 1 10.65.2.2 >/dev/null || fail "traffic stopped without metrics"
 echo "ok: $(grep -m1 'serves no metrics' "$WORK/daemon.log" | sed 's/^[^ ]* [^ ]* //')"
 stop_daemon

@@ -17,7 +17,8 @@ printf '[interfaces]\nworkload = ["cali1"]\n' >>"$CONFIG"
 reload_daemon
 [[ -z $(filter_prog_id "$NS_NODE" cali2 ingress) ]] || fail "cali2 still has our filter"
 has_clsact "$NS_NODE" cali2 && fail "cali2 still has the clsact qdisc Sluice created"
-ctl -o json ifstate dump | grep -q '"cali2"' && fail "cali2 still recorded"
+ifstate=$(ctl -o json ifstate dump) || fail "sluicectl ifstate dump failed"
+grep -q '"cali2"' <<<"$ifstate" && fail "cali2 still recorded"
 new_cali1=$(filter_prog_id "$NS_NODE" cali1 ingress)
 [[ -n $new_cali1 && $new_cali1 != "$old_cali1" ]] || fail "cali1 not re-attached ($old_cali1 -> $new_cali1)"
 echo "ok: cali2 released, cali1 re-attached ($old_cali1 -> $new_cali1)"
@@ -28,19 +29,19 @@ cp "$CONFIG" "$WORK/good.toml"
 if [[ -f $E2E_BUILD/lib/sluice/plugins/log.so ]]; then
   sed -i 's/^enabled = .*/enabled = ["log"]/' "$CONFIG"
   printf '[plugins.log]\nbogus = 1\n' >>"$CONFIG"
+  refused=$(daemon_log_count "check-config refused the new configuration")
   kill -HUP "$DAEMON_PID"
-  sleep 1
+  wait_daemon_log "check-config refused the new configuration" "$refused" "the bad plugin table to be refused"
   kill -0 "$DAEMON_PID" || fail "daemon died on a bad plugin table"
-  grep -q "check-config refused the new configuration" "$WORK/daemon.log" || fail "bad plugin table not refused"
   assert_eq "$new_cali1" "$(filter_prog_id "$NS_NODE" cali1 ingress)" "program after a refused plugin table"
 fi
 
 # 3. Moving the pins (another instance) is refused.
 cp "$WORK/good.toml" "$CONFIG"
 sed -i "s/^instance = .*/instance = \"$INSTANCE-other\"/" "$CONFIG"
+refused=$(daemon_log_count "root/instance changed")
 kill -HUP "$DAEMON_PID"
-sleep 0.5
-grep -q "root/instance changed" "$WORK/daemon.log" || fail "pin dir change not refused"
+wait_daemon_log "root/instance changed" "$refused" "the pin dir change to be refused"
 [[ -e /sys/fs/bpf/$INSTANCE-other ]] && fail "a second pin dir was created"
 assert_eq "$new_cali1" "$(filter_prog_id "$NS_NODE" cali1 ingress)" "program after a refused instance change"
 cp "$WORK/good.toml" "$CONFIG"

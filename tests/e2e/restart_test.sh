@@ -11,10 +11,11 @@ write_config "$plugins"
 start_daemon
 before=$(filter_prog_id "$NS_NODE" cali1 ingress)
 
-N=3000   # 3 s at 1 ms
-ip netns exec "$NS_W2" "$UDP_STREAM" recv 7002 $N 30 >"$WORK/recv.out" &
-recv_pid=$!
-sleep 0.3
+# 10 s at 1 ms: the stream must outlast both restarts even on a slow machine
+# (checked below), or they would not be tested.
+N=10000
+start_listener "$NS_W2" "$WORK/recv.out" "$UDP_STREAM" recv 7002 $N 30
+recv_pid=$LISTENER_PID
 send_udp "$NS_W1" 10.65.2.2 7002 $N 1000 &
 send_pid=$!
 
@@ -27,6 +28,7 @@ after_restart=$(filter_prog_id "$NS_NODE" cali1 ingress)
 sleep 0.5
 reload_daemon             # re-exec in place with the (unchanged) config
 after_hup=$(filter_prog_id "$NS_NODE" cali1 ingress)
+kill -0 $send_pid 2>/dev/null || fail "the stream ended before the restarts were done: they went untested"
 
 wait $send_pid
 wait $recv_pid || { cat "$WORK/recv.out"; fail "datagrams were lost across restarts"; }

@@ -53,7 +53,9 @@ with open(log_path, "w") as log:
         time.sleep(0.01)
 PY
 spawn_in_ns "$NS_W2" python3 "$WORK/udp.py" echo 10.65.2.2 7000 "$WORK/w2.log"
+echo_pids=$!
 spawn_in_ns "$NS_W3" python3 "$WORK/udp.py" echo 10.65.2.2 7000 "$WORK/w3.log"
+echo_pids+=" $!"
 for log in w2 w3; do
   for _ in $(seq 100); do grep -q ready "$WORK/$log.log" 2>/dev/null && break; sleep 0.05; done
   grep -q ready "$WORK/$log.log" 2>/dev/null || fail "the echo server in $log did not start"
@@ -61,13 +63,18 @@ done
 spawn_in_ns "$NS_W1" python3 "$WORK/udp.py" client 10.65.2.2 7000 "$WORK/established" "$WORK/go" \
   "$WORK/client.log"
 CLIENT_PID=$!
+w3_mac=$(lab_mac "$NS_W3" eth0)
 wait_file "$WORK/established" "the flow to w2"
 # At once: the route cached by the flow's first redirected packet is only
 # milliseconds old, so without an invalidation it would hold for ~1 s.
-w3_mac=$(lab_mac "$NS_W3" eth0)
 in_node ip route add 10.65.2.2/32 dev cali3
 in_node ip neigh replace 10.65.2.2 lladdr "$w3_mac" dev cali3 nud permanent
+changed_ms=$(date +%s%3N)
 touch "$WORK/go"
+# A change later than this could not tell a missed invalidation (the cached
+# route holds for 1 s) from the route's expiry.
+late_ms=$(( changed_ms - $(stat -c %.3Y "$WORK/established" | tr -d .) ))
+(( late_ms <= 600 )) || fail "the route changed $late_ms ms after the flow's route was cached: too late to test"
 wait "$CLIENT_PID" || fail "the client failed"
 
 python3 - "$WORK/client.log" "$WORK/w3.log" "$WORK/w2.log" <<'PY'
@@ -88,6 +95,7 @@ redirected=$(counter cali1 ingress redirected)
 (( redirected >= 120 )) || fail "the packets to w3 did not take the fast path ($redirected redirected on cali1 ingress)"
 echo "ok: the fast path follows the new route"
 
+kill $echo_pids; wait $echo_pids 2>/dev/null || true  # no late echo refreshes a route after the flush
 # sluicectl shows the route the fast path now uses — out of cali3, to w3's
 # MAC, into its namespace — and `routes flush` makes every cached route stale.
 routes=$(ctl -o json routes dump) || fail "sluicectl routes dump failed"

@@ -233,8 +233,16 @@ for ns in $TCP_NAMESPACES; do
   echo "${ns##*-}" $(in_ns "$ns" nstat -asz TcpRetransSegs TcpExtTCPDSACKRecvSegs \
                      | awk '!/^#/ { print $1, $2 }')
 done >"$WORK/retransmits"
-python3 - "$WORK/retransmits" "$cluster/status.json" "$nodeport/status.json" <<'PY' \
-  || fail "TCP segments were lost"
+# Where a lost segment may have gone: every namespace's nonzero drop, error
+# and recovery counters (printed on failure).
+for ns in $NS_NODE $TCP_NAMESPACES; do
+  echo "${ns##*-}:" $(in_ns "$ns" nstat -as | awk '!/^#/ && tolower($1) ~ /drop|err|discard|csum|noroute|prune|lossprobe|recovery|timeout|dsack|retrans/ { printf "%s=%s ", $1, $2 }')
+done >"$WORK/tcp-counters"
+in_node ip -j -s link | python3 -c 'import json, sys
+print("node links, rx/tx dropped:", " ".join("%s=%d/%d" % (l["ifname"], l["stats64"]["rx"]["dropped"],
+      l["stats64"]["tx"]["dropped"]) for l in json.load(sys.stdin) if "stats64" in l))' >>"$WORK/tcp-counters"
+python3 - "$WORK/retransmits" "$WORK/tcp-counters" "$cluster/status.json" "$nodeport/status.json" \
+  <<'PY' || fail "TCP segments were lost"
 import json, sys
 retransmitted = duplicates = 0
 lost = []
@@ -246,11 +254,12 @@ for line in open(sys.argv[1]):
     if sent > dsacked:
         lost.append("%s: %d retransmitted, %d D-SACKed" % (ns, sent, dsacked))
 if lost:
-    for path in sys.argv[2:]:  # when the clients saw retransmissions, and slow echoes
+    for path in sys.argv[3:]:  # when the clients saw retransmissions, and slow echoes
         status = json.load(open(path))
         for c in status["connections"]:
             print("%s #%d (%s): retransmits %s, slow %s" % (
                 status["target"], c["index"], c["backend"], c["retransmits"], c["slow"]))
+    print(open(sys.argv[2]).read())
     sys.exit("segments lost: " + "; ".join(lost))
 print("ok: no TCP segment lost: %d retransmitted (loss probes after late echoes), all %d "
       "D-SACKed by the receivers" % (retransmitted, duplicates))

@@ -45,10 +45,9 @@ backends = [{ ip = "10.65.2.2" }]
 TOML
 service '{ ip = "10.65.2.2" }, { ip = "10.64.0.2" }'
 
-ip netns exec "$NS_W2" $echo_py serve w2 8080 >/dev/null &
-ip netns exec "$NS_EXT" $echo_py serve ext 8080 >/dev/null &
+start_listener "$NS_W2" "$WORK/serve-w2.out" $echo_py serve w2 8080
+start_listener "$NS_EXT" "$WORK/serve-ext.out" $echo_py serve ext 8080
 start_daemon
-sleep 0.5
 
 ip netns exec "$NS_W1" $echo_py ask 10.96.0.10 80 20 >"$WORK/answers"
 grep -q error "$WORK/answers" && { cat "$WORK/answers"; fail "connections to the cluster IP failed"; }
@@ -96,9 +95,9 @@ ip netns exec "$NS_W1" $echo_py ask 10.96.0.10 80 10 >"$WORK/answers2"
 assert_eq 10 "$(grep -c '^w2 ' "$WORK/answers2")" "connections to the remaining backend"
 
 # A broken file is rejected whole; the service keeps working as it was.
+rejected=$(daemon_log_count "services.toml:3:")
 printf '[[service]]\nname = "echo"\ncluster_ip = "not-an-ip"\n' >"$state/services.toml"
-sleep 0.5
-grep -q "services.toml:3:" "$WORK/daemon.log" || fail "the bad file's error does not name file:line"
+wait_daemon_log "services.toml:3:" "$rejected" "the bad file's error naming file:line"
 ip netns exec "$NS_W1" $echo_py ask 10.96.0.10 80 3 >"$WORK/answers3"
 assert_eq 3 "$(grep -c '^w2 ' "$WORK/answers3")" "connections after a rejected file"
 stop_daemon
