@@ -43,6 +43,7 @@
 #include <sluice/config.hpp>
 #include <sluice/metrics.hpp>
 #include <sluice/output.hpp>
+#include <sluice/clock.hpp>
 #include <sluice/plugin.hpp>
 #include <sluice/unique_fd.hpp>
 
@@ -146,13 +147,6 @@ std::vector<Entry> read_entries(int fd) {
     prev = &key;
   }
   return out;
-}
-
-std::uint64_t monotonic_ns() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000ull +
-         static_cast<std::uint64_t>(ts.tv_nsec);
 }
 
 std::string proto_name(int proto) {
@@ -477,7 +471,7 @@ int run_dump(const sluice::CliContext& context) {
   Fd fd;
   if (int rc = open_table(context, fd)) return rc;
   std::vector<Entry> entries = read_entries(fd.get());
-  std::uint64_t now = monotonic_ns();
+  std::uint64_t now = sluice::monotonic_ns();
   if (context.json()) {
     Json out = Json::array();
     for (const auto& e : entries)

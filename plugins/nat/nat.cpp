@@ -40,6 +40,7 @@
 #include <sluice/config.hpp>
 #include <sluice/metrics.hpp>
 #include <sluice/output.hpp>
+#include <sluice/clock.hpp>
 #include <sluice/plugin.hpp>
 #include <sluice/unique_fd.hpp>
 #include <sluice/resource_blocks.hpp>
@@ -952,13 +953,6 @@ int run_dump(const sluice::CliContext& context) {
   return sluice::kCliOk;
 }
 
-std::uint64_t monotonic_ns() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000ull +
-         static_cast<std::uint64_t>(ts.tv_nsec);
-}
-
 int run_aff(const sluice::CliContext& context) {
   if (!context.args.empty()) {
     *context.err << "nat aff: unexpected argument '" << context.args[0] << "'\n";
@@ -966,7 +960,7 @@ int run_aff(const sluice::CliContext& context) {
   }
   CliMaps maps;
   if (int rc = open_maps(context, maps)) return rc;
-  std::uint64_t now = monotonic_ns();
+  std::uint64_t now = sluice::monotonic_ns();
   Json out = Json::array();
   nat::map_each<nat_aff_key, nat_aff_value>(maps.affinity.get(), [&](const nat_aff_key& k,
                                                              const nat_aff_value& v) {

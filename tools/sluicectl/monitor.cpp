@@ -17,6 +17,7 @@
 #include <optional>
 
 #include "cli.hpp"
+#include "sluice/clock.hpp"
 #include "pinned_maps.hpp"
 #include "sluice/core/error.hpp"
 
@@ -38,17 +39,10 @@ void install_stop_handlers() {
   sigaction(SIGTERM, &action, nullptr);
 }
 
-std::uint64_t clock_ns(clockid_t clock) {
-  timespec ts{};
-  clock_gettime(clock, &ts);
-  return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000ull +
-         static_cast<std::uint64_t>(ts.tv_nsec);
-}
-
 // Events carry bpf_ktime_get_ns() (CLOCK_MONOTONIC); people read wall time.
 class EventClock {
  public:
-  EventClock() : offset_ns_(clock_ns(CLOCK_REALTIME) - clock_ns(CLOCK_MONOTONIC)) {}
+  EventClock() : offset_ns_(sluice::clock_ns(CLOCK_REALTIME) - sluice::monotonic_ns()) {}
   std::uint64_t realtime_ns(std::uint64_t monotonic_ns) const { return monotonic_ns + offset_ns_; }
 
  private:

@@ -19,6 +19,7 @@
 
 #include "cli.hpp"
 #include "pinned_maps.hpp"
+#include "sluice/clock.hpp"
 
 namespace sluice::ctl {
 
@@ -64,14 +65,6 @@ RouteCache read_route_cache(PinnedMaps& maps) {
   return cache;
 }
 
-// The clock of bpf_ktime_get_coarse_ns().
-std::uint64_t monotonic_coarse_ns() {
-  timespec now{};
-  clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
-  return static_cast<std::uint64_t>(now.tv_sec) * 1000000000ull +
-         static_cast<std::uint64_t>(now.tv_nsec);
-}
-
 // Whether the fast path would still use an entry (sl_cached_route()).
 std::string state_of(const sl_route_value& value, std::uint32_t epoch, std::uint64_t age_ns) {
   if (value.epoch != epoch) return "stale";  // routing changed (or a flush) since
@@ -110,7 +103,8 @@ int run_routes_dump(Context& context, const po::variables_map&) {
   maps.require_compatible();
   RouteCache cache = read_route_cache(maps);
   InterfaceNames names(maps);
-  const std::uint64_t now = monotonic_coarse_ns();
+  // bpf_ktime_get_coarse_ns()'s clock, which the fast path stamps entries with.
+  const std::uint64_t now = sluice::clock_ns(CLOCK_MONOTONIC_COARSE);
 
   Json rows = Json::array();
   Table table({{"IN"},
@@ -193,7 +187,8 @@ int run_arp_dump(Context& context, const po::variables_map&) {
   maps.require_compatible();
   RouteCache cache = read_route_cache(maps);
   InterfaceNames names(maps);
-  const std::uint64_t now = monotonic_coarse_ns();
+  // bpf_ktime_get_coarse_ns()'s clock, which the fast path stamps entries with.
+  const std::uint64_t now = sluice::clock_ns(CLOCK_MONOTONIC_COARSE);
 
   struct Neighbour {
     std::uint32_t ifindex;

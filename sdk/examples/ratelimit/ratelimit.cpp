@@ -27,6 +27,7 @@
 #include <sluice/config.hpp>
 #include <sluice/maps.hpp>
 #include <sluice/output.hpp>
+#include <sluice/clock.hpp>
 #include <sluice/plugin.hpp>
 
 #include "ratelimit.skel.h"
@@ -80,13 +81,6 @@ std::string parse_prefix(const std::string& text, rl_exempt_key& key) {
 
 std::string address_text(const rl_key& key) {
   return sluice::output::address_text(key.family != 4, key.addr);
-}
-
-std::uint64_t monotonic_ns() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);  // bpf_ktime_get_ns()'s clock
-  return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000ull +
-         static_cast<std::uint64_t>(ts.tv_nsec);
 }
 
 // A list of names, each checked against `allowed`, errors at the item.
@@ -290,7 +284,7 @@ class RateLimitPlugin final : public sluice::Plugin {
     std::size_t total_sources = rows.size();
     if (top && rows.size() > top) rows.resize(top);
 
-    const std::uint64_t now = monotonic_ns();
+    const std::uint64_t now = sluice::monotonic_ns();
     auto tokens_now = [&](const rl_bucket& b) {
       std::uint64_t full = burst_ * RL_TOKEN;
       std::uint64_t elapsed = now > b.last_ns ? now - b.last_ns : 0;
