@@ -28,6 +28,8 @@ namespace {
 struct CachedRoute {
   sl_route_key key;
   sl_route_value value;
+  std::uint64_t age_ns;
+  std::string state;  // fresh, stale or expired: see state_of()
 };
 
 struct RouteCache {
@@ -44,15 +46,28 @@ std::uint32_t read_epoch(PinnedMaps& maps) {
   return epoch;
 }
 
+// Whether the fast path would still use an entry (sl_cached_route()).
+std::string state_of(const sl_route_value& value, std::uint32_t epoch, std::uint64_t age_ns) {
+  if (value.epoch != epoch) return "stale";  // routing changed (or a flush) since
+  if (age_ns > SL_ROUTE_CACHE_MAX_AGE_NS) return "expired";
+  return "fresh";
+}
+
 RouteCache read_route_cache(PinnedMaps& maps) {
   RouteCache cache;
   cache.epoch = read_epoch(maps);
+  // bpf_ktime_get_coarse_ns()'s clock, which the fast path stamps entries with.
+  const std::uint64_t now = sluice::clock_ns(CLOCK_MONOTONIC_COARSE);
   int fd = maps.fd(SL_MAP_ROUTE_CACHE, sizeof(sl_route_value));
   sl_route_key key{}, next{};
   const sl_route_key* prev = nullptr;
   while (bpf_map_get_next_key(fd, prev, &next) == 0) {
-    CachedRoute route{next, {}};
-    if (bpf_map_lookup_elem(fd, &next, &route.value) == 0) cache.routes.push_back(route);
+    CachedRoute route{next, {}, 0, {}};
+    if (bpf_map_lookup_elem(fd, &next, &route.value) == 0) {
+      route.age_ns = now > route.value.looked_up_ns ? now - route.value.looked_up_ns : 0;
+      route.state = state_of(route.value, cache.epoch, route.age_ns);
+      cache.routes.push_back(std::move(route));
+    }
     key = next;
     prev = &key;
   }
@@ -65,12 +80,6 @@ RouteCache read_route_cache(PinnedMaps& maps) {
   return cache;
 }
 
-// Whether the fast path would still use an entry (sl_cached_route()).
-std::string state_of(const sl_route_value& value, std::uint32_t epoch, std::uint64_t age_ns) {
-  if (value.epoch != epoch) return "stale";  // routing changed (or a flush) since
-  if (age_ns > SL_ROUTE_CACHE_MAX_AGE_NS) return "expired";
-  return "fresh";
-}
 
 // Interface names: as sluiced recorded them for managed interfaces (right even
 // from another network namespace), else as this namespace knows the index.
@@ -103,8 +112,6 @@ int run_routes_dump(Context& context, const po::variables_map&) {
   maps.require_compatible();
   RouteCache cache = read_route_cache(maps);
   InterfaceNames names(maps);
-  // bpf_ktime_get_coarse_ns()'s clock, which the fast path stamps entries with.
-  const std::uint64_t now = sluice::clock_ns(CLOCK_MONOTONIC_COARSE);
 
   Json rows = Json::array();
   Table table({{"IN"},
@@ -117,10 +124,8 @@ int run_routes_dump(Context& context, const po::variables_map&) {
                {"VIA"},
                {"AGE", Table::Align::right},
                {"STATE"}});
-  for (const auto& [key, value] : cache.routes) {
+  for (const auto& [key, value, age, state] : cache.routes) {
     const bool v6 = is_ipv6(key.family);
-    const std::uint64_t age = now > value.looked_up_ns ? now - value.looked_up_ns : 0;
-    const std::string state = state_of(value, cache.epoch, age);
     const char* via = value.workload ? "peer" : "neigh";
     if (context.json()) {
       Json row = Json::object();
@@ -187,8 +192,6 @@ int run_arp_dump(Context& context, const po::variables_map&) {
   maps.require_compatible();
   RouteCache cache = read_route_cache(maps);
   InterfaceNames names(maps);
-  // bpf_ktime_get_coarse_ns()'s clock, which the fast path stamps entries with.
-  const std::uint64_t now = sluice::clock_ns(CLOCK_MONOTONIC_COARSE);
 
   struct Neighbour {
     std::uint32_t ifindex;
@@ -200,12 +203,11 @@ int run_arp_dump(Context& context, const po::variables_map&) {
     bool workload = false;
   };
   std::map<std::tuple<std::uint32_t, std::uint8_t, std::array<__be32, 4>>, Neighbour> neighbours;
-  for (const auto& [key, value] : cache.routes) {
+  for (const auto& [key, value, age, state] : cache.routes) {
     auto next_hop = std::to_array(value.nexthop);
     auto [it, added] = neighbours.try_emplace({value.ifindex, key.family, next_hop});
     Neighbour& n = it->second;
-    const std::uint64_t age = now > value.looked_up_ns ? now - value.looked_up_ns : 0;
-    const bool fresh = state_of(value, cache.epoch, age) == "fresh";
+    const bool fresh = state == "fresh";
     if (added || (fresh && !n.fresh)) {  // the MACs of a route the fast path still uses
       n.ifindex = value.ifindex;
       n.family = key.family;
