@@ -11,7 +11,9 @@ ask-udp-connected IP PORT     connect a UDP socket, send, print
 echo NAME PORT                greet every connection with "NAME <peer ip>\\n", then
                               echo back everything it sends until it closes
 stream IP PORT COUNT DIR      hold COUNT connections to an `echo` server open, each
-                              exchanging data continuously, until DIR/stop appears
+                              exchanging data continuously, until DIR/stop appears;
+                              while DIR/quiet exists they send nothing new (status
+                              "quiet": true once every echo is in)
 progress DIR...               wait until every connection of the streams in DIR...
                               has echoed again (after a restart, a service change)
 Failures of serve/ask modes print "error <reason>" instead of an answer.
@@ -292,12 +294,13 @@ def stream(ip, port, count, directory):
     for conn in conns:
         selector.register(conn.sock, selectors.EVENT_READ, conn)
 
-    def status(done):
+    def status(done, quiet=False):
         return {"target": "%s:%d" % (ip, port), "connections": [c.status() for c in conns],
                 "errors": errors, "segments_watched": watch.segments,
-                "foreign_sources": dict(watch.foreign), "done": done}
+                "foreign_sources": dict(watch.foreign), "done": done, "quiet": quiet}
 
     stop = os.path.join(directory, "stop")
+    quiet = os.path.join(directory, "quiet")
     last_status = 0.0
     live = list(conns)
 
@@ -316,9 +319,10 @@ def stream(ip, port, count, directory):
                 drop(key.data, error)
         now = time.monotonic()
         stopping = os.path.exists(stop)
+        holding = stopping or os.path.exists(quiet)
         for conn in list(live):
             try:
-                if conn.sent_at is None and not stopping and now >= conn.next_send:
+                if conn.sent_at is None and not holding and now >= conn.next_send:
                     conn.send_next(now)
                 elif conn.sent_at is not None and now - conn.sent_at > STALL_SECONDS:
                     raise OSError("no echo for %.1fs" % (now - conn.sent_at))
@@ -329,7 +333,7 @@ def stream(ip, port, count, directory):
         if now - last_status > 0.2:
             for conn in live:
                 conn.watch_retransmits()
-            write_status(directory, status(False))
+            write_status(directory, status(False, holding and all(c.sent_at is None for c in live)))
             last_status = now
     # An orderly close on both sides: the server's EOF answers ours.
     for conn in live:
