@@ -61,13 +61,9 @@ change_service() {
 service_file "{ ip = \"$(backend_ip $LEAVING)\", node = \"$NODE_NAME\" }"
 
 for backend in $BACKENDS; do
-  spawn_in_ns "$(backend_ns $backend)" $tcp_echo echo "$backend" $TARGET_PORT >"$WORK/$backend.out"
+  start_listener "$(backend_ns $backend)" "$WORK/$backend.out" $tcp_echo echo "$backend" $TARGET_PORT
 done
 start_daemon
-for backend in $BACKENDS; do
-  for _ in $(seq 50); do grep -q listening "$WORK/$backend.out" && break; sleep 0.1; done
-  grep -q listening "$WORK/$backend.out" || fail "backend $backend does not listen"
-done
 
 cluster=$WORK/cluster nodeport=$WORK/nodeport
 mkdir -p "$cluster" "$nodeport"

@@ -20,6 +20,7 @@
 #include "cli.hpp"
 #include "pinned_maps.hpp"
 #include "sluice/clock.hpp"
+#include "sluice/maps.hpp"
 
 namespace sluice::ctl {
 
@@ -58,19 +59,13 @@ RouteCache read_route_cache(PinnedMaps& maps) {
   cache.epoch = read_epoch(maps);
   // bpf_ktime_get_coarse_ns()'s clock, which the fast path stamps entries with.
   const std::uint64_t now = sluice::clock_ns(CLOCK_MONOTONIC_COARSE);
-  int fd = maps.fd(SL_MAP_ROUTE_CACHE, sizeof(sl_route_value));
-  sl_route_key key{}, next{};
-  const sl_route_key* prev = nullptr;
-  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
-    CachedRoute route{next, {}, 0, {}};
-    if (bpf_map_lookup_elem(fd, &next, &route.value) == 0) {
-      route.age_ns = now > route.value.looked_up_ns ? now - route.value.looked_up_ns : 0;
-      route.state = state_of(route.value, cache.epoch, route.age_ns);
-      cache.routes.push_back(std::move(route));
-    }
-    key = next;
-    prev = &key;
-  }
+  maps.fd(SL_MAP_ROUTE_CACHE, sizeof(sl_route_value));  // a clear error if it is not pinned
+  auto routes = PinnedMap<sl_route_key, sl_route_value>::open(maps.path(SL_MAP_ROUTE_CACHE),
+                                                               /*read_only=*/true);
+  routes.for_each([&](const sl_route_key& key, const sl_route_value& value) {
+    const std::uint64_t age = now > value.looked_up_ns ? now - value.looked_up_ns : 0;
+    cache.routes.push_back({key, value, age, state_of(value, cache.epoch, age)});
+  });
   auto order = [](const CachedRoute& r) {
     return std::make_tuple(r.key.ifindex, r.key.family, std::to_array(r.key.dst),
                            std::to_array(r.key.src), r.key.tos);
