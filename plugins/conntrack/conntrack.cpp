@@ -42,6 +42,7 @@
 #include <sluice/cli.hpp>
 #include <sluice/config.hpp>
 #include <sluice/metrics.hpp>
+#include <sluice/maps.hpp>
 #include <sluice/output.hpp>
 #include <sluice/clock.hpp>
 #include <sluice/plugin.hpp>
@@ -138,14 +139,8 @@ struct Entry {
 
 std::vector<Entry> read_entries(int fd) {
   std::vector<Entry> out;
-  sl_ct_key key{}, next{};
-  const sl_ct_key* prev = nullptr;
-  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
-    Entry entry{next, {}};
-    if (bpf_map_lookup_elem(fd, &next, &entry.value) == 0) out.push_back(entry);
-    key = next;
-    prev = &key;
-  }
+  sluice::for_each_entry<sl_ct_key, sl_ct_value>(
+      fd, [&](const sl_ct_key& key, const sl_ct_value& value) { out.push_back({key, value}); });
   return out;
 }
 

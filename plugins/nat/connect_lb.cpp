@@ -26,7 +26,8 @@
 
 #include <sluice/unique_fd.hpp>
 
-#include "map_each.hpp"
+#include <sluice/maps.hpp>
+
 #include "nat_connect.skel.h"
 #include "node_addresses.hpp"
 
@@ -328,7 +329,7 @@ std::size_t ConnectTimeLb::abort_udp_sockets(const std::set<GoneUdpBackend>& gon
   int reverse = bpf_map__fd(attached_->skeleton->maps.nat_sock_reverse);
   std::set<std::uint64_t> cookies;
   std::set<std::uint8_t> families;
-  map_each<nat_sock_rev_key, nat_sock_rev_value>(
+  sluice::for_each_entry<nat_sock_rev_key, nat_sock_rev_value>(
       reverse, [&](const nat_sock_rev_key& k, const nat_sock_rev_value&) {
         GoneUdpBackend backend{k.family, {}, k.port};
         std::memcpy(backend.addr.data(), k.addr, sizeof(k.addr));

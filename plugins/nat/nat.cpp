@@ -47,7 +47,9 @@
 #include <sluice/resources.hpp>
 
 #include "connect_lb.hpp"
-#include "map_each.hpp"
+#include <sluice/maps.hpp>
+
+#include "map_key.hpp"
 #include "nat_layout.h"
 #include "nat_stage.skel.h"
 
@@ -756,7 +758,7 @@ void apply_port(const MapFds& maps, const PortEntries* old, const PortEntries* n
       map_del(maps.services, NAT_MAP_SERVICES, old->id);
       // Affinity of a gone id must not steer a later user of the id.
       std::vector<nat_aff_key> stale;
-      nat::map_each<nat_aff_key, nat_aff_value>(maps.affinity, [&](const nat_aff_key& k, const nat_aff_value&) {
+      sluice::for_each_entry<nat_aff_key, nat_aff_value>(maps.affinity, [&](const nat_aff_key& k, const nat_aff_value&) {
         if (k.id == old->id) stale.push_back(k);
       });
       for (const auto& k : stale) map_del(maps.affinity, NAT_MAP_AFFINITY, k);
@@ -839,7 +841,7 @@ int run_dump(const sluice::CliContext& context) {
   CliMaps maps;
   if (int rc = open_maps(context, maps)) return rc;
   std::vector<std::pair<nat_fe_key, nat_fe_value>> frontends;
-  nat::map_each<nat_fe_key, nat_fe_value>(maps.frontends.get(), [&](const nat_fe_key& k, const nat_fe_value& v) {
+  sluice::for_each_entry<nat_fe_key, nat_fe_value>(maps.frontends.get(), [&](const nat_fe_key& k, const nat_fe_value& v) {
     frontends.emplace_back(k, v);
   });
   std::sort(frontends.begin(), frontends.end(), [](const auto& a, const auto& b) {
@@ -962,7 +964,7 @@ int run_aff(const sluice::CliContext& context) {
   if (int rc = open_maps(context, maps)) return rc;
   std::uint64_t now = sluice::monotonic_ns();
   Json out = Json::array();
-  nat::map_each<nat_aff_key, nat_aff_value>(maps.affinity.get(), [&](const nat_aff_key& k,
+  sluice::for_each_entry<nat_aff_key, nat_aff_value>(maps.affinity.get(), [&](const nat_aff_key& k,
                                                              const nat_aff_value& v) {
     std::string name = service_name(maps.services.get(), k.id);
     std::uint64_t age_ms = now > v.last_ns ? (now - v.last_ns) / 1000000 : 0;
@@ -1038,7 +1040,7 @@ void collect_gone_udp_backends(const PortEntries& old, const PortEntries* now,
 // One pass over the conntrack table; runs only when a UDP backend went away.
 std::size_t flush_udp_flows(int ct_fd, const std::set<GoneBackend>& gone) {
   std::vector<sl_ct_key> doomed;
-  nat::map_each<sl_ct_key, sl_ct_value>(ct_fd, [&](const sl_ct_key& k, const sl_ct_value& v) {
+  sluice::for_each_entry<sl_ct_key, sl_ct_value>(ct_fd, [&](const sl_ct_key& k, const sl_ct_value& v) {
     if (v.type != SL_CT_TYPE_NAT_REV || k.proto != IPPROTO_UDP) return;
     bool opener_b = v.flags & SL_CT_F_BA;  // the client; the backend is the other side
     GoneBackend be{k.family, {}, opener_b ? k.port_a : k.port_b, v.orig_dport};
@@ -1165,7 +1167,7 @@ class NatPlugin final : public sluice::Plugin {
     // Re-adopt the ids a previous run gave to service ports (they are pinned
     // with their names), so a restart rewrites every entry with the value it
     // already has instead of renumbering under live traffic.
-    nat::map_each<std::uint32_t, nat_service_name>(
+    sluice::for_each_entry<std::uint32_t, nat_service_name>(
         maps_.services, [&](const std::uint32_t& id, const nat_service_name& name) {
           std::string label(name.name, strnlen(name.name, sizeof(name.name)));
           if (!label.empty() && id && ids_.emplace(label, id).second) free_ids_.take(id);
@@ -1543,22 +1545,22 @@ class NatPlugin final : public sluice::Plugin {
         want_ids.insert(e.id);
       }
     std::vector<nat_fe_key> fe_gone;
-    nat::map_each<nat_fe_key, nat_fe_value>(maps_.frontends, [&](const nat_fe_key& k, const nat_fe_value&) {
+    sluice::for_each_entry<nat_fe_key, nat_fe_value>(maps_.frontends, [&](const nat_fe_key& k, const nat_fe_value&) {
       if (!want_fe.count(FeKey{k})) fe_gone.push_back(k);
     });
     for (const auto& k : fe_gone) map_del(maps_.frontends, NAT_MAP_FRONTENDS, k);
     std::vector<nat_be_key> be_gone;
-    nat::map_each<nat_be_key, nat_be_value>(maps_.backends, [&](const nat_be_key& k, const nat_be_value&) {
+    sluice::for_each_entry<nat_be_key, nat_be_value>(maps_.backends, [&](const nat_be_key& k, const nat_be_value&) {
       if (!want_be.count({k.id, k.ordinal})) be_gone.push_back(k);
     });
     for (const auto& k : be_gone) map_del(maps_.backends, NAT_MAP_BACKENDS, k);
     std::vector<std::uint32_t> ids_gone;
-    nat::map_each<std::uint32_t, nat_service_name>(maps_.services, [&](const std::uint32_t& id, const nat_service_name&) {
+    sluice::for_each_entry<std::uint32_t, nat_service_name>(maps_.services, [&](const std::uint32_t& id, const nat_service_name&) {
       if (!want_ids.count(id)) ids_gone.push_back(id);
     });
     for (auto id : ids_gone) map_del(maps_.services, NAT_MAP_SERVICES, id);
     std::vector<nat_src_range_key> ranges_gone;
-    nat::map_each<nat_src_range_key, std::uint8_t>(
+    sluice::for_each_entry<nat_src_range_key, std::uint8_t>(
         maps_.src_ranges, [&](const nat_src_range_key& k, const std::uint8_t&) {
           if (!want_ranges.count(RangeKey{k})) ranges_gone.push_back(k);
         });

@@ -18,7 +18,9 @@
 #include <stdexcept>
 #include <vector>
 
-#include "map_each.hpp"
+#include <sluice/maps.hpp>
+
+#include "map_key.hpp"
 #include "nat_layout.h"
 
 namespace nat {
@@ -84,7 +86,7 @@ NodeAddresses::~NodeAddresses() {
 std::size_t NodeAddresses::sync() {
   KeySet want = current_addresses();
   std::vector<nat_node_addr_key> gone;
-  map_each<nat_node_addr_key, std::uint8_t>(
+  sluice::for_each_entry<nat_node_addr_key, std::uint8_t>(
       map_.get(), [&](const nat_node_addr_key& k, std::uint8_t) {
         if (!want.count(k)) gone.push_back(k);
       });

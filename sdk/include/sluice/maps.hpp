@@ -97,6 +97,23 @@ inline std::size_t possible_cpus() {
   return n > 0 ? static_cast<std::size_t>(n) : 1;
 }
 
+// fn(const Key&, const Value&) for every entry of the (non-per-CPU) map
+// behind fd, for maps held by fd rather than opened by pin path; entries
+// that vanish while walking are skipped. False when the walk ended on an
+// error other than the end of the map (errno says which).
+template <class Key, class Value, class Fn>
+bool for_each_entry(int fd, Fn&& fn) {
+  Key key{}, next{};
+  const Key* prev = nullptr;
+  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+    Value value{};
+    if (bpf_map_lookup_elem(fd, &next, &value) == 0) fn(next, value);
+    key = next;
+    prev = &key;
+  }
+  return errno == ENOENT;
+}
+
 template <class Key, class Value>
 class PinnedMap {
   static_assert(std::is_trivially_copyable_v<Key> && std::is_trivially_copyable_v<Value>,
@@ -129,15 +146,7 @@ class PinnedMap {
   // iterating are skipped).
   template <class Fn>
   void for_each(Fn&& fn) const {
-    Key key{}, next{};
-    const Key* prev = nullptr;
-    while (bpf_map_get_next_key(fd_.get(), prev, &next) == 0) {
-      Value value{};
-      if (bpf_map_lookup_elem(fd_.get(), &next, &value) == 0) fn(next, value);
-      key = next;
-      prev = &key;
-    }
-    if (errno != ENOENT) fail("iterate");
+    if (!for_each_entry<Key, Value>(fd_.get(), fn)) fail("iterate");
   }
   std::vector<std::pair<Key, Value>> entries() const {
     std::vector<std::pair<Key, Value>> out;
