@@ -189,6 +189,7 @@ for id in $root_links; do
   link_gone "$id" || fail "link $id still exists with connect_time_lb = \"off\""
 done
 [[ ! -e /sys/fs/bpf/$INSTANCE/maps/nat_sock_reverse ]] || fail "nat_sock_reverse is still pinned"
+[[ ! -e /sys/fs/bpf/$INSTANCE/maps/nat_node_addrs ]] || fail "nat_node_addrs is still pinned"
 in_node $echo_py ask 198.18.0.10 80 1 >"$WORK/off"
 grep -q "unreachable" "$WORK/off" || { cat "$WORK/off"; fail "the node was balanced with the switch off"; }
 ip netns exec "$NS_W1" $echo_py ask 198.18.0.10 80 4 >"$WORK/w1-off"

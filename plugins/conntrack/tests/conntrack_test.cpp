@@ -9,9 +9,11 @@
 #include <bpf/bpf.h>
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cstring>
 #include <sstream>
 #include <stdexcept>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -413,6 +415,16 @@ TEST(ConntrackFastPath, AnsweredFlowsAreRedirectedFirstPacketsAreNot) {
   t.bed.invalidate_routes();
   r = t.bed.run(ack);
   EXPECT_EQ(mac_of(r.out, 0), (Bytes{0x02, 0, 0, 0, 0, 0x51}));
+  // Without an invalidation (no daemon), a cached answer lasts 1 s at most.
+  ASSERT_EQ(std::system("ip neigh replace 10.96.0.50 lladdr 02:00:00:00:00:52 dev fp0 "
+                        "nud permanent"),
+            0);
+  r = t.bed.run(ack);
+  EXPECT_EQ(mac_of(r.out, 0), (Bytes{0x02, 0, 0, 0, 0, 0x51}));
+  std::this_thread::sleep_for(std::chrono::nanoseconds(SL_ROUTE_CACHE_MAX_AGE_NS) +
+                              std::chrono::milliseconds(100));
+  r = t.bed.run(ack);
+  EXPECT_EQ(mac_of(r.out, 0), (Bytes{0x02, 0, 0, 0, 0, 0x52})) << "the cached route outlived 1 s";
 
   // What stays on the slow path: a TTL about to expire, the egress hook.
   r = t.bed.run(PacketBuilder().ipv4(kA, kB).ttl(1).tcp(40000, 80, kTcpAck).build());
@@ -444,6 +456,14 @@ TEST(ConntrackFastPath, AnsweredFlowsAreRedirectedFirstPacketsAreNot) {
   r = t.bed.run(udp(kA, kB, 5000, 53));
   EXPECT_EQ(r.reason, SL_R_ACCEPTED) << reason_name(r.reason);
   r = t.bed.run(udp(kB, kA, 53, 5000));
+  EXPECT_EQ(r.reason, SL_R_ACCEPTED) << reason_name(r.reason);
+  r = t.bed.run(udp(kA, kB, 5000, 53));
+  EXPECT_EQ(r.reason, SL_R_REDIRECTED) << reason_name(r.reason);
+
+  // A datagram larger than the route's MTU (fp0: 1500) is the kernel's to
+  // answer with "fragmentation needed", even with the route cached by the
+  // small ones before it.
+  r = t.bed.run(PacketBuilder().ipv4(kA, kB).udp(5000, 53).payload(1600).build());
   EXPECT_EQ(r.reason, SL_R_ACCEPTED) << reason_name(r.reason);
   r = t.bed.run(udp(kA, kB, 5000, 53));
   EXPECT_EQ(r.reason, SL_R_REDIRECTED) << reason_name(r.reason);

@@ -81,13 +81,18 @@ static __always_inline void sl_route_key_of(struct sl_route_key *key, const stru
 
 /* Fills in fib's answer (interface, next hop, MACs) from the route cache if
  * it holds a current one for key (layout.h: made under `epoch`, younger than
- * SL_ROUTE_CACHE_MAX_AGE_NS). */
-static __always_inline int sl_cached_route(const struct sl_route_key *key, __u32 epoch,
-					   struct bpf_fib_lookup *fib, int *workload)
+ * SL_ROUTE_CACHE_MAX_AGE_NS) and the packet fits the route's MTU — the check
+ * bpf_fib_lookup() would have made; a packet that does not is left to it
+ * (and then to the kernel, which answers "fragmentation needed"). */
+static __always_inline int sl_cached_route(struct __sk_buff *skb, const struct sl_route_key *key,
+					   __u32 epoch, struct bpf_fib_lookup *fib, int *workload)
 {
 	struct sl_route_value *r = bpf_map_lookup_elem(&sl_route_cache, key);
+	__u32 mtu_len = 0;
 
 	if (!r || r->epoch != epoch || bpf_ktime_get_coarse_ns() - r->looked_up_ns > SL_ROUTE_CACHE_MAX_AGE_NS)
+		return 0;
+	if (bpf_check_mtu(skb, r->ifindex, &mtu_len, 0, 0) != BPF_MTU_CHK_RET_SUCCESS)
 		return 0;
 	fib->ifindex = r->ifindex;
 	if (fib->family == AF_INET)
@@ -170,7 +175,7 @@ static __always_inline int sl_fast_route(struct __sk_buff *skb, struct sl_pkt_ct
 
 	if (cache && epoch)
 		sl_route_key_of(&cache->key, fib);
-	if (cache && epoch && sl_cached_route(&cache->key, *epoch, fib, &workload))
+	if (cache && epoch && sl_cached_route(skb, &cache->key, *epoch, fib, &workload))
 		rc = BPF_FIB_LKUP_RET_SUCCESS;
 	else {
 		rc = bpf_fib_lookup(skb, fib, sizeof(*fib), 0);
