@@ -83,7 +83,7 @@ NodeAddresses::~NodeAddresses() {
   if (thread_.joinable()) thread_.join();
 }
 
-std::size_t NodeAddresses::sync() {
+void NodeAddresses::sync() {
   KeySet want = current_addresses();
   std::vector<nat_node_addr_key> gone;
   sluice::for_each_entry<nat_node_addr_key, std::uint8_t>(
@@ -96,7 +96,6 @@ std::size_t NodeAddresses::sync() {
       fail("cannot write the " NAT_MAP_NODE_ADDRS " map (more than " +
            std::to_string(NAT_MAX_NODE_ADDRS) + " addresses?)");
   for (const auto& k : gone) bpf_map_delete_elem(map_.get(), &k);
-  return want.size();
 }
 
 void NodeAddresses::watch() {

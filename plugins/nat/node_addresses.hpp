@@ -24,11 +24,10 @@ class NodeAddresses {
   NodeAddresses(const NodeAddresses&) = delete;
   NodeAddresses& operator=(const NodeAddresses&) = delete;
 
-  // Makes the map hold exactly the namespace's addresses now. Returns how
-  // many it holds; throws on a failure to read them or to write the map.
-  std::size_t sync();
-
  private:
+  // Makes the map hold exactly the namespace's addresses now; throws on a
+  // failure to read them or to write the map.
+  void sync();
   void watch();
 
   std::function<void(const std::string&)> warn_;
