@@ -11,8 +11,7 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sl_meta SEC(".maps");
 
-#include <sluice/bpf/ifstate_map.h>
-#include <sluice/bpf/route_cache.h>
+#include <sluice/bpf/fast_path.h>
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -22,13 +21,21 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sl_registry SEC(".maps");
 
-/* Installed after the last stage of every chain (and alone in an empty chain),
- * so that a failed tail call always means a hole, never "end of chain". */
+/* Installed after the last stage of both lanes of every chain (and alone in
+ * an empty chain), so that a failed tail call always means a hole, never
+ * "end of chain". It carries out what the stages decided (the chain
+ * protocol, sdk/ABI.md): a recorded redirect first, then the fast path for a
+ * packet voted forwardable and not vetoed, else the host stack. */
 SL_STAGE(sl_chain_end)
 {
+	int verdict;
+
 	if (ctx->redirect_ifindex)
-		return sl_redirect(skb, ctx, ctx->redirect_ifindex, ctx->redirect_flags);
-	return sl_accept(skb, ctx);
+		return sl_finish_redirect(skb, ctx);
+	if ((ctx->votes & (SL_VOTE_FORWARD | SL_VOTE_VETO)) == SL_VOTE_FORWARD &&
+	    sl_fast_forward(skb, ctx, &verdict))
+		return verdict;
+	return sl_finish(skb, ctx, TC_ACT_OK, SL_R_ACCEPTED);
 }
 
 char LICENSE[] SEC("license") = "GPL";

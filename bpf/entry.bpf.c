@@ -19,6 +19,12 @@ const volatile __u32 sl_cfg_l3_device = 0; /* no Ethernet header (tun, wireguard
 const volatile __u32 sl_cfg_malformed_rule = SL_FAULT_DROP;
 const volatile __u32 sl_cfg_missed_rule = SL_FAULT_DROP;
 const volatile __u32 sl_cfg_jump_base[SL_HOOK_COUNT] = {};
+/* The chain protocol (sdk/ABI.md): each hook's lane-1 base, the lane-1
+ * position of the stage at each lane-0 position, and SL_CHAIN_F_*. */
+const volatile __u32 sl_cfg_est_jump_base[SL_HOOK_COUNT] = {};
+const volatile __u64 sl_cfg_est_pos[SL_HOOK_COUNT][SL_MAX_STAGES / 8] = {};
+const volatile __u32 sl_cfg_chain_flags[SL_HOOK_COUNT] = {};
+const volatile __u32 sl_cfg_last_judge_pos[SL_HOOK_COUNT] = {0xff, 0xff};
 const volatile char sl_cfg_log_prefix[SL_HOOK_COUNT][SL_LOG_PREFIX_LEN] = {};
 
 enum parse_result {
@@ -289,12 +295,20 @@ static __always_inline int sl_entry(struct __sk_buff *skb, __u32 hook)
 
 	if (!ctx)
 		return TC_ACT_SHOT; /* cannot happen: a 1-entry per-CPU array */
-	__builtin_memset(ctx, 0, sizeof(*ctx));
+	/* The log prefix is written, and read, only when logging. */
+	__builtin_memset(ctx, 0, __builtin_offsetof(struct sl_pkt_ctx, log_prefix));
 	ctx->ifindex = skb->ifindex;
 	ctx->hook = hook;
 	ctx->role = sl_cfg_role;
 	ctx->counter_base = sl_counter_base(sl_cfg_slot, hook);
 	ctx->jump_base = sl_cfg_jump_base[hook];
+	ctx->est_jump_base = sl_cfg_est_jump_base[hook];
+	ctx->chain_flags = sl_cfg_chain_flags[hook];
+	ctx->last_judge_pos = sl_cfg_last_judge_pos[hook];
+	/* Two words, not sixteen bytes: one store each. */
+	__u64 *est_pos = (__u64 *)ctx->est_pos;
+	est_pos[0] = sl_cfg_est_pos[hook][0];
+	est_pos[1] = sl_cfg_est_pos[hook][1];
 	ctx->missed_rule = sl_cfg_missed_rule;
 	ctx->pkt_len = skb->len;
 	ctx->mark = skb->mark;

@@ -80,6 +80,13 @@ EntryProgram::EntryProgram(const NodeConfig& config, const EntrySettings& settin
   ro->sl_cfg_missed_rule = settings.rules.missed_tail_call;
   for (unsigned h = 0; h < SL_HOOK_COUNT; ++h) {
     ro->sl_cfg_jump_base[h] = sl_jump_base(settings.bank, settings.role, h);
+    ro->sl_cfg_est_jump_base[h] =
+        sl_jump_lane_base(settings.bank, settings.role, h, SL_LANE_ESTABLISHED);
+    const ChainLayout& chain = settings.chains[h];
+    std::memcpy(const_cast<__u64*>(ro->sl_cfg_est_pos[h]), chain.established_positions.data(),
+                SL_MAX_STAGES);
+    ro->sl_cfg_chain_flags[h] = chain.flags;
+    ro->sl_cfg_last_judge_pos[h] = chain.last_judge;
     log_prefix(ro->sl_cfg_log_prefix[h], settings.ifname, static_cast<sl_hook>(h));
   }
   try {
@@ -231,9 +238,9 @@ std::vector<StageSpec> Dataplane::recorded_stages(const std::string& plugin) con
   for (__u32 i = 0; i < SL_REGISTRY_SLOTS; ++i) {
     sl_registry_entry entry{};
     if (bpf_map_lookup_elem(fd, &i, &entry) != 0 || entry.kind != SL_REG_STAGE) continue;
-    entry.plugin[SL_REG_NAME_LEN - 1] = entry.name[SL_REG_NAME_LEN - 1] = '\0';
+    entry.plugin[SL_REG_NAME_LEN - 1] = '\0';
     if (plugin != entry.plugin) continue;
-    out.push_back(StageSpec{entry.name, "", entry.roles, entry.hooks, entry.order});
+    out.push_back(recorded_stage(entry));
   }
   return out;
 }
@@ -273,12 +280,13 @@ void Dataplane::stage_chains(const std::array<Chain, SL_CHAINS>& chains,
                  bank);
   int jump_fd = bpf_map__fd(core_->maps.sl_jump);
   int end_fd = bpf_program__fd(core_->progs.sl_chain_end);
-  for (const Chain& chain : chains) {
-    __u32 base = sl_jump_base(bank, chain.role, chain.hook);
+  // One lane: its stages (holes where fd_of has none), the chain end, and
+  // empty slots up to the lane's end.
+  auto write_lane = [&](__u32 base, const std::vector<const DeclaredStage*>& lane) {
     __u32 pos = 0;
-    for (const DeclaredStage& stage : chain.stages) {
+    for (const DeclaredStage* stage : lane) {
       __u32 slot = base + pos++;
-      int fd = fd_of(stage);
+      int fd = fd_of(*stage);
       if (fd >= 0)
         update_or_throw(jump_fd, &slot, &fd, SL_MAP_JUMP);
       else
@@ -290,6 +298,16 @@ void Dataplane::stage_chains(const std::array<Chain, SL_CHAINS>& chains,
       __u32 slot = base + pos;
       bpf_map_delete_elem(jump_fd, &slot);
     }
+  };
+  for (const Chain& chain : chains) {
+    std::vector<const DeclaredStage*> all, established;
+    for (const DeclaredStage& stage : chain.stages) all.push_back(&stage);
+    for (std::size_t index : chain.established) established.push_back(&chain.stages[index]);
+    write_lane(sl_jump_lane_base(bank, chain.role, chain.hook, SL_LANE_ALL), all);
+    write_lane(sl_jump_lane_base(bank, chain.role, chain.hook, SL_LANE_ESTABLISHED),
+               established);
+    layouts_[chain.role][chain.hook] =
+        ChainLayout{chain.established_positions(), chain.flags, chain.last_judge};
   }
   bank_ = bank;
 }
@@ -322,10 +340,7 @@ void Dataplane::write_registry(const std::vector<LoadedPlugin>& plugins) {
       s.kind = SL_REG_STAGE;
       s.status = e.status;
       copy_name(s.plugin, p.name);
-      copy_name(s.name, stage.name);
-      s.roles = stage.roles;
-      s.hooks = stage.hooks;
-      s.order = stage.order;
+      record_stage(s, stage);
       if (p.state == PluginState::loaded) {
         struct bpf_prog_info info {};
         __u32 len = sizeof(info);
@@ -379,7 +394,8 @@ void Dataplane::attach(const LinkInfo& link, sl_role role) {
   }
 
   EntryProgram entry(config_, EntrySettings{link.name, role, state.slot, bank_,
-                                            link.has_ethernet, config_.rules[role]});
+                                            link.has_ethernet, config_.rules[role],
+                                            layouts_[role]});
   ClsactQdisc qdisc(link.ifindex, link.name);
   unsigned previous_ingress = query_tc_filter(link.ifindex, SL_HOOK_INGRESS);
   attach_tc_filter(link.ifindex, link.name, SL_HOOK_INGRESS, entry.fd(SL_HOOK_INGRESS));

@@ -671,8 +671,15 @@ class ConntrackPlugin final : public sluice::Plugin {
   }
 
   std::vector<sluice::StageSpec> stages() const override {
-    return {sluice::StageSpec{"conntrack", "conntrack_stage", sluice::kAllRoles,
-                              sluice::kBothHooks, sluice::order::kConntrack}};
+    sluice::StageSpec stage{"conntrack", "conntrack_stage", sluice::kAllRoles,
+                            sluice::kBothHooks, sluice::order::kConntrack};
+    stage.every_packet_hooks = sluice::kBothHooks;
+    stage.may = SL_MAY_DROP | SL_MAY_VOTE_ESTABLISHED;
+    stage.scratch_writes = sluice::scratch_bit(SL_SCRATCH_CT_RESULT);
+    // A packet the fast path carries into a workload was tracked where it
+    // entered the node.
+    stage.fast_path_may_bypass_egress = true;
+    return {stage};
   }
 
   void load(sluice::Host& host) override {

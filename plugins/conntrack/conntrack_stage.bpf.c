@@ -6,12 +6,12 @@
  * (encoding in <sluice/bpf/conntrack.h>). It drops only when the table is
  * full and table_full = "drop-new"; existing flows are never affected.
  *
- * Fast path (fast_path = true): on an ingress hook, a packet of an
- * established NORMAL flow is routed here and redirected, skipping the rest of
- * the chain and the host stack (<sluice/bpf/fast_path.h>). A packet of an
- * established NAT flow gets SL_CT_RES_FAST in the result instead: the nat
- * stage forwards it the same way once it has rewritten it. Anything else
- * continues the chain.
+ * Votes (the chain protocol, sdk/ABI.md; fast_path = true): a packet of an
+ * established flow that its real peer has answered is voted established
+ * (the rest of its chain is lane 1: stages that see only first packets are
+ * skipped; where judges run, only once they approved the flow) and
+ * forwardable (the core's chain end forwards it by the fast path, after
+ * every later stage, e.g. nat's rewrite, has run).
  *
  * Settings are read-only data fixed by conntrack.cpp before load.
  */
@@ -24,7 +24,6 @@
 
 #include <sluice/bpf/sluice.h>
 #include <sluice/bpf/conntrack.h>
-#include <sluice/bpf/fast_path.h>
 
 #include "conntrack_layout.h"
 
@@ -214,28 +213,29 @@ static __always_inline int ct_icmp_kind(const struct sl_pkt_ctx *ctx)
 	return 0;
 }
 
-/* May this packet of an existing flow take the fast path? Once the
- * responder has answered — TCP: SYN seen both ways (the SYN-ACK itself, then
- * everything up to and after the teardown); UDP: seen in both directions.
- * Only a flow's first packet has to go through the host stack: it is the one
- * the destination's hooks must judge, and the answer proves it got there.
- * Here for flows without NAT, after the nat stage's rewrite for NAT flows
- * (SL_CT_RES_FAST tells it). Flows that need more than a rewrite (SNAT to
- * the node, DSR, node-port forwarding) never. */
-enum ct_fast {
-	CT_FAST_NO = 0,
-	CT_FAST_HERE,      /* NORMAL entry: forward from this stage */
-	CT_FAST_AFTER_NAT, /* NAT entry: the nat stage forwards after its rewrite */
+/* What this packet of an existing flow is voted (the chain protocol). Once
+ * the responder has answered — TCP: SYN seen both ways (the SYN-ACK itself,
+ * then everything up to and after the teardown); UDP: seen in both
+ * directions — the flow is established: only its first packets have to go
+ * through the stages that judge first packets and through the host stack
+ * (the answer proves the destination's hooks let it through). Where judges
+ * run (SL_CHAIN_F_JUDGED), only once they approved this direction. Flows that
+ * need more than a rewrite (SNAT to the node, DSR, node-port forwarding) are
+ * established but never forwarded by the fast path. */
+enum ct_vote {
+	CT_VOTE_NONE = 0,
+	CT_VOTE_ESTABLISHED = 1,
+	CT_VOTE_FORWARD = 2, /* with CT_VOTE_ESTABLISHED */
 };
 
-static __always_inline int ct_fast_eligible(__u8 proto, const struct sl_ct_value *v, int via_fwd,
-					    int tcp_syn)
+static __always_inline int ct_vote_of(const struct sl_pkt_ctx *ctx, __u8 proto,
+				      const struct sl_ct_value *v, int leg_ba, int tcp_syn)
 {
 	int ready;
 
 	/* A SYN opens a connection, maybe a new one on an old tuple: first packet. */
-	if (tcp_syn || (v->flags & (SL_CT_F_NAT_OUT | SL_CT_F_DSR | SL_CT_F_NP_FWD)))
-		return CT_FAST_NO;
+	if (tcp_syn)
+		return CT_VOTE_NONE;
 	if (proto == IPPROTO_TCP)
 		ready = (v->legs[0].flags & v->legs[1].flags & SL_CT_LEG_SYN) != 0;
 	else if (proto == IPPROTO_UDP)
@@ -243,12 +243,17 @@ static __always_inline int ct_fast_eligible(__u8 proto, const struct sl_ct_value
 	else
 		ready = 0;
 	if (!ready)
-		return CT_FAST_NO;
-	return via_fwd || v->type != SL_CT_TYPE_NORMAL ? CT_FAST_AFTER_NAT : CT_FAST_HERE;
+		return CT_VOTE_NONE;
+	if ((ctx->chain_flags & SL_CHAIN_F_JUDGED) &&
+	    !(v->legs[leg_ba & 1].flags & SL_CT_LEG_APPROVED))
+		return CT_VOTE_NONE;
+	if (v->flags & (SL_CT_F_NAT_OUT | SL_CT_F_DSR | SL_CT_F_NP_FWD))
+		return CT_VOTE_ESTABLISHED;
+	return CT_VOTE_ESTABLISHED | CT_VOTE_FORWARD;
 }
 
 static __always_inline __u64 ct_track(struct __sk_buff *skb, struct sl_pkt_ctx *ctx, int *drop,
-				      int *fast)
+				      int *vote)
 {
 	struct sl_ct_key key;
 	__u8 proto = ctx->ip_proto;
@@ -296,7 +301,7 @@ static __always_inline __u64 ct_track(struct __sk_buff *skb, struct sl_pkt_ctx *
 		SL_DEBUG(ctx, "CT: hit, %s, state %d", verdict == SL_CT_REPLY ? "reply" : "opener",
 			 sl_ct_state_of(proto, v));
 		if (ct_fast_path)
-			*fast = ct_fast_eligible(proto, v, via_fwd, tcp_syn);
+			*vote = ct_vote_of(ctx, proto, v, leg_ba, tcp_syn);
 		return ct_result(verdict, proto, v, leg_ba, via_fwd);
 	}
 
@@ -368,15 +373,17 @@ static __always_inline __u64 ct_track(struct __sk_buff *skb, struct sl_pkt_ctx *
 
 SL_STAGE(conntrack_stage)
 {
-	int drop = 0, fast = 0, verdict;
+	int drop = 0, vote = CT_VOTE_NONE;
 
-	ctx->scratch[SL_CT_SCRATCH] = ct_track(skb, ctx, &drop, &fast);
+	ctx->scratch[SL_CT_SCRATCH] = ct_track(skb, ctx, &drop, &vote);
 	if (drop)
 		return sl_drop(skb, ctx, SL_R_CT_TABLE_FULL);
-	if (fast == CT_FAST_HERE && sl_fast_forward(skb, ctx, &verdict))
-		return verdict;
-	if (fast == CT_FAST_AFTER_NAT)
-		ctx->scratch[SL_CT_SCRATCH] |= SL_CT_RES_FAST;
+	if (vote & CT_VOTE_FORWARD)
+		sl_vote_forward(ctx);
+	if (vote & CT_VOTE_ESTABLISHED) {
+		SL_DEBUG(ctx, "CT: established%s", (vote & CT_VOTE_FORWARD) ? ", forwardable" : "");
+		sl_vote_established(ctx);
+	}
 	return sl_next(skb, ctx);
 }
 

@@ -437,8 +437,11 @@ class LogPlugin final : public sluice::Plugin {
   // mode can only change with a restart anyway (it is compiled in).
   std::vector<sluice::StageSpec> stages() const override {
     if (mode_ == LOG_MODE_OFF) return {};
-    return {sluice::StageSpec{"log", "log_packet", sluice::kAllRoles, sluice::kBothHooks,
-                              order_}};
+    // It must see what it is asked to log: every packet, on both hooks.
+    sluice::StageSpec stage{"log", "log_packet", sluice::kAllRoles, sluice::kBothHooks, order_};
+    stage.every_packet_hooks = sluice::kBothHooks;
+    stage.may = 0;
+    return {stage};
   }
 
   void load(sluice::Host& host) override {

@@ -1123,9 +1123,14 @@ class NatPlugin final : public sluice::Plugin {
   }
 
   std::vector<sluice::StageSpec> stages() const override {
-    return {sluice::StageSpec{"nat", "nat_stage",
-                              sluice::role_bit(SL_ROLE_WORKLOAD) | sluice::role_bit(SL_ROLE_DATA),
-                              sluice::hook_bit(SL_HOOK_INGRESS), sluice::order::kNat}};
+    sluice::StageSpec stage{"nat", "nat_stage",
+                            sluice::role_bit(SL_ROLE_WORKLOAD) | sluice::role_bit(SL_ROLE_DATA),
+                            sluice::hook_bit(SL_HOOK_INGRESS), sluice::order::kNat};
+    // Every packet of a NAT flow is rewritten.
+    stage.every_packet_hooks = sluice::hook_bit(SL_HOOK_INGRESS);
+    stage.may = SL_MAY_DROP | SL_MAY_REWRITE | SL_MAY_REDIRECT;
+    stage.scratch_reads = sluice::scratch_bit(SL_SCRATCH_CT_RESULT);
+    return {stage};
   }
 
   void load(sluice::Host& host) override {

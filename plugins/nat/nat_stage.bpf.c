@@ -18,10 +18,11 @@
  *    service maps say now: existing flows survive backend changes.
  *  - Replies from the backend (conntrack: SL_CT_REPLY on a NAT_REV entry)
  *    are reverse-NATed: the source becomes the service address and port.
- *  - Either way, a packet of an established flow that conntrack marked
- *    SL_CT_RES_FAST (its fast_path = true) then leaves by the fast path:
- *    one conntrack lookup, the rewrite from the entry, a route lookup and a
- *    redirect; no service lookup, no later stage, no host stack.
+ *  - Either way, a packet of an established flow that conntrack voted
+ *    forwardable then leaves by the core's fast path at the chain end (the
+ *    chain protocol, sdk/ABI.md): one conntrack lookup, the rewrite from the
+ *    entry, the later stages that see every packet, a cached route and a
+ *    redirect; no service lookup, no host stack.
  *    When that address is one of the node's own (a node port, an external
  *    IP the node holds; flow flag SL_CT_F_NODE_ADDR, see nat_route_here())
  *    the stage also routes the reply, since the kernel drops it as a martian.
@@ -842,7 +843,8 @@ static __always_inline int nat_reflect(struct __sk_buff *skb, struct sl_pkt_ctx 
 	__builtin_memcpy(swapped + 6, macs, 6);
 	if (bpf_skb_store_bytes(skb, 0, swapped, sizeof(swapped), 0))
 		return sl_drop(skb, ctx, SL_R_MALFORMED_L4_SHORT);
-	return sl_redirect(skb, ctx, ctx->ifindex, 0);
+	sl_set_redirect(ctx, ctx->ifindex, SL_REDIRECT_EGRESS);
+	return sl_next(skb, ctx);
 }
 
 /* ---- source NAT to the node ------------------------------------------------------ */
@@ -952,13 +954,7 @@ static __always_inline int nat_new_flow(struct __sk_buff *skb, struct sl_pkt_ctx
 		SL_DEBUG(ctx, "NAT: cannot create the conntrack entries");
 		return sl_drop(skb, ctx, SL_R_CT_TABLE_FULL);
 	}
-	__u64 r = ctx->scratch[SL_CT_SCRATCH];
-
-	r &= ~((0xffull << 24) | (__u64)SL_CT_RES_LEG_BA);
-	r |= ((__u64)SL_CT_TYPE_NAT_REV << 24) | ((__u64)ct_flags << 32);
-	if (rev_ba)
-		r |= SL_CT_RES_LEG_BA;
-	ctx->scratch[SL_CT_SCRATCH] = r;
+	sl_ct_result_now_nat(ctx, ct_flags, rev_ba);
 	SL_DEBUG(ctx, "NAT: new flow to service %d -> backend %d", fe->id, ordinal);
 	if (nat_rewrite(skb, ctx, 0, be.addr, be.port))
 		return sl_drop(skb, ctx, SL_R_MALFORMED_L4_SHORT);
@@ -977,16 +973,6 @@ static __always_inline int nat_new_flow(struct __sk_buff *skb, struct sl_pkt_ctx
 	return sl_next(skb, ctx);
 }
 
-/* After the rewrite of an established flow's packet. */
-static __always_inline int nat_established_done(struct __sk_buff *skb, struct sl_pkt_ctx *ctx,
-						__u64 ct_result)
-{
-	int verdict;
-
-	if (sl_ct_result_has(ct_result, SL_CT_RES_FAST) && sl_fast_forward(skb, ctx, &verdict))
-		return verdict;
-	return sl_next(skb, ctx);
-}
 
 SL_STAGE(nat_stage)
 {
@@ -1063,7 +1049,7 @@ SL_STAGE(nat_stage)
 				return nat_route_here(skb, ctx);
 			return nat_reflect(skb, ctx);
 		}
-		return nat_established_done(skb, ctx, r);
+		return sl_next(skb, ctx);
 	}
 	if (verdict == SL_CT_REPLY) {
 		/* The backend answering: the source becomes the service again. */
@@ -1086,7 +1072,7 @@ SL_STAGE(nat_stage)
 		}
 		if (from_node_address)
 			return nat_route_here(skb, ctx);
-		return nat_established_done(skb, ctx, r);
+		return sl_next(skb, ctx);
 	}
 	return sl_next(skb, ctx);
 }

@@ -90,7 +90,7 @@ struct Testbed::Impl {
   std::unique_ptr<NodeConfig> config;
   std::unique_ptr<Dataplane> dataplane;
   std::unique_ptr<EntryProgram> entry;
-  std::array<std::vector<int>, SL_CHAINS> chains{};
+  std::array<std::vector<ChainStage>, SL_CHAINS> chains{};
   bool dirty = true;
   std::uint32_t slot = 0;
   sl_hook last_hook = SL_HOOK_INGRESS;
@@ -144,10 +144,16 @@ std::unique_ptr<Testbed::OpenOpts> Testbed::open_opts() const {
 }
 
 void Testbed::set_chain(sl_role role, sl_hook hook, std::vector<int> stage_fds) {
-  if (stage_fds.size() >= SL_MAX_STAGES)
+  std::vector<ChainStage> stages;
+  for (int fd : stage_fds) stages.push_back(ChainStage{fd, StageSpec{}});
+  set_declared_chain(role, hook, std::move(stages));
+}
+
+void Testbed::set_declared_chain(sl_role role, sl_hook hook, std::vector<ChainStage> stages) {
+  if (stages.size() >= SL_MAX_STAGES)
     throw std::invalid_argument("Testbed::set_chain: at most " +
                                 std::to_string(SL_MAX_STAGES - 1) + " stages fit a chain");
-  impl_->chains[chain_index(role, hook)] = std::move(stage_fds);
+  impl_->chains[chain_index(role, hook)] = std::move(stages);
   impl_->dirty = true;
 }
 
@@ -165,13 +171,15 @@ void Testbed::install_chains() {
       for (std::size_t i = 0; i < list.size(); ++i) {
         std::string name =
             std::string(role_name(role)) + "-" + hook_name(hook) + "-" + std::to_string(i);
-        StageSpec spec;
+        StageSpec spec = list[i].spec;
         spec.name = name;
+        spec.program = name;  // not a hole placeholder: fd -1 makes the hole
         spec.order = static_cast<int>(i);
         chain.stages.push_back({"testbed", spec});
-        fds[name] = list[i];
+        fds[name] = list[i].fd;
       }
     }
+  lay_out_lanes(chains);
   impl_->dataplane->stage_chains(chains,
                                  [&](const DeclaredStage& s) { return fds.at(s.spec.name); });
   impl_->dirty = false;
@@ -193,7 +201,8 @@ void Testbed::load_entry(sl_role role, EntryRules rules, bool has_ethernet, std:
   core_rules.missed_tail_call = rules.missed_tail_call;
   impl_->entry = std::make_unique<EntryProgram>(
       *impl_->config,
-      EntrySettings{ifname, role, slot, impl_->dataplane->bank(), has_ethernet, core_rules});
+      EntrySettings{ifname, role, slot, impl_->dataplane->bank(), has_ethernet, core_rules,
+                    impl_->dataplane->chain_layouts(role)});
   impl_->slot = slot;
 }
 
@@ -265,7 +274,7 @@ CounterSnapshot Testbed::counters(std::uint32_t slot, sl_hook hook) const {
 }
 
 sl_pkt_ctx Testbed::context() const {
-  constexpr std::size_t stride = (sizeof(sl_pkt_ctx) + 7) & ~std::size_t{7};
+  constexpr std::size_t stride = sizeof(sl_pkt_ctx_slot);
   std::vector<std::uint8_t> raw(stride * ncpus());
   __u32 zero = 0;
   if (bpf_map_lookup_elem(impl_->dataplane->map_fd(SL_MAP_STATE), &zero, raw.data()) != 0)
@@ -339,6 +348,12 @@ PluginUnderTest::~PluginUnderTest() = default;
 Plugin& PluginUnderTest::plugin() { return *state_->plugin; }
 const std::vector<StageSpec>& PluginUnderTest::stages() const { return state_->stages; }
 const std::string& PluginUnderTest::log() const { return state_->log; }
+
+ChainStage PluginUnderTest::chain_stage(std::string_view stage) const {
+  for (const auto& spec : state_->stages)
+    if (spec.name == stage) return ChainStage{state_->plugin->stage_fd(stage), spec};
+  throw std::invalid_argument("plugin has no stage '" + std::string(stage) + "'");
+}
 
 int PluginUnderTest::stage_fd(std::string_view stage) const {
   for (const auto& spec : state_->stages)

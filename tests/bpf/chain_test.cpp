@@ -181,10 +181,83 @@ TEST_F(Chains, AllStagesContinueThenChainEndAccepts) {
   EXPECT_EQ(c.stage_pos, 2) << "the chain end ran at position 2";
 }
 
-TEST_F(Chains, AcceptSkipsTheRest) {
-  sl_pkt_ctx c = run_chain({fd(stages->progs.t_accept), fd(stages->progs.t_drop_plugin0)}, false,
-                           TC_ACT_OK, SL_R_ACCEPTED);
-  EXPECT_EQ(c.scratch[0], 5u);
+// The chain protocol's lanes: a stage that sees only first packets is
+// skipped once a stage voted the flow established; one that sees every
+// packet is not; a voter without a route leaves the packet to the host.
+ChainStage declared(int fd, std::uint32_t every_packet_hooks, std::uint32_t may = SL_MAY_DROP) {
+  StageSpec spec;
+  spec.every_packet_hooks = every_packet_hooks;
+  spec.may = may;
+  return ChainStage{fd, spec};
+}
+
+TEST_F(Chains, VoteSkipsFirstPacketStagesOnly) {
+  bed->set_declared_chain(SL_ROLE_WORKLOAD, SL_HOOK_INGRESS,
+                 std::vector<ChainStage>{
+                     declared(fd(stages->progs.t_next_1), kBothHooks),
+                     declared(fd(stages->progs.t_vote), kBothHooks, SL_MAY_VOTE_ESTABLISHED),
+                     declared(fd(stages->progs.t_drop_plugin0), 0),  // first packets: skipped
+                     declared(fd(stages->progs.t_next_2), kBothHooks),
+                 });
+  bed->load_entry(SL_ROLE_WORKLOAD, kDropRules);
+  // No route for 10.0.0.2 in the test's namespace: the fast path declines
+  // and the chain end passes the packet to the host.
+  sl_pkt_ctx c = run_expect(TC_ACT_OK, SL_R_ACCEPTED);
+  EXPECT_EQ(c.scratch[0], 152u) << "the drop stage sees only first packets";
+  EXPECT_EQ(c.votes, SL_VOTE_ESTABLISHED | SL_VOTE_FORWARD);
+  EXPECT_EQ(c.jump_base, sl_jump_lane_base(bed->bank(), SL_ROLE_WORKLOAD, SL_HOOK_INGRESS,
+                                           SL_LANE_ESTABLISHED));
+}
+
+TEST_F(Chains, WithoutAVoteEveryStageRuns) {
+  bed->set_declared_chain(SL_ROLE_WORKLOAD, SL_HOOK_INGRESS,
+                 std::vector<ChainStage>{
+                     declared(fd(stages->progs.t_next_1), kBothHooks),
+                     declared(fd(stages->progs.t_drop_plugin0), 0),
+                 });
+  bed->load_entry(SL_ROLE_WORKLOAD, kDropRules);
+  sl_pkt_ctx c = run_expect(TC_ACT_SHOT, SL_R_PLUGIN_0);
+  EXPECT_EQ(c.scratch[0], 13u);
+}
+
+TEST_F(Chains, EveryPacketStageAfterAVoteCanStillDrop) {
+  bed->set_declared_chain(SL_ROLE_WORKLOAD, SL_HOOK_INGRESS,
+                 std::vector<ChainStage>{
+                     declared(fd(stages->progs.t_vote), kBothHooks, SL_MAY_VOTE_ESTABLISHED),
+                     declared(fd(stages->progs.t_drop_plugin0), kBothHooks),
+                 });
+  bed->load_entry(SL_ROLE_WORKLOAD, kDropRules);
+  sl_pkt_ctx c = run_expect(TC_ACT_SHOT, SL_R_PLUGIN_0);
+  EXPECT_EQ(c.scratch[0], 53u);
+}
+
+TEST_F(Chains, TheLanesFollowTheHook) {
+  // Seen every packet on egress only: on ingress the stage is first-packet.
+  bed->set_declared_chain(SL_ROLE_WORKLOAD, SL_HOOK_INGRESS,
+                 std::vector<ChainStage>{
+                     declared(fd(stages->progs.t_vote), kBothHooks, SL_MAY_VOTE_ESTABLISHED),
+                     declared(fd(stages->progs.t_drop_plugin0), hook_bit(SL_HOOK_EGRESS)),
+                 });
+  bed->set_declared_chain(SL_ROLE_WORKLOAD, SL_HOOK_EGRESS,
+                 std::vector<ChainStage>{
+                     declared(fd(stages->progs.t_vote), kBothHooks, SL_MAY_VOTE_ESTABLISHED),
+                     declared(fd(stages->progs.t_drop_plugin0), hook_bit(SL_HOOK_EGRESS)),
+                 });
+  bed->load_entry(SL_ROLE_WORKLOAD, kDropRules);
+  EXPECT_EQ(bed->run(pkt, SL_HOOK_INGRESS).verdict, TC_ACT_OK);
+  EXPECT_EQ(bed->context().scratch[0], 5u);
+  EXPECT_EQ(bed->run(pkt, SL_HOOK_EGRESS).verdict, TC_ACT_SHOT);
+  EXPECT_EQ(bed->context().scratch[0], 53u);
+}
+
+TEST_F(Chains, AHoleInTheEstablishedLaneIsNeverSilent) {
+  bed->set_declared_chain(SL_ROLE_WORKLOAD, SL_HOOK_INGRESS,
+                 std::vector<ChainStage>{
+                     declared(fd(stages->progs.t_vote), kBothHooks, SL_MAY_VOTE_ESTABLISHED),
+                     declared(-1, kBothHooks),
+                 });
+  bed->load_entry(SL_ROLE_WORKLOAD, kDropRules);
+  run_expect(TC_ACT_SHOT, SL_R_MISSED_TAIL_CALL);
 }
 
 TEST_F(Chains, PendingRedirectIsAppliedAtChainEnd) {

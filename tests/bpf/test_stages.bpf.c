@@ -41,10 +41,22 @@ SL_STAGE(t_judge_order)
 	return sl_drop(skb, ctx, SL_R_PLUGIN_3);
 }
 
-SL_STAGE(t_accept)
+/* Votes the packet established and forwardable, as conntrack does for an
+ * answered flow: the chain goes on in lane 1. */
+SL_STAGE(t_vote)
 {
 	mark(ctx, 5);
-	return sl_accept(skb, ctx);
+	sl_vote_forward(ctx);
+	sl_vote_established(ctx);
+	return sl_next(skb, ctx);
+}
+
+/* Vetoes the fast path for this packet. */
+SL_STAGE(t_veto)
+{
+	mark(ctx, 7);
+	sl_veto_forward(ctx);
+	return sl_next(skb, ctx);
 }
 
 /* Asks the chain end to redirect to ifindex 1 (lo). */

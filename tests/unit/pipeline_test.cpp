@@ -108,3 +108,138 @@ TEST(Chains, JumpSlotsOfBanksAndChainsNeverOverlap) {
           EXPECT_TRUE(seen.insert(slot).second) << "slot " << slot << " used twice";
         }
 }
+
+// ---- the chain protocol: lanes, flags and the checks --------------------------------
+
+namespace {
+
+DeclaredStage declared(std::string plugin, std::string name, int order,
+                       std::uint32_t every_packet_hooks, std::uint32_t may = SL_MAY_DROP,
+                       std::uint32_t reads = 0, std::uint32_t writes = 0) {
+  DeclaredStage s = stage(std::move(plugin), std::move(name), order);
+  s.spec.every_packet_hooks = every_packet_hooks;
+  s.spec.may = may;
+  s.spec.scratch_reads = reads;
+  s.spec.scratch_writes = writes;
+  return s;
+}
+
+const std::uint32_t kCt = scratch_bit(SL_SCRATCH_CT_RESULT);
+
+std::vector<DeclaredStage> conntrack_policy_nat() {
+  return {declared("conntrack", "ct", 100, kBothHooks, SL_MAY_DROP | SL_MAY_VOTE_ESTABLISHED, 0,
+                   kCt),
+          declared("policy", "policy", 200, 0, SL_MAY_DROP, kCt),
+          declared("nat", "nat", 300, kBothHooks, SL_MAY_DROP | SL_MAY_REWRITE, kCt)};
+}
+
+}  // namespace
+
+TEST(ChainProtocol, EstablishedLaneHoldsTheEveryPacketStages) {
+  auto chains = compute_chains(conntrack_policy_nat());
+  const Chain& chain = chains[chain_index(SL_ROLE_WORKLOAD, SL_HOOK_INGRESS)];
+  ASSERT_EQ(chain.stages.size(), 3u);
+  EXPECT_EQ(chain.established, (std::vector<std::size_t>{0, 2}));
+  auto positions = chain.established_positions();
+  EXPECT_EQ(positions[0], 0);
+  EXPECT_EQ(positions[1], 0xff) << "policy sees first packets only";
+  EXPECT_EQ(positions[2], 1);
+  EXPECT_EQ(positions[3], 0xff);
+  EXPECT_TRUE(chain.flags & SL_CHAIN_F_JUDGED) << "policy may drop: flows skip it once approved";
+  EXPECT_EQ(chain.last_judge, 1);
+}
+
+TEST(ChainProtocol, ObserversAreNoJudges) {
+  auto chains = compute_chains({declared("log", "log", 900, 0, 0)});
+  const Chain& chain = chains[chain_index(SL_ROLE_DATA, SL_HOOK_EGRESS)];
+  EXPECT_TRUE(chain.established.empty());
+  EXPECT_FALSE(chain.flags & SL_CHAIN_F_JUDGED);
+  EXPECT_EQ(chain.last_judge, 0xff);
+}
+
+TEST(ChainProtocol, AWatchedWorkloadEgressIsMarkedOnEveryChain) {
+  auto quiet = compute_chains(conntrack_policy_nat());
+  EXPECT_TRUE(quiet[chain_index(SL_ROLE_WORKLOAD, SL_HOOK_INGRESS)].flags &
+              SL_CHAIN_F_PEER_EGRESS_WATCHED)
+      << "nat sees every packet on workload egress in this declaration";
+  auto stages = conntrack_policy_nat();
+  stages[2].spec.hooks = hook_bit(SL_HOOK_INGRESS);
+  auto with_bypass = stages;
+  with_bypass[0].spec.fast_path_may_bypass_egress = true;
+  auto chains = compute_chains(with_bypass);
+  for (const Chain& chain : chains) EXPECT_FALSE(chain.flags & SL_CHAIN_F_PEER_EGRESS_WATCHED);
+  stages.push_back(declared("third", "counter", 250, kBothHooks));
+  chains = compute_chains(stages);
+  for (const Chain& chain : chains) EXPECT_TRUE(chain.flags & SL_CHAIN_F_PEER_EGRESS_WATCHED);
+}
+
+TEST(ChainProtocol, AVoterMustSeeEveryPacket) {
+  try {
+    compute_chains({declared("conntrack", "ct", 100, hook_bit(SL_HOOK_INGRESS),
+                             SL_MAY_VOTE_ESTABLISHED)});
+    FAIL() << "a voter missing from lane 1 on egress was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("stage 'conntrack/ct' may vote flows established"),
+              std::string::npos)
+        << e.what();
+    EXPECT_NE(std::string(e.what()).find("egress"), std::string::npos) << e.what();
+  }
+}
+
+TEST(ChainProtocol, AScratchWordHasOneOwner) {
+  auto stages = conntrack_policy_nat();
+  stages.push_back(declared("rogue", "r", 150, kBothHooks, SL_MAY_DROP, 0, kCt));
+  try {
+    compute_chains(stages);
+    FAIL() << "two plugins writing ct-result were accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("'rogue/r' writes scratch word 0 (ct-result), which "
+                                         "plugin 'conntrack' writes too"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
+TEST(ChainProtocol, AReaderNeedsAWriterBeforeItInItsLane) {
+  // No conntrack at all.
+  EXPECT_THROW(compute_chains({declared("nat", "nat", 300, kBothHooks, SL_MAY_DROP, kCt)}), Error);
+  // The writer after the reader.
+  EXPECT_THROW(compute_chains({declared("nat", "nat", 50, kBothHooks, SL_MAY_DROP, kCt),
+                               declared("conntrack", "ct", 100, kBothHooks, 0, 0, kCt)}),
+               Error);
+  // The writer only on first packets, the reader on every packet.
+  try {
+    compute_chains({declared("a", "writer", 100, 0, 0, 0, scratch_bit(SL_SCRATCH_PLUGIN_0)),
+                    declared("b", "reader", 200, kBothHooks, 0, scratch_bit(SL_SCRATCH_PLUGIN_0))});
+    FAIL() << "a lane-1 reader of a lane-0-only word was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("lane 1"), std::string::npos) << e.what();
+  }
+  EXPECT_NO_THROW(compute_chains(conntrack_policy_nat()));
+}
+
+TEST(ChainProtocol, AHoleExcusesTheReadersAfterIt) {
+  // A failed conntrack (a hole, no program) fails closed: nat after it is not
+  // refused for want of its word.
+  auto stages = conntrack_policy_nat();
+  stages[0].spec.program.clear();
+  stages[0].spec.scratch_writes = 0;  // an unknown placeholder records nothing
+  EXPECT_NO_THROW(compute_chains(stages));
+}
+
+TEST(ChainProtocol, RegistryRecordsRoundTrip) {
+  DeclaredStage s = declared("conntrack", "ct", 100, hook_bit(SL_HOOK_INGRESS),
+                             SL_MAY_DROP | SL_MAY_VOTE_ESTABLISHED, kCt, kCt);
+  s.spec.fast_path_may_bypass_egress = true;
+  sl_registry_entry entry{};
+  record_stage(entry, s.spec);
+  StageSpec back = recorded_stage(entry);
+  EXPECT_EQ(back.name, "ct");
+  EXPECT_EQ(back.program, "") << "a recorded stage is a placeholder";
+  EXPECT_EQ(back.order, 100);
+  EXPECT_EQ(back.every_packet_hooks, hook_bit(SL_HOOK_INGRESS));
+  EXPECT_EQ(back.may, SL_MAY_DROP | SL_MAY_VOTE_ESTABLISHED);
+  EXPECT_EQ(back.scratch_reads, kCt);
+  EXPECT_EQ(back.scratch_writes, kCt);
+  EXPECT_TRUE(back.fast_path_may_bypass_egress);
+}

@@ -111,9 +111,7 @@ std::array<Chain, SL_CHAINS> expected_chains(const std::vector<sl_registry_entry
   std::vector<DeclaredStage> stages;
   for (const auto& entry : registry)
     if (entry.kind == SL_REG_STAGE)
-      stages.push_back({fixed_string(entry.plugin),
-                        StageSpec{fixed_string(entry.name), "", entry.roles, entry.hooks,
-                                  entry.order}});
+      stages.push_back({fixed_string(entry.plugin), recorded_stage(entry)});
   return compute_chains(stages);
 }
 
@@ -280,8 +278,12 @@ int run_plugins(Context& context, const po::variables_map&) {
       expected_problem = error.what();
       for (unsigned r = 0; r < SL_ROLE_COUNT; ++r)
         for (unsigned h = 0; h < SL_HOOK_COUNT; ++h)
-          expected[chain_index(static_cast<sl_role>(r), static_cast<sl_hook>(h))] =
-              Chain{static_cast<sl_role>(r), static_cast<sl_hook>(h), {}};
+        {
+          Chain& chain = expected[chain_index(static_cast<sl_role>(r), static_cast<sl_hook>(h))];
+          chain = Chain{};
+          chain.role = static_cast<sl_role>(r);
+          chain.hook = static_cast<sl_hook>(h);
+        }
     }
     int jump_fd = maps.fd(SL_MAP_JUMP, sizeof(__u32));
     ProgramNames names;

@@ -67,12 +67,32 @@ inline constexpr int kEncap = 400;
 inline constexpr int kLog = 900;
 }  // namespace order
 
+// Scratch words (sluice/bpf/scratch.def), for StageSpec::scratch_reads/writes.
+inline constexpr std::uint32_t scratch_bit(sl_scratch_slot slot) { return 1u << slot; }
+
+// A stage and its chain-protocol declarations (sdk/ABI.md, "The chain
+// protocol"). The core builds the chains from them and refuses chains that
+// break the protocol, naming the stage.
 struct StageSpec {
   std::string name;     // unique within the plugin
   std::string program;  // SEC("tc") program name in the plugin's BPF object
   std::uint32_t roles = kAllRoles;
   std::uint32_t hooks = kBothHooks;
   int order = 500;
+  // Hooks on which the stage sees every packet of an established flow (lane
+  // 1). On its other hooks it sees a flow's packets until a stage votes the
+  // flow established, and is skipped after. The default is the safe one.
+  std::uint32_t every_packet_hooks = kBothHooks;
+  // What it may do to a packet: SL_MAY_* (layout.h).
+  std::uint32_t may = SL_MAY_DROP;
+  // The scratch words it reads and writes (scratch_bit()).
+  std::uint32_t scratch_reads = 0;
+  std::uint32_t scratch_writes = 0;
+  // For a stage that sees every packet on egress: the fast path may still
+  // carry a packet from another interface's ingress straight into a workload,
+  // past this hook, because the stage saw it where it entered the node
+  // (conntrack). Without it, such packets go through the workload's egress hook.
+  bool fast_path_may_bypass_egress = false;
 };
 
 // A configuration error with its position, thrown by Plugin::configure.

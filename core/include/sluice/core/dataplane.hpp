@@ -35,6 +35,21 @@ void check_pin_layout(const NodeConfig& config);
 
 // The entry programs of one interface, loaded with its constants frozen in.
 // Used by Dataplane::attach and by tests/benchmarks (BPF_PROG_TEST_RUN).
+// What an entry program needs of its chain (the chain protocol): frozen into
+// its read-only data, copied into each packet's context.
+struct ChainLayout {
+  std::array<std::uint8_t, SL_MAX_STAGES> established_positions = no_lane1();
+  std::uint32_t flags = 0;         // SL_CHAIN_F_*
+  std::uint8_t last_judge = 0xff;  // lane-0 position, 0xff: none
+
+  static std::array<std::uint8_t, SL_MAX_STAGES> no_lane1() {
+    std::array<std::uint8_t, SL_MAX_STAGES> positions;
+    positions.fill(0xff);
+    return positions;
+  }
+};
+using ChainLayouts = std::array<ChainLayout, SL_HOOK_COUNT>;  // by hook
+
 struct EntrySettings {
   std::string ifname;
   sl_role role = SL_ROLE_WORKLOAD;
@@ -42,6 +57,7 @@ struct EntrySettings {
   std::uint32_t bank = 0;
   bool has_ethernet = true;
   RoleRules rules;
+  ChainLayouts chains{};  // Dataplane::chain_layouts(role) of the staged bank
 };
 class EntryProgram {
  public:
@@ -104,6 +120,8 @@ class Dataplane {
   // plugin that now fails before declaring its stages occupied.
   std::vector<StageSpec> recorded_stages(const std::string& plugin) const;
   std::uint32_t bank() const { return bank_; }
+  // The staged chains' layouts for a role's entry programs.
+  const ChainLayouts& chain_layouts(sl_role role) const { return layouts_[role]; }
   int map_fd(const char* name) const;  // one of the shared/core maps by name
   int chain_end_fd() const;
 
@@ -120,6 +138,7 @@ class Dataplane {
   };
   std::unique_ptr<core_bpf, CoreSkeleton> core_;
   std::uint32_t bank_ = 0;  // bank staged for (and used by) new attachments
+  std::array<ChainLayouts, SL_ROLE_COUNT> layouts_{};  // of bank_'s chains
   std::map<int, Attachment> attached_;
 };
 

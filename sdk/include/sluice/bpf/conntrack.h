@@ -47,9 +47,7 @@
  *   bit   17     SL_CT_RES_APPROVED: the packet's leg is approved (policy)
  *   bit   18     SL_CT_RES_PEER_APPROVED: the other leg is approved
  *   bit   19     SL_CT_RES_VIA_NAT_FWD: found through a NAT_FWD stub
- *   bit   20     SL_CT_RES_FAST: an answered NAT flow the fast path may take
- *                once the nat stage has rewritten the packet
- *                (<sluice/bpf/fast_path.h>; conntrack's fast_path = true)
+ *   bit   20     unused (layout 1: "fast"; the chain protocol's votes replace it)
  *   bits 24..31  enum sl_ct_type of the entry holding the state
  *   bits 32..63  the entry's flags (SL_CT_F_*)
  *
@@ -72,7 +70,7 @@
 
 #define SL_MAP_CONNTRACK "sl_conntrack"
 #define SL_CT_DEFAULT_ENTRIES 262144u
-#define SL_CT_SCRATCH 0 /* ctx->scratch[] word holding the result */
+#define SL_CT_SCRATCH SL_SCRATCH_CT_RESULT /* ctx->scratch[] word holding the result */
 
 enum sl_ct_type {
 	SL_CT_TYPE_NORMAL = 0,
@@ -134,7 +132,6 @@ enum sl_ct_state {
 #define SL_CT_RES_APPROVED (1u << 17)
 #define SL_CT_RES_PEER_APPROVED (1u << 18)
 #define SL_CT_RES_VIA_NAT_FWD (1u << 19)
-#define SL_CT_RES_FAST (1u << 20)
 
 struct sl_ct_key {
 	__u8 proto;  /* IPPROTO_* */
@@ -319,6 +316,22 @@ static __always_inline struct sl_ct_found *sl_ct_found_entry(void)
 	__u32 zero = 0;
 
 	return bpf_map_lookup_elem(&sl_ct_found, &zero);
+}
+
+/* For the stage that has just made the packet's flow a NAT flow (its
+ * NAT_FWD stub and NAT_REV entry): conntrack's result word, owned by
+ * conntrack (scratch.def), then describes the NAT_REV entry, with its flags
+ * and the packet's leg there, as it will for the flow's later packets. */
+static __always_inline void sl_ct_result_now_nat(struct sl_pkt_ctx *ctx, __u32 ct_flags,
+						 int rev_ba)
+{
+	__u64 r = ctx->scratch[SL_CT_SCRATCH];
+
+	r &= ~((0xffull << 24) | (__u64)SL_CT_RES_LEG_BA);
+	r |= ((__u64)SL_CT_TYPE_NAT_REV << 24) | ((__u64)ct_flags << 32);
+	if (rev_ba)
+		r |= SL_CT_RES_LEG_BA;
+	ctx->scratch[SL_CT_SCRATCH] = r;
 }
 
 /* The key of the packet in ctx (ICMP echo: the identifier as both ports).

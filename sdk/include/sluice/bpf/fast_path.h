@@ -1,14 +1,9 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* The fast path: forwarding a packet of an answered flow straight to its
- * destination from the ingress hook, past the rest of the chain and the
- * host's routing and netfilter. Shared by the stage that owns the decision
- * for a flow: conntrack for flows without NAT, nat for NAT flows (after its
- * rewrite, so the route is looked up for the packet as it leaves).
- *
- *   int verdict;
- *   if (sl_fast_forward(skb, ctx, &verdict))
- *           return verdict;          // redirected
- *   return sl_next(skb, ctx);        // not possible: the usual way
+ * destination from the ingress hook, past the host's routing and netfilter.
+ * The core's chain end does it (sl_fast_forward()) for a packet the stages
+ * voted for (the chain protocol, sdk/ABI.md): every stage of the chain has
+ * run, so the route is looked up for the packet as it leaves (after NAT).
  *
  * The route comes from bpf_fib_lookup() (sl_fast_route()), remembered per
  * (arrival interface, source, destination, TOS) in the core's route cache
@@ -221,22 +216,25 @@ static __always_inline int sl_fast_route(struct __sk_buff *skb, struct sl_pkt_ct
 	return target;
 }
 
-static __always_inline int sl_redirect_to_neigh(struct __sk_buff *skb, struct sl_pkt_ctx *ctx,
-						const struct bpf_fib_lookup *fib)
+/* Records the redirect out of the route's interface to its next hop, whose
+ * L2 header the neighbour table fills in. */
+static __always_inline void sl_set_redirect_to_route(struct sl_pkt_ctx *ctx,
+						     const struct bpf_fib_lookup *fib)
 {
-	struct bpf_redir_neigh nh = {};
-
-	nh.nh_family = fib->family;
-	if (fib->family == AF_INET)
-		nh.ipv4_nh = fib->ipv4_dst; /* the next hop after the lookup */
-	else
-		__builtin_memcpy(nh.ipv6_nh, fib->ipv6_dst, 16);
 	SL_DEBUG(ctx, "route: out of %d by the neighbour table", fib->ifindex);
-	return sl_redirect_neigh(skb, ctx, fib->ifindex, &nh, sizeof(nh));
+	if (fib->family == AF_INET)
+		sl_set_redirect_neigh(ctx, fib->ifindex, &fib->ipv4_dst, 0);
+	else
+		sl_set_redirect_neigh(ctx, fib->ifindex, fib->ipv6_dst, 1);
 }
 
-/* Forwards the packet if it can (returns 1 with the program's verdict in
- * *verdict), else returns 0 and the packet continues unchanged. */
+/* The chain end's fast path (the chain protocol, sdk/ABI.md): forwards a
+ * packet the stages voted for if it can (returns 1 with the program's
+ * verdict in *verdict), else returns 0 and the packet goes on unchanged to
+ * the host stack. Into a workload whose egress chain has a stage that sees
+ * every packet (SL_CHAIN_F_PEER_EGRESS_WATCHED) it goes through that hook
+ * (a redirect to the host side of the veth) instead of straight into the
+ * peer. */
 static __always_inline int sl_fast_forward(struct __sk_buff *skb, struct sl_pkt_ctx *ctx,
 					   int *verdict)
 {
@@ -247,22 +245,29 @@ static __always_inline int sl_fast_forward(struct __sk_buff *skb, struct sl_pkt_
 		return 0;
 	switch (sl_fast_route(skb, ctx, &fib, 0)) {
 	case SL_FAST_PEER:
-		SL_DEBUG(ctx, "fast path: into the peer of %d", fib.ifindex);
-		*verdict = sl_redirect_peer(skb, ctx, fib.ifindex);
-		return 1;
+		if (ctx->chain_flags & SL_CHAIN_F_PEER_EGRESS_WATCHED) {
+			SL_DEBUG(ctx, "fast path: out of %d (its egress chain watches)", fib.ifindex);
+			sl_set_redirect(ctx, fib.ifindex, SL_REDIRECT_EGRESS);
+		} else {
+			SL_DEBUG(ctx, "fast path: into the peer of %d", fib.ifindex);
+			sl_set_redirect(ctx, fib.ifindex, SL_REDIRECT_PEER);
+		}
+		break;
 	case SL_FAST_L2:
 	case SL_FAST_NEIGH:
-		*verdict = sl_redirect_to_neigh(skb, ctx, &fib);
-		return 1;
+		sl_set_redirect_to_route(ctx, &fib);
+		break;
+	default:
+		return 0;
 	}
-	return 0;
+	*verdict = sl_finish_redirect(skb, ctx);
+	return 1;
 }
 
 /* Routes a packet the host stack must not see (see the top), from an ingress
- * hook: returns 1 with the program's verdict in *verdict — the chain goes on
- * with the redirect recorded for its end, or, with the neighbour unresolved,
- * the packet is handed to bpf_redirect_neigh() at once — or 0 when there is
- * no route (the packet unchanged). */
+ * hook: records the redirect for the chain end and returns 1 with the verdict
+ * of continuing the chain in *verdict, or returns 0 when there is no route
+ * (the packet unchanged). */
 static __always_inline int sl_route_here(struct __sk_buff *skb, struct sl_pkt_ctx *ctx,
 					 int *verdict)
 {
@@ -274,14 +279,16 @@ static __always_inline int sl_route_here(struct __sk_buff *skb, struct sl_pkt_ct
 	case SL_FAST_PEER:
 	case SL_FAST_L2:
 		SL_DEBUG(ctx, "route: out of %d at the chain end", fib.ifindex);
-		sl_set_redirect(ctx, fib.ifindex, 0);
-		*verdict = sl_next(skb, ctx);
-		return 1;
+		sl_set_redirect(ctx, fib.ifindex, SL_REDIRECT_EGRESS);
+		break;
 	case SL_FAST_NEIGH:
-		*verdict = sl_redirect_to_neigh(skb, ctx, &fib);
-		return 1;
+		sl_set_redirect_to_route(ctx, &fib);
+		break;
+	default:
+		return 0;
 	}
-	return 0;
+	*verdict = sl_next(skb, ctx);
+	return 1;
 }
 
 #endif /* SLUICE_BPF_FAST_PATH_H */

@@ -12,7 +12,10 @@
 
 #include <linux/types.h>
 
-#define SL_LAYOUT_VERSION 1u
+#define SL_LAYOUT_VERSION 2u
+/* The layout a daemon of this version migrates pins from (sdk/ABI.md,
+ * "Upgrades"): the previous one. Older pins need --cleanup. */
+#define SL_LAYOUT_MIGRATES_FROM 1u
 #define SL_LAYOUT_MAGIC 0x534c4345u /* "SLCE" */
 
 /* Pin directory: <bpf.root>/<bpf.instance>/ ; maps live in its "maps" folder. */
@@ -52,18 +55,31 @@ enum sl_log_level {
 	SL_LOG_DEBUG = 2,
 };
 
-/* Chain geometry. sl_jump = SL_BANKS x (role, hook) chains x SL_MAX_STAGES.
- * Two banks let a restarting daemon write complete new chains beside the live
- * ones and switch interfaces over atomically (entry programs carry their bank
- * in read-only data and are replaced in place). */
+/* Chain geometry. sl_jump = SL_BANKS x (role, hook) chains x SL_LANES x
+ * SL_MAX_STAGES. Two banks let a restarting daemon write complete new chains
+ * beside the live ones and switch interfaces over atomically (entry programs
+ * carry their bank in read-only data and are replaced in place). Each chain
+ * has two lanes (the chain protocol, sdk/ABI.md): lane 0 holds every stage,
+ * lane 1 the stages that see every packet of an established flow, in the
+ * same order; a stage that votes a flow established moves the packet from
+ * lane 0 to lane 1 (sl_vote_established() in sluice.h). */
 #define SL_MAX_STAGES 16u
+#define SL_LANES 2u
+#define SL_LANE_ALL 0u
+#define SL_LANE_ESTABLISHED 1u
 #define SL_CHAINS ((unsigned)SL_ROLE_COUNT * (unsigned)SL_HOOK_COUNT)
 #define SL_BANKS 2u
-#define SL_JUMP_SLOTS (SL_BANKS * SL_CHAINS * SL_MAX_STAGES)
+#define SL_JUMP_SLOTS (SL_BANKS * SL_CHAINS * SL_LANES * SL_MAX_STAGES)
+
+static inline __u32 sl_jump_lane_base(__u32 bank, __u32 role, __u32 hook, __u32 lane)
+{
+	return (((bank * SL_CHAINS) + role * SL_HOOK_COUNT + hook) * SL_LANES + lane) *
+	       SL_MAX_STAGES;
+}
 
 static inline __u32 sl_jump_base(__u32 bank, __u32 role, __u32 hook)
 {
-	return ((bank * SL_CHAINS) + role * SL_HOOK_COUNT + hook) * SL_MAX_STAGES;
+	return sl_jump_lane_base(bank, role, hook, SL_LANE_ALL);
 }
 
 /* Counters: per-CPU array indexed by [interface slot][hook][reason]. */
@@ -180,11 +196,60 @@ struct sl_registry_entry {
 	__s32 order;  /* stage order number */
 	__u32 prog_id; /* kernel program id of the stage */
 	char message[128]; /* failure text for status != 0 */
+	/* The stage's chain-protocol declarations (layout 2): */
+	__u32 every_packet_hooks; /* bit per enum sl_hook: sees every packet there */
+	__u32 may;                /* SL_MAY_* */
+	__u32 scratch_reads;      /* bit per enum sl_scratch_slot */
+	__u32 scratch_writes;
+	__u32 reserved[4];
 };
 
+/* What a stage declares it may do (StageSpec::may, sl_registry). The core
+ * checks the declarations when it builds the chains (sdk/ABI.md). */
+#define SL_MAY_DROP (1u << 0)            /* end the chain with sl_drop() */
+#define SL_MAY_REWRITE (1u << 1)         /* change the packet's bytes */
+#define SL_MAY_REDIRECT (1u << 2)        /* set the redirect the chain end applies */
+#define SL_MAY_VOTE_ESTABLISHED (1u << 3) /* vote a flow established (conntrack) */
+#define SL_MAY_APPROVE (1u << 4)         /* record that a flow passed the judges */
+
+/* Named scratch words, ctx->scratch[slot], each with one owner
+ * (scratch.def, the one list; StageSpec::scratch_reads/writes). */
+enum sl_scratch_slot {
+#define SL_SCRATCH(id, slot, name, owner, description) id = slot,
+#include "scratch.def"
+#undef SL_SCRATCH
+};
+#define SL_SCRATCH_SLOTS 8u
+
+/* ctx->votes: the chain protocol's votes on forwarding (sdk/ABI.md). */
+#define SL_VOTE_ESTABLISHED (1u << 0) /* conntrack: an established, answered (and,
+				       * where judges run, approved) flow; the
+				       * packet is on lane 1 */
+#define SL_VOTE_FORWARD (1u << 1)     /* conntrack: the chain end may forward it by
+				       * the fast path (route cache), past the host */
+#define SL_VOTE_VETO (1u << 2)        /* some stage: not this packet; the host stack
+				       * forwards it */
+
+/* ctx->chain_flags: facts about the packet's chain, frozen in the entry. */
+#define SL_CHAIN_F_JUDGED (1u << 0)   /* a first-packets stage may drop: flows skip
+				       * it only once approved */
+#define SL_CHAIN_F_PEER_EGRESS_WATCHED (1u << 1) /* the workload egress chain has a
+				       * stage that sees every packet: the fast path
+				       * into a workload goes through that hook */
+
+/* ctx->redirect_flags: how the chain end sends a redirected packet. */
+#define SL_REDIRECT_EGRESS 0u            /* bpf_redirect() to the egress of ifindex */
+#define SL_REDIRECT_INGRESS (1u << 0)    /* bpf_redirect(BPF_F_INGRESS) */
+#define SL_REDIRECT_PEER (1u << 1)       /* bpf_redirect_peer() (from ingress only) */
+#define SL_REDIRECT_NEIGH (1u << 2)      /* bpf_redirect_neigh() to redirect_nh */
+#define SL_REDIRECT_NH_V6 (1u << 3)      /* redirect_nh is IPv6 (else IPv4 in [0]) */
+
 /* Per-packet context, one per CPU (sl_state[0]); the entry program zeroes it
- * and fills it for every packet, stages read and extend it. Field offsets are
- * part of the plugin ABI: append only (see sdk/ABI.md). */
+ * (up to log_prefix) and fills it for every packet, stages read and extend it.
+ * Its size is fixed at SL_PKT_CTX_SIZE for the whole layout major: a minor
+ * version takes new fields out of `reserved` (which the entry of that version
+ * zeroes), so the pinned map never changes size (sdk/ABI.md, "Context"). */
+#define SL_PKT_CTX_SIZE 256u
 #define SL_PKT_F_L2 (1u << 0)       /* has an Ethernet header */
 #define SL_PKT_F_FRAGMENT (1u << 1) /* IP fragment: L4 fields only on the first */
 #define SL_PKT_F_LATER_FRAGMENT (1u << 2) /* not the first fragment: no L4 header */
@@ -194,8 +259,8 @@ struct sl_pkt_ctx {
 	__u32 ifindex;
 	__u32 counter_base; /* sl_counter_base(slot, hook) */
 	__u32 pkt_len;      /* skb->len at entry */
-	__u16 jump_base;    /* first slot of this packet's chain in sl_jump */
-	__u8 stage_pos;     /* position of the running stage in its chain */
+	__u16 jump_base;    /* first slot of the packet's current lane in sl_jump */
+	__u8 stage_pos;     /* position of the running stage in its lane */
 	__u8 hook;          /* enum sl_hook */
 	__u8 role;          /* enum sl_role */
 	__u8 log_level;     /* enum sl_log_level, sampled at entry */
@@ -210,12 +275,47 @@ struct sl_pkt_ctx {
 	__be32 daddr[4];
 	__be16 sport;       /* TCP/UDP/SCTP ports; ICMP: sport = id, dport = type<<8|code */
 	__be16 dport;
-	__u32 redirect_ifindex; /* set by sl_set_redirect(), applied at chain end */
-	__u32 redirect_flags;
 	__u32 mark;
-	__u64 scratch[4];   /* free for plugins to hand data down the chain */
+	/* The chain protocol (sdk/ABI.md). */
+	__u16 est_jump_base; /* first slot of lane 1 of this chain */
+	__u8 chain_flags;    /* SL_CHAIN_F_* */
+	__u8 votes;          /* SL_VOTE_* */
+	__u8 est_pos[SL_MAX_STAGES]; /* lane-1 position of the stage at each lane-0
+				      * position (0xff: not in lane 1) */
+	__u8 last_judge_pos; /* lane-0 position of the chain's last judge (0xff: none):
+			      * its approval is the flow's (sl_ct_approve()) */
+	__u8 pad0[3];
+	/* The redirect the chain end applies (sl_set_redirect*()). */
+	__u32 redirect_ifindex;
+	__u32 redirect_flags; /* SL_REDIRECT_* */
+	__be32 redirect_nh[4];
+	/* Endpoints: the workload or host endpoint the packet comes from and goes
+	 * to (ids of the routes/endpoint maps; 0 unknown), for policy. */
+	__u32 src_endpoint;
+	__u32 dst_endpoint;
+	/* Tunnel metadata: set by the decapsulating stage (the outer source, the
+	 * VNI) or by a stage asking for encapsulation (the remote node). */
+	__be32 tunnel_remote[4];
+	__u32 tunnel_id;      /* VNI */
+	__u32 tunnel_ifindex; /* device the tunnel leaves by / came in by */
+	__u64 scratch[SL_SCRATCH_SLOTS]; /* named slots, scratch.def */
 	char log_prefix[SL_LOG_PREFIX_LEN]; /* filled only when logging */
+	/* The rest, up to SL_PKT_CTX_SIZE, is reserved (see above). */
 };
+
+/* sl_state's value: the context padded to its fixed size. */
+union sl_pkt_ctx_slot {
+	struct sl_pkt_ctx ctx;
+	__u8 bytes[SL_PKT_CTX_SIZE];
+};
+#ifdef __cplusplus
+#define SL_STATIC_ASSERT static_assert
+#else
+#define SL_STATIC_ASSERT _Static_assert
+#endif
+SL_STATIC_ASSERT(sizeof(struct sl_pkt_ctx) <= SL_PKT_CTX_SIZE, "the context outgrew its slot");
+SL_STATIC_ASSERT(__builtin_offsetof(struct sl_pkt_ctx, est_pos) % 8 == 0,
+	       "the entry stores est_pos as two words");
 
 /* Events in sl_events (ring buffer), streamed by `sluicectl monitor`. Any
  * stage may emit them with sl_emit_packet_event() from <sluice/bpf/events.h>. */

@@ -12,12 +12,14 @@
  *       return sl_next(skb, ctx);
  *   }
  *
- * Every stage ends with exactly one verb: sl_next (continue the chain),
- * sl_drop (with a reason), sl_accept (skip the rest, pass to the kernel) or
- * sl_redirect / sl_redirect_peer / sl_redirect_neigh (skip the rest,
- * redirect; counted as "redirected"). Stages never call bpf_printk
- * directly; SL_INFO/SL_DEBUG add the interface prefix and respect the
- * runtime log level.
+ * Every stage ends with exactly one verb: sl_next (continue the chain) or
+ * sl_drop (with a reason). No stage ends the chain for the stages after it
+ * in any other way (the chain protocol, sdk/ABI.md): a redirect is recorded
+ * (sl_set_redirect*) and carried out by the core at the chain end, and so is
+ * forwarding an established flow by the fast path, which the stages vote on
+ * (sl_vote_established / sl_vote_forward / sl_veto_forward). Stages never
+ * call bpf_printk directly; SL_INFO/SL_DEBUG add the interface prefix and
+ * respect the runtime log level.
  */
 #ifndef SLUICE_BPF_SLUICE_H
 #define SLUICE_BPF_SLUICE_H
@@ -35,7 +37,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct sl_pkt_ctx);
+	__type(value, union sl_pkt_ctx_slot);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sl_state SEC(".maps");
 
@@ -68,7 +70,9 @@ struct {
 static __always_inline struct sl_pkt_ctx *sl_pkt_ctx_get(void)
 {
 	__u32 zero = 0;
-	return bpf_map_lookup_elem(&sl_state, &zero);
+	union sl_pkt_ctx_slot *slot = bpf_map_lookup_elem(&sl_state, &zero);
+
+	return slot ? &slot->ctx : 0;
 }
 
 /* ---- trace log ------------------------------------------------------------- */
@@ -129,47 +133,93 @@ static __always_inline int sl_drop(struct __sk_buff *skb, struct sl_pkt_ctx *ctx
 	return sl_finish(skb, ctx, TC_ACT_SHOT, reason);
 }
 
-static __always_inline int sl_accept(struct __sk_buff *skb, struct sl_pkt_ctx *ctx)
-{
-	return sl_finish(skb, ctx, TC_ACT_OK, SL_R_ACCEPTED);
-}
+/* ---- redirects: a stage records one, the chain end carries it out --------------- */
 
-/* Redirects now, skipping the rest of the chain. flags: 0 (egress of ifindex)
- * or BPF_F_INGRESS. */
-static __always_inline int sl_redirect(struct __sk_buff *skb, struct sl_pkt_ctx *ctx,
-				       __u32 ifindex, __u64 flags)
-{
-	return sl_finish(skb, ctx, (int)bpf_redirect(ifindex, flags), SL_R_REDIRECTED);
-}
-
-/* Redirects now into the peer of ifindex (the other end of a veth, in another
- * network namespace), skipping the rest of the chain and the host stack: the
- * packet enters the peer's namespace as if it had arrived there. Ingress
- * hook only (on egress the kernel drops the packet). The L2 header is the
- * caller's to set. */
-static __always_inline int sl_redirect_peer(struct __sk_buff *skb, struct sl_pkt_ctx *ctx,
-					    __u32 ifindex)
-{
-	return sl_finish(skb, ctx, (int)bpf_redirect_peer(ifindex, 0), SL_R_REDIRECTED);
-}
-
-/* Redirects now to the egress of ifindex with the L2 header filled in by the
- * neighbour table, for next hop nh (e.g. a bpf_fib_lookup() result; NULL,
- * 0: the kernel looks the route up itself), skipping the rest of the chain. */
-static __always_inline int sl_redirect_neigh(struct __sk_buff *skb, struct sl_pkt_ctx *ctx,
-					     __u32 ifindex, struct bpf_redir_neigh *nh,
-					     int nh_len)
-{
-	return sl_finish(skb, ctx, (int)bpf_redirect_neigh(ifindex, nh, nh_len, 0),
-			 SL_R_REDIRECTED);
-}
-
-/* Records a redirect that the end of the chain applies, so later stages still
- * run (and may drop). */
+/* Records a redirect that the chain end applies (so every later stage still
+ * runs, and may drop). flags: SL_REDIRECT_EGRESS (out of ifindex),
+ * SL_REDIRECT_INGRESS (into ifindex's ingress) or SL_REDIRECT_PEER (into the
+ * peer of veth ifindex, from an ingress hook: the L2 header is the caller's
+ * to set). The stage declares SL_MAY_REDIRECT. */
 static __always_inline void sl_set_redirect(struct sl_pkt_ctx *ctx, __u32 ifindex, __u32 flags)
 {
 	ctx->redirect_ifindex = ifindex;
 	ctx->redirect_flags = flags;
+}
+
+/* Records a redirect out of ifindex with the L2 header filled in from the
+ * neighbour table for next hop nh (IPv4 in nh[0] unless v6). */
+static __always_inline void sl_set_redirect_neigh(struct sl_pkt_ctx *ctx, __u32 ifindex,
+						  const __be32 *nh, int v6)
+{
+	ctx->redirect_ifindex = ifindex;
+	ctx->redirect_flags = SL_REDIRECT_NEIGH | (v6 ? SL_REDIRECT_NH_V6 : 0);
+	ctx->redirect_nh[0] = nh[0];
+	if (v6) {
+		ctx->redirect_nh[1] = nh[1];
+		ctx->redirect_nh[2] = nh[2];
+		ctx->redirect_nh[3] = nh[3];
+	}
+}
+
+/* Carries out the recorded redirect: the chain end's, not a stage's. */
+static __always_inline int sl_finish_redirect(struct __sk_buff *skb, struct sl_pkt_ctx *ctx)
+{
+	__u32 ifindex = ctx->redirect_ifindex, flags = ctx->redirect_flags;
+	long verdict;
+
+	if (flags & SL_REDIRECT_NEIGH) {
+		struct bpf_redir_neigh nh = {};
+
+		if (flags & SL_REDIRECT_NH_V6) {
+			nh.nh_family = 10; /* AF_INET6 */
+			__builtin_memcpy(nh.ipv6_nh, ctx->redirect_nh, 16);
+		} else {
+			nh.nh_family = 2; /* AF_INET */
+			nh.ipv4_nh = ctx->redirect_nh[0];
+		}
+		verdict = bpf_redirect_neigh(ifindex, &nh, sizeof(nh), 0);
+	} else if (flags & SL_REDIRECT_PEER) {
+		verdict = bpf_redirect_peer(ifindex, 0);
+	} else {
+		verdict = bpf_redirect(ifindex, (flags & SL_REDIRECT_INGRESS) ? BPF_F_INGRESS : 0);
+	}
+	return sl_finish(skb, ctx, (int)verdict, SL_R_REDIRECTED);
+}
+
+/* ---- votes on forwarding (the chain protocol, sdk/ABI.md) ---------------------- */
+
+/* Conntrack's vote (SL_MAY_VOTE_ESTABLISHED): the packet belongs to an
+ * established flow. The rest of the chain is lane 1: the stages after this
+ * one that see only first packets are skipped. */
+static __always_inline void sl_vote_established(struct sl_pkt_ctx *ctx)
+{
+	__u8 pos = ctx->est_pos[ctx->stage_pos & (SL_MAX_STAGES - 1)];
+
+	if (ctx->votes & SL_VOTE_ESTABLISHED)
+		return;
+	ctx->votes |= SL_VOTE_ESTABLISHED;
+	if (pos == 0xff) /* the core never builds such a chain: stay on lane 0 */
+		return;
+	ctx->jump_base = ctx->est_jump_base;
+	ctx->stage_pos = pos;
+}
+
+/* The packet may leave by the fast path at the chain end (conntrack, for an
+ * answered flow), unless a later stage vetoes it or records a redirect. */
+static __always_inline void sl_vote_forward(struct sl_pkt_ctx *ctx)
+{
+	ctx->votes |= SL_VOTE_FORWARD;
+}
+
+/* Any stage: this packet must go through the host stack. */
+static __always_inline void sl_veto_forward(struct sl_pkt_ctx *ctx)
+{
+	ctx->votes |= SL_VOTE_VETO;
+}
+
+static __always_inline int sl_voted_established(const struct sl_pkt_ctx *ctx)
+{
+	return (ctx->votes & SL_VOTE_ESTABLISHED) != 0;
 }
 
 /* A hole in the chain: counted and handled by the role's rule, never silent. */

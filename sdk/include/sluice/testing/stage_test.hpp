@@ -83,6 +83,13 @@ using CounterSnapshot = std::array<sl_counter, SL_REASON_COUNT>;
 
 class Testbed;
 
+// A stage for Testbed::set_chain with its chain-protocol declarations (which
+// lane it joins, what it may do): the chain is laid out as sluiced would.
+struct ChainStage {
+  int fd = -1;  // -1: a hole
+  StageSpec spec;
+};
+
 // A plugin .so opened, configured and loaded into a Testbed as sluiced would
 // (without the daemon's ABI pre-check). Calls shutdown(true) and unloads the
 // library when destroyed; keep it alive while its stages are chained.
@@ -94,6 +101,8 @@ class PluginUnderTest {
   sluice::Plugin& plugin();
   const std::vector<StageSpec>& stages() const;
   int stage_fd(std::string_view stage) const;  // throws if the plugin has no such stage
+  // The stage with its declarations, for Testbed::set_chain's lanes.
+  struct ChainStage chain_stage(std::string_view stage) const;
   // What the plugin logged through Host::log and the libbpf output of its
   // load (joined lines).
   const std::string& log() const;
@@ -135,7 +144,10 @@ class Testbed {
   // The stages of one (role, hook) chain as program fds, in order; -1 leaves
   // a hole. Takes effect with install_chains() (called for you by
   // load_entry()). The chain end always follows the last stage.
+  // Plain fds declare nothing: each stage sees every packet (it is in both
+  // lanes) and may drop.
   void set_chain(sl_role role, sl_hook hook, std::vector<int> stage_fds);
+  void set_declared_chain(sl_role role, sl_hook hook, std::vector<ChainStage> stages);
   void install_chains();
   // Deletes one slot of the installed chain (0 = first stage): a hole
   // appearing under a loaded entry.
