@@ -18,6 +18,7 @@
 #include "entry_bpf.skel.h"
 #include "sluice/core/bpf_loader.hpp"
 #include "sluice/core/error.hpp"
+#include "sluice/core/layout_migration.hpp"
 #include "sluice/core/tc.hpp"
 
 namespace sluice {
@@ -135,61 +136,32 @@ InstanceLock::InstanceLock(const NodeConfig& config, int wait_seconds) {
   }
 }
 
-void check_pin_layout(const NodeConfig& config) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  if (!fs::exists(config.pin_dir(), ec)) return;
-  std::string meta_path = config.map_pin_dir() + "/" SL_MAP_META;
-  if (!fs::exists(meta_path, ec)) {
-    // Only directories (e.g. maps/ from a start that died before loading):
-    // nothing to misread, start afresh.
-    bool only_directories = true;
-    for (const auto& entry : fs::recursive_directory_iterator(config.pin_dir(), ec))
-      if (!entry.is_directory()) only_directories = false;
-    if (only_directories) return;
-    throw Error(config.pin_dir() + " exists but holds no Sluice layout marker (" + meta_path +
-                "): it is not Sluice's, or an interrupted start left it. Pick another [bpf] "
-                "instance, or remove it (sluiced --cleanup) if it is Sluice's.");
-  }
-  UniqueFd fd(bpf_obj_get(meta_path.c_str()));
-  if (!fd) throw Error("cannot open " + meta_path + ": " + errno_text(errno));
-  struct bpf_map_info info {};
-  __u32 info_len = sizeof(info);
-  if (bpf_obj_get_info_by_fd(fd.get(), &info, &info_len) != 0 ||
-      info.value_size < offsetof(sl_meta, active_bank))
-    throw Error(meta_path + " is not a Sluice layout marker");
-  std::vector<char> value(info.value_size);
-  __u32 zero = 0;
-  if (bpf_map_lookup_elem(fd.get(), &zero, value.data()) != 0)
-    throw Error("cannot read " + meta_path + ": " + errno_text(errno));
-  sl_meta meta{};
-  std::memcpy(&meta, value.data(), std::min<std::size_t>(value.size(), sizeof(meta)));
-  if (meta.magic == 0) return;  // created but never initialised: reuse
-  if (meta.magic != SL_LAYOUT_MAGIC || meta.layout != SL_LAYOUT_VERSION ||
-      info.value_size != sizeof(sl_meta))
-    throw Error("the pins under " + config.pin_dir() + " use map layout " +
-                std::to_string(meta.layout) + "; this sluiced uses layout " +
-                std::to_string(SL_LAYOUT_VERSION) +
-                ". Reusing them would misread live state. Remove them with the sluiced that "
-                "made them (sluiced --cleanup), or use another [bpf] instance.");
-}
-
 Dataplane::Dataplane(const NodeConfig& config) : config_(config) {
   install_libbpf_logging();
   ensure_bpffs(config.bpf_root);
-  check_pin_layout(config);
+  unsigned layout = pinned_layout(config);
   make_dirs(config.map_pin_dir());
 
   std::string pin_root = config.map_pin_dir();
   LIBBPF_OPTS(bpf_object_open_opts, opts, .pin_root_path = pin_root.c_str());
   core_.reset(core_bpf__open_opts(&opts));
   if (!core_) throw Error("cannot open the core BPF object: " + errno_text(errno));
+  if (layout != 0 && layout != SL_LAYOUT_VERSION)
+    migration_ = std::make_unique<LayoutMigration>(config, core_->obj, layout);
+  else
+    remove_stale_migration_pins(config);
   load_with_verifier_log("loading the core BPF object",
                          [&] { return core_bpf__load(core_.get()); });
 
   __u32 zero = 0;
   sl_meta meta{};
   bpf_map_lookup_elem(bpf_map__fd(core_->maps.sl_meta), &zero, &meta);
+  if (migration_) {
+    migration_->carry_over(core_->obj, recorded_interfaces());
+    // The new sl_jump is empty: either bank is free.
+    meta.layout = SL_LAYOUT_VERSION;
+    meta.active_bank = 1;
+  }
   if (meta.magic != SL_LAYOUT_MAGIC) {
     meta = sl_meta{};
     meta.magic = SL_LAYOUT_MAGIC;
@@ -266,7 +238,9 @@ void Dataplane::stage_chains(const std::array<Chain, SL_CHAINS>& chains,
   std::uint32_t bank = meta.active_bank == 0 ? 1 : 0;
   bool used[SL_BANKS] = {};
   int ifstate_fd = bpf_map__fd(core_->maps.sl_ifstate);
-  for (int ifindex : recorded_interfaces()) {
+  // Interfaces still on the previous layout's programs use its sl_jump, not
+  // this one.
+  for (int ifindex : migration_ ? std::vector<int>{} : recorded_interfaces()) {
     sl_ifstate state{};
     __u32 key = static_cast<__u32>(ifindex);
     if (bpf_map_lookup_elem(ifstate_fd, &key, &state) == 0 && state.bank < SL_BANKS)
@@ -320,6 +294,10 @@ void Dataplane::commit_bank() {
   meta.generation++;
   meta.installed_ns = realtime_ns();
   update_or_throw(bpf_map__fd(core_->maps.sl_meta), &zero, &meta, SL_MAP_META);
+  if (migration_) {
+    migration_->finish();
+    migration_.reset();
+  }
 }
 
 void Dataplane::write_registry(const std::vector<LoadedPlugin>& plugins) {

@@ -29,9 +29,6 @@ class InstanceLock {
   UniqueFd fd_;
 };
 
-// Refuses (with a clear error) to reuse a pin directory made by a different
-// layout, or that does not belong to Sluice at all.
-void check_pin_layout(const NodeConfig& config);
 
 // The entry programs of one interface, loaded with its constants frozen in.
 // Used by Dataplane::attach and by tests/benchmarks (BPF_PROG_TEST_RUN).
@@ -70,6 +67,8 @@ class EntryProgram {
  private:
   entry_bpf* skel_ = nullptr;
 };
+
+class LayoutMigration;
 
 class Dataplane {
  public:
@@ -139,6 +138,8 @@ class Dataplane {
   std::unique_ptr<core_bpf, CoreSkeleton> core_;
   std::uint32_t bank_ = 0;  // bank staged for (and used by) new attachments
   std::array<ChainLayouts, SL_ROLE_COUNT> layouts_{};  // of bank_'s chains
+  // Over pins of the previous layout, until commit_bank().
+  std::unique_ptr<LayoutMigration> migration_;
   std::map<int, Attachment> attached_;
 };
 

@@ -367,6 +367,31 @@ static __always_inline struct sl_ct_value *sl_ct_lookup(const struct sl_ct_key *
 	}
 	return v;
 }
+
+/* A judge's approval (the chain protocol, sdk/ABI.md): a stage that sees
+ * only first packets and may drop calls it for a packet it lets through. The
+ * approval of the chain's last judge (ctx->last_judge_pos) is the flow's:
+ * conntrack records it on the packet's leg, and once the flow is established
+ * it votes that leg's later packets established, so the judges are skipped
+ * for them. Earlier judges' calls change nothing (a later one may still
+ * drop). The stage declares SL_MAY_APPROVE and reads ct-result. */
+static __always_inline void sl_ct_approve(const struct sl_pkt_ctx *ctx)
+{
+	__u64 r = ctx->scratch[SL_CT_SCRATCH];
+	struct sl_ct_key key;
+	int via_fwd;
+
+	if (ctx->stage_pos != ctx->last_judge_pos || sl_ct_result_verdict(r) == SL_CT_NONE ||
+	    sl_ct_result_verdict(r) == SL_CT_UNTRACKED || sl_ct_result_verdict(r) == SL_CT_INVALID)
+		return;
+	sl_ct_key_from_ctx(&key, ctx);
+	struct sl_ct_value *v = sl_ct_lookup(&key, &via_fwd);
+	if (!v)
+		return;
+	__u32 *flags = &v->legs[sl_ct_result_has(r, SL_CT_RES_LEG_BA) ? 1 : 0].flags;
+	if (!(*flags & SL_CT_LEG_APPROVED))
+		*flags |= SL_CT_LEG_APPROVED; /* as conntrack updates legs: one writer per leg at a time */
+}
 #endif /* __bpf__ */
 
 #endif /* SLUICE_BPF_CONNTRACK_H */
