@@ -13,6 +13,8 @@ full=${SLUICE_BUILD:-$repo/build}
 core_only=$repo/build-core-only
 SLUICE_BUILD=$full "$repo/tools/build.sh"
 SLUICE_BUILD=$core_only "$repo/tools/build.sh" -DSLUICE_PLUGINS= -DSLUICE_BUILD_BENCH=OFF
+# The previous map layout's last release, for the upgrade test (e2e.upgrade).
+SLUICE_BUILD=$full "$repo/tools/build-previous-release.sh"
 
 status=0
 echo "== core-only build (no plugins)"

@@ -4,6 +4,8 @@
 #include <bpf/libbpf.h>
 #include <spdlog/spdlog.h>
 
+#include <unistd.h>
+
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -17,7 +19,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr const char* kAsideSuffix = ".layout";
+// bpffs refuses names with a dot.
+constexpr const char* kAsideSuffix = "__layout";
 
 // Layout 1's geometry of what is carried over.
 constexpr std::uint32_t kLayout1Reasons = 64;
@@ -112,7 +115,8 @@ LayoutMigration::LayoutMigration(const NodeConfig& config, bpf_object* core, uns
     UniqueFd fd(bpf_obj_get(pin));
     if (!fd) continue;  // not pinned yet: created afresh
     if (pinned_shape(fd.get()) == defined_shape(map)) continue;  // reused as it is
-    if (std::rename(pin, aside_path(name).c_str()) != 0)
+    // bpffs refuses rename(2): pin the map a second time, then unpin the name.
+    if (bpf_obj_pin(fd.get(), aside_path(name).c_str()) != 0 || ::unlink(pin) != 0)
       throw Error("cannot move " + std::string(pin) + " aside for the layout migration: " +
                   errno_text(errno));
     moved_.push_back(name);

@@ -1,6 +1,6 @@
 // Starting over the pins of the previous map layout without an outage
 // (sdk/ABI.md, "Upgrades"): the core maps whose layout changed are moved
-// aside (renamed <name>.layout<N> in the pin directory) before the core
+// aside (pinned as <name>__layout<N> in the pin directory) before the core
 // object loads, so libbpf creates them anew while the running programs keep
 // theirs; what they hold that outlives a restart (counters, the stage
 // registry) is carried over into the new maps; the moved-aside pins are
