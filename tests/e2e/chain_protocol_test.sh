@@ -105,6 +105,19 @@ stop_daemon
 # ---- 3. "first packets": skipped once the flow is established ---------------------
 configure '["conntrack", "nat", "probe"]' first-packets
 start_daemon
+# sluicectl shows the lane an established flow runs: without the probe.
+ctl -o json plugins | python3 -c '
+import json, sys
+chains = {(c["role"], c["hook"]): c for c in json.load(sys.stdin)["chains"]}
+c = chains[("workload", "ingress")]
+full = [s["stage"] for s in c["stages"]]
+est = [s["stage"] for s in c["established"]["stages"]]
+assert full == ["conntrack", "probe", "nat"], full
+assert est == ["conntrack", "nat"] and c["established"]["matches_registry"], c["established"]
+' || { ctl plugins; fail "sluicectl plugins does not show the established lane"; }
+ctl plugins | grep -q "established: *conntrack(100) -> nat(300) -> \[end\]" \
+  || { ctl plugins; fail "the table does not show the established lane"; }
+echo "ok: sluicectl plugins shows the established lane without the first-packets stage"
 segs0=$(segments) in0=$(probe_seen ingress) out0=$(probe_seen egress) fp0=$(redirected)
 run_exchanges 200
 segs=$(( $(segments) - segs0 ))

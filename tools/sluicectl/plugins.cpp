@@ -122,13 +122,15 @@ const sl_registry_entry* stage_by_prog(const std::vector<sl_registry_entry>& reg
   return nullptr;
 }
 
-ChainView read_chain(int jump_fd, std::uint32_t bank, const Chain& expected,
-                     const std::vector<sl_registry_entry>& registry, ProgramNames& names) {
-  ChainView view{expected.role, expected.hook, {}, false, {}, false, false};
-  for (const auto& stage : expected.stages)
-    view.expected.push_back(stage_text(stage.plugin, stage.spec.name, stage.spec.order));
+// One lane of a chain as the kernel holds it, against the stages the
+// registry implies for it (`want`, in order).
+ChainView read_lane(int jump_fd, std::uint32_t base, const Chain& chain,
+                    const std::vector<const DeclaredStage*>& want,
+                    const std::vector<sl_registry_entry>& registry, ProgramNames& names) {
+  ChainView view{chain.role, chain.hook, {}, false, {}, false, false};
+  for (const DeclaredStage* stage : want)
+    view.expected.push_back(stage_text(stage->plugin, stage->spec.name, stage->spec.order));
 
-  const std::uint32_t base = sl_jump_base(bank, expected.role, expected.hook);
   for (std::uint32_t pos = 0; pos < SL_MAX_STAGES; ++pos) {
     __u32 slot = base + pos;
     __u32 prog_id = 0;
@@ -137,10 +139,10 @@ ChainView read_chain(int jump_fd, std::uint32_t bank, const Chain& expected,
     if (bpf_map_lookup_elem(jump_fd, &slot, &prog_id) != 0) prog_id = 0;
 
     if (prog_id == 0) {
-      if (pos >= expected.stages.size()) break;  // no chain end: an unterminated chain
-      const DeclaredStage& want = expected.stages[pos];
-      view.slots.push_back({ChainSlot::State::missing, 0, want.plugin, want.spec.name, "",
-                            want.spec.order});
+      if (pos >= want.size()) break;  // no chain end: an unterminated chain
+      const DeclaredStage& missing = *want[pos];
+      view.slots.push_back({ChainSlot::State::missing, 0, missing.plugin, missing.spec.name, "",
+                            missing.spec.order});
       continue;
     }
     if (names.name_of(prog_id) == kChainEndProgram) {
@@ -165,6 +167,42 @@ ChainView read_chain(int jump_fd, std::uint32_t bank, const Chain& expected,
   view.order_matches = actual == view.expected;
   view.matches_registry = view.terminated && view.order_matches;
   return view;
+}
+
+// Both lanes of a chain: every stage, and what an established flow runs.
+std::pair<ChainView, ChainView> read_chain(int jump_fd, std::uint32_t bank, const Chain& expected,
+                                           const std::vector<sl_registry_entry>& registry,
+                                           ProgramNames& names) {
+  std::vector<const DeclaredStage*> all, established;
+  for (const auto& stage : expected.stages) all.push_back(&stage);
+  for (std::size_t index : expected.established) established.push_back(&expected.stages[index]);
+  return {read_lane(jump_fd, sl_jump_lane_base(bank, expected.role, expected.hook, SL_LANE_ALL),
+                    expected, all, registry, names),
+          read_lane(jump_fd,
+                    sl_jump_lane_base(bank, expected.role, expected.hook, SL_LANE_ESTABLISHED),
+                    expected, established, registry, names)};
+}
+
+// What a stage sees: "every" packet on its hooks, "first" packets only, or
+// every packet on some hooks ("every:ingress").
+std::string sees_text(const sl_registry_entry& stage) {
+  std::uint32_t every = stage.every_packet_hooks & stage.hooks;
+  if (every == 0) return "first";
+  if (every == stage.hooks) return "every";
+  return "every:" + join(hook_names(every), ",");
+}
+
+std::vector<std::string> may_names(std::uint32_t may) {
+  std::vector<std::string> out;
+  static const std::pair<std::uint32_t, const char*> kNames[] = {
+      {SL_MAY_DROP, "drop"},
+      {SL_MAY_REWRITE, "rewrite"},
+      {SL_MAY_REDIRECT, "redirect"},
+      {SL_MAY_VOTE_ESTABLISHED, "vote"},
+      {SL_MAY_APPROVE, "approve"}};
+  for (const auto& [bit, name] : kNames)
+    if (may & bit) out.push_back(name);
+  return out;
 }
 
 std::string chain_text(const std::vector<std::string>& labels, bool terminated) {
@@ -195,6 +233,10 @@ Json plugins_json(const std::vector<PluginRecord>& plugins) {
       stage["hooks"] = std::move(hooks);
       stage["order"] = s.order;
       stage["prog_id"] = s.prog_id;
+      stage["sees"] = sees_text(s);
+      Json may = Json::array();
+      for (auto& name : may_names(s.may)) may.push_back(name);
+      stage["may"] = std::move(may);
       stages.push_back(std::move(stage));
     }
     plugin["stages"] = std::move(stages);
@@ -203,12 +245,8 @@ Json plugins_json(const std::vector<PluginRecord>& plugins) {
   return out;
 }
 
-Json chains_json(const std::vector<ChainView>& chains) {
-  Json out = Json::array();
-  for (const auto& chain : chains) {
+Json lane_json(const ChainView& chain) {
     Json entry = Json::object();
-    entry["role"] = role_name(chain.role);
-    entry["hook"] = hook_name(chain.hook);
     Json stages = Json::array();
     for (std::size_t pos = 0; pos < chain.slots.size(); ++pos) {
       const auto& slot = chain.slots[pos];
@@ -225,6 +263,16 @@ Json chains_json(const std::vector<ChainView>& chains) {
     entry["stages"] = std::move(stages);
     entry["terminated"] = chain.terminated;
     entry["matches_registry"] = chain.matches_registry;
+    return entry;
+}
+
+Json chains_json(const std::vector<std::pair<ChainView, ChainView>>& chains) {
+  Json out = Json::array();
+  for (const auto& [all, established] : chains) {
+    Json entry = lane_json(all);
+    entry["role"] = role_name(all.role);
+    entry["hook"] = hook_name(all.hook);
+    entry["established"] = lane_json(established);
     out.push_back(std::move(entry));
   }
   return out;
@@ -241,6 +289,8 @@ void print_tables(const std::vector<PluginRecord>& plugins) {
                      {"ROLES"},
                      {"HOOKS"},
                      {"ORDER", Table::Align::right},
+                     {"SEES"},
+                     {"MAY"},
                      {"PROG-ID", Table::Align::right}});
   for (const auto& record : plugins) {
     const auto& p = record.plugin;
@@ -251,6 +301,7 @@ void print_tables(const std::vector<PluginRecord>& plugins) {
                            (s.roles & kAllRoles) == kAllRoles ? std::string("all")
                                                               : join(role_names(s.roles), ","),
                            join(hook_names(s.hooks), ","), std::to_string(s.order),
+                           sees_text(s), s.may ? join(may_names(s.may), ",") : "-",
                            s.prog_id ? std::to_string(s.prog_id) : "-"});
   }
   plugin_table.print(std::cout);
@@ -267,7 +318,7 @@ int run_plugins(Context& context, const po::variables_map&) {
   auto plugins = group_by_plugin(registry);
   auto meta = maps.read_meta();
 
-  std::vector<ChainView> chains;
+  std::vector<std::pair<ChainView, ChainView>> chains;
   std::string expected_problem;
   if (meta) {
     std::array<Chain, SL_CHAINS> expected;
@@ -310,13 +361,19 @@ int run_plugins(Context& context, const po::variables_map&) {
   std::cout << "Chains (bank " << meta->active_bank << ", generation " << meta->generation
             << "):\n";
   Table chain_table({{""}, {""}});
-  for (const auto& chain : chains) {
+  auto lane_line = [&](const ChainView& lane) {
     std::vector<std::string> labels;
-    for (const auto& slot : chain.slots) labels.push_back(slot.label());
-    std::string line = chain_text(labels, chain.terminated);
-    if (!chain.order_matches && expected_problem.empty())
-      line += "   [registry expects: " + chain_text(chain.expected, true) + "]";
-    chain_table.add_row({"  " + role_text(chain.role) + " " + hook_text(chain.hook) + ":", line});
+    for (const auto& slot : lane.slots) labels.push_back(slot.label());
+    std::string line = chain_text(labels, lane.terminated);
+    if (!lane.order_matches && expected_problem.empty())
+      line += "   [registry expects: " + chain_text(lane.expected, true) + "]";
+    return line;
+  };
+  for (const auto& [all, established] : chains) {
+    chain_table.add_row({"  " + role_text(all.role) + " " + hook_text(all.hook) + ":", lane_line(all)});
+    // Shown when an established flow skips something.
+    if (established.expected != all.expected || !established.matches_registry)
+      chain_table.add_row({"    established:", lane_line(established)});
   }
   chain_table.print(std::cout, /*with_header=*/false);
   if (!expected_problem.empty())
@@ -340,14 +397,22 @@ std::vector<CommandSpec> plugins_commands() {
       "Then the resulting chain per role and direction, read from the kernel's jump\n"
       "map (sl_jump, active bank), e.g.\n"
       "\n"
-      "  workload ingress:  policy(200) -> log(900) -> [end]\n"
+      "  workload ingress:  conntrack(100) -> policy(200) -> nat(300) -> [end]\n"
+      "    established:     conntrack(100) -> nat(300) -> [end]\n"
+      "\n"
+      "The 'established' line is the lane an established flow runs once conntrack\n"
+      "voted it (the chain protocol, sdk/ABI.md): the stages that see every packet;\n"
+      "it is shown when it differs from the full chain. Stages are listed with what\n"
+      "they SEE (every packet, first packets only, or every packet on some hooks) and\n"
+      "what they MAY do (drop, rewrite, redirect, vote, approve).\n"
       "\n"
       "  name(order)        a stage, as 'stage' or 'plugin/stage'\n"
       "  MISSING(p/s)       the registry places stage s of plugin p here but its slot is\n"
       "                     empty (the plugin failed): packets meet the role's\n"
       "                     missed_tail_call rule in [pipeline.<role>]\n"
       "  UNKNOWN(prog N)    a program the registry does not know\n"
-      "  [end]              the chain end, which hands the packet to the kernel\n"
+      "  [end]              the chain end: a recorded redirect, the fast path for a\n"
+      "                     packet voted forwardable, else the kernel\n"
       "  (empty)            no stages: packets go straight to the chain end\n"
       "\n"
       "A chain that differs from the order the registry implies is followed by what\n"
