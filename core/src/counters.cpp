@@ -13,13 +13,33 @@ namespace sluice {
 namespace {
 
 constexpr CounterReason kReasons[] = {
-#define SL_REASON(id, num, name, kind) {num, name, CounterVerdict::kind},
+#define SL_REASON(id, num, name, kind, description) \
+  {num, name, CounterVerdict::kind, description},
 #define ACCEPT accept
 #define DROP drop
 #include <sluice/bpf/reasons.def>
 #undef ACCEPT
 #undef DROP
 #undef SL_REASON
+};
+
+constexpr ReasonBlock kBlocks[] = {
+#define SL_REASON(id, num, name, kind, description)
+#define SL_REASON_BLOCK(first, last, owner) {first, last, owner},
+#include <sluice/bpf/reasons.def>
+#undef SL_REASON_BLOCK
+#undef SL_REASON
+};
+
+struct Layout1Reason {
+  std::uint32_t old_number;
+  unsigned new_number;
+};
+
+constexpr Layout1Reason kLayout1[] = {
+#define SL_REASON_LAYOUT1(old_number, new_id) {old_number, new_id},
+#include <sluice/bpf/reasons_layout1.def>
+#undef SL_REASON_LAYOUT1
 };
 
 // Calls fn(index, hook, reason) for every counter entry of the interface.
@@ -36,6 +56,22 @@ std::string entry_text(const std::string& map_path, __u32 index, const ManagedIn
 }
 
 }  // namespace
+
+std::span<const CounterReason> known_reasons() { return kReasons; }
+
+std::span<const ReasonBlock> reason_blocks() { return kBlocks; }
+
+const char* reason_owner(unsigned id) {
+  for (const auto& block : kBlocks)
+    if (id >= block.first && id <= block.last) return block.owner;
+  return "unassigned";
+}
+
+std::optional<unsigned> reason_from_layout1(std::uint32_t layout1_number) {
+  for (const auto& entry : kLayout1)
+    if (entry.old_number == layout1_number) return entry.new_number;
+  return std::nullopt;
+}
 
 CounterReason counter_reason(unsigned id) {
   for (const auto& reason : kReasons)

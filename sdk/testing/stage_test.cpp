@@ -37,7 +37,7 @@ const char* verdict_name(int verdict) {
 
 const char* reason_name(std::uint32_t reason) {
   switch (reason) {
-#define SL_REASON(id, num, name, kind) \
+#define SL_REASON(id, num, name, kind, description) \
   case num: return name;
 #include <sluice/bpf/reasons.def>
 #undef SL_REASON

@@ -1,5 +1,6 @@
-// `sluicectl counters dump|flush`: per interface, hook and reason packet and
-// byte counts from the per-CPU sl_counters map.
+// `sluicectl counters dump|flush|reasons`: per interface, hook and reason
+// packet and byte counts from the per-CPU sl_counters map, and the list of
+// reasons they are counted under (reasons.def).
 #include <iostream>
 
 #include "cli.hpp"
@@ -15,6 +16,11 @@ int counters_fd(PinnedMaps& maps) { return maps.fd(SL_MAP_COUNTERS, sizeof(sl_co
 void add_iface_option(po::options_description& options, po::positional_options_description&) {
   options.add_options()("iface,i", po::value<std::string>()->value_name("NAME"),
                         "only this interface (as named in `sluicectl ifstate dump`)");
+}
+
+void add_dump_options(po::options_description& options, po::positional_options_description& p) {
+  add_iface_option(options, p);
+  options.add_options()("describe,d", "add a column with each reason's description");
 }
 
 std::string iface_option(const po::variables_map& vm) {
@@ -37,6 +43,7 @@ int run_counters_dump(Context& context, const po::variables_map& vm) {
       entry["reason"] = reason_name(row.reason);
       entry["reason_id"] = row.reason.id;
       entry["verdict"] = verdict_name(row.reason.verdict);
+      entry["description"] = row.reason.description;
       entry["packets"] = row.total.packets;
       entry["bytes"] = row.total.bytes;
       out.push_back(std::move(entry));
@@ -49,16 +56,55 @@ int run_counters_dump(Context& context, const po::variables_map& vm) {
                                      : "no packets counted yet\n");
     return kExitOk;
   }
-  Table table({{"INTERFACE"},
-               {"HOOK"},
-               {"REASON"},
-               {"VERDICT"},
-               {"PACKETS", Table::Align::right},
-               {"BYTES", Table::Align::right}});
-  for (const auto& row : rows)
-    table.add_row({row.iface->name, hook_name(row.hook), reason_name(row.reason),
-                   verdict_name(row.reason.verdict), std::to_string(row.total.packets),
-                   std::to_string(row.total.bytes)});
+  bool describe = vm.count("describe") > 0;
+  std::vector<Table::Column> columns = {{"INTERFACE"},
+                                        {"HOOK"},
+                                        {"REASON"},
+                                        {"VERDICT"},
+                                        {"PACKETS", Table::Align::right},
+                                        {"BYTES", Table::Align::right}};
+  if (describe) columns.push_back({"DESCRIPTION"});
+  Table table(columns);
+  for (const auto& row : rows) {
+    std::vector<std::string> cells = {row.iface->name, hook_name(row.hook),
+                                      reason_name(row.reason), verdict_name(row.reason.verdict),
+                                      std::to_string(row.total.packets),
+                                      std::to_string(row.total.bytes)};
+    if (describe) cells.push_back(row.reason.description);
+    table.add_row(cells);
+  }
+  table.print(std::cout);
+  return kExitOk;
+}
+
+std::string owner_range(unsigned id) {
+  for (const auto& block : reason_blocks())
+    if (id >= block.first && id <= block.last)
+      return std::string(block.owner) + " " + std::to_string(block.first) + "-" +
+             std::to_string(block.last);
+  return "unassigned";
+}
+
+// Reads no map: the list is compiled in, so it works without sluiced or bpffs.
+int run_counters_reasons(Context& context, const po::variables_map&) {
+  if (context.json()) {
+    Json out = Json::array();
+    for (const auto& reason : known_reasons()) {
+      Json entry = Json::object();
+      entry["reason_id"] = reason.id;
+      entry["reason"] = reason.name;
+      entry["verdict"] = verdict_name(reason.verdict);
+      entry["owner"] = reason_owner(reason.id);
+      entry["description"] = reason.description;
+      out.push_back(std::move(entry));
+    }
+    std::cout << out.dump() << "\n";
+    return kExitOk;
+  }
+  Table table({{"ID", Table::Align::right}, {"REASON"}, {"VERDICT"}, {"OWNER"}, {"DESCRIPTION"}});
+  for (const auto& reason : known_reasons())
+    table.add_row({std::to_string(reason.id), reason.name, verdict_name(reason.verdict),
+                   owner_range(reason.id), reason.description});
   table.print(std::cout);
   return kExitOk;
 }
@@ -91,7 +137,7 @@ int run_counters_flush(Context& context, const po::variables_map& vm) {
 std::vector<CommandSpec> counters_commands() {
   CommandSpec dump;
   dump.path = {"counters", "dump"};
-  dump.arguments = "[--iface NAME]";
+  dump.arguments = "[--iface NAME] [--describe]";
   dump.summary = "packets and bytes per interface, hook and reason";
   dump.description =
       "Prints Sluice's counters, summed over all CPUs: for every managed interface and\n"
@@ -100,15 +146,17 @@ std::vector<CommandSpec> counters_commands() {
       "redirected, 'drop' for packets dropped; REASON says why (accepted, policy,\n"
       "malformed-ihl, missed-tail-call, ...). The 'passed-*' reasons count packets a\n"
       "role's [pipeline] rule let through although they were malformed or met a hole\n"
-      "in the chain.\n"
+      "in the chain. --describe adds each reason's description; `sluicectl counters\n"
+      "reasons` lists them all.\n"
       "\n"
       "JSON: an array of {interface, ifindex, hook, reason, reason_id, verdict,\n"
-      "packets, bytes}.\n"
+      "description, packets, bytes}.\n"
       "\n"
       "Examples:\n"
       "  sluicectl counters dump\n"
+      "  sluicectl counters dump --describe\n"
       "  sluicectl counters dump --iface cali1 -o json";
-  dump.add_options = add_iface_option;
+  dump.add_options = add_dump_options;
   dump.run = run_counters_dump;
 
   CommandSpec flush;
@@ -124,7 +172,23 @@ std::vector<CommandSpec> counters_commands() {
       "  sluicectl counters flush --iface eth0";
   flush.add_options = add_iface_option;
   flush.run = run_counters_flush;
-  return {dump, flush};
+  CommandSpec reasons;
+  reasons.path = {"counters", "reasons"};
+  reasons.summary = "the reasons packets are counted under";
+  reasons.description =
+      "Lists every reason this sluicectl knows (sdk/include/sluice/bpf/reasons.def):\n"
+      "its number (the counters map's index), name, verdict, owner with the owner's\n"
+      "block of numbers, and a one-line description. Reasons marked 'reserved for'\n"
+      "are defined for features still to come and not counted yet. Reads no map.\n"
+      "\n"
+      "JSON: an array of {reason_id, reason, verdict, owner, description}.\n"
+      "\n"
+      "Examples:\n"
+      "  sluicectl counters reasons\n"
+      "  sluicectl counters reasons -o json";
+  reasons.run = run_counters_reasons;
+  reasons.config_optional = true;
+  return {dump, flush, reasons};
 }
 
 }  // namespace sluice::ctl

@@ -5,6 +5,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -18,11 +20,33 @@ struct CounterReason {
   unsigned id = 0;
   const char* name = nullptr;  // nullptr: a reason this binary does not know
   CounterVerdict verdict = CounterVerdict::accept;
+  const char* description = "";  // one line, from reasons.def
 };
+
+// A block of reason numbers and its owner (SL_REASON_BLOCK of reasons.def).
+struct ReasonBlock {
+  unsigned first = 0;
+  unsigned last = 0;
+  const char* owner = "";
+};
+
+// Every reason of reasons.def, in number order.
+std::span<const CounterReason> known_reasons();
+// The owner blocks of reasons.def, in number order; together they cover
+// 0..SL_REASON_COUNT-1.
+std::span<const ReasonBlock> reason_blocks();
+// The owner of reason number `id` ("conntrack"), "unassigned" past the blocks.
+const char* reason_owner(unsigned id);
 
 // The reason with that number; one added by a newer Sluice is classified by
 // the numbering rule of reasons.def (0..15 are accepts).
 CounterReason counter_reason(unsigned id);
+
+// The current number of the reason that layout 1 (64 reasons, numbered
+// otherwise) counted under `layout1_number`, for the migration of the
+// counters map (reasons_layout1.def); nullopt for a number layout 1 left
+// unused, which carries no counts.
+std::optional<unsigned> reason_from_layout1(std::uint32_t layout1_number);
 // "policy", or "reason-<id>" for an unknown one.
 std::string reason_name(const CounterReason& reason);
 const char* verdict_name(CounterVerdict verdict);

@@ -84,7 +84,8 @@ static inline __u32 sl_jump_base(__u32 bank, __u32 role, __u32 hook)
 
 /* Counters: per-CPU array indexed by [interface slot][hook][reason]. */
 #define SL_MAX_IFACES 1024u
-#define SL_REASON_COUNT 64u
+/* Blocks of 16 per owner (reasons.def); a power of two, as sl_count() masks. */
+#define SL_REASON_COUNT 128u
 #define SL_COUNTER_SLOTS (SL_MAX_IFACES * SL_HOOK_COUNT * SL_REASON_COUNT)
 
 static inline __u32 sl_counter_base(__u32 iface_slot, __u32 hook)
@@ -98,7 +99,7 @@ struct sl_counter {
 };
 
 enum sl_reason {
-#define SL_REASON(id, num, name, kind) id = num,
+#define SL_REASON(id, num, name, kind, description) id = num,
 #include "reasons.def"
 #undef SL_REASON
 };

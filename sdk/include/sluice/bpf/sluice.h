@@ -91,7 +91,7 @@ static __always_inline struct sl_pkt_ctx *sl_pkt_ctx_get(void)
 
 #define SL_REASON_NAME_LEN 32
 static const char sl_reason_names[SL_REASON_COUNT][SL_REASON_NAME_LEN] = {
-#define SL_REASON(id, num, name, kind) [num] = name,
+#define SL_REASON(id, num, name, kind, description) [num] = name,
 #include "reasons.def"
 #undef SL_REASON
 };
