@@ -10,6 +10,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "sluice/core/counters.hpp"
 #include "sluice/core/error.hpp"
 #include "sluice/core/unique_fd.hpp"
 
@@ -25,9 +26,6 @@ constexpr const char* kAsideSuffix = "__layout";
 // Layout 1's geometry of what is carried over.
 constexpr std::uint32_t kLayout1Reasons = 64;
 constexpr std::size_t kLayout1RegistryEntry = sizeof(sl_registry_entry) - 8 * sizeof(__u32);
-
-// The layout-2 number of a layout-1 reason.
-std::uint32_t reason_from_layout1(std::uint32_t reason) { return reason; }
 
 struct MapShape {
   std::uint32_t type, key_size, value_size, max_entries;
@@ -69,7 +67,9 @@ void carry_counters(int from, int to, const std::vector<int>& ifindexes, int ifs
         bool any = false;
         for (const auto& v : values) any = any || v.packets || v.bytes;
         if (!any) continue;
-        __u32 new_index = sl_counter_base(state.slot, hook) + reason_from_layout1(reason);
+        auto now = reason_from_layout1(reason);
+        if (!now) continue;  // a number layout 1 never used
+        __u32 new_index = sl_counter_base(state.slot, hook) + *now;
         if (bpf_map_update_elem(to, &new_index, values.data(), BPF_ANY) != 0)
           throw Error(std::string("cannot carry counters into " SL_MAP_COUNTERS ": ") +
                       errno_text(errno));
