@@ -21,6 +21,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -67,6 +68,30 @@ Address read_hairpin_source(const Table& table, std::string_view key, const char
                         " address (\"\" turns hairpin source NAT off)");
   return *a;
 }
+
+// A change read and validated, not yet applied (NatPlugin::validate): the
+// files as it leaves them, the services it recomputes and their entries.
+// Dropped without commit, it leaves the plugin as it was: kept blocks that
+// moved go back to their places, new ids back to the pool.
+struct NatChange {
+  NatChange(IdPool& ids, const EndpointIndex& endpoints) : named{endpoints, {}}, pool(ids) {}
+  NatChange(const NatChange&) = delete;
+  NatChange& operator=(const NatChange&) = delete;
+  ~NatChange() {
+    if (!committed)
+      for (const auto& [label, id] : new_ids) pool.give_back(id);
+  }
+  std::map<std::string, FileChange> files;
+  std::optional<MovedBlocks> moved;  // after files: it shifts blocks nat holds
+  std::set<std::string> changed;     // services whose entries may change
+  NamedPorts named;                  // endpoints' addresses as the change leaves them
+  std::map<std::string, std::uint32_t> new_ids;           // port label -> id taken
+  std::map<std::string, ServiceEntries> desired;          // of the changed services
+  std::int64_t fe_delta = 0, be_delta = 0, range_delta = 0;  // entries the maps gain
+  bool full = false;
+  IdPool& pool;
+  bool committed = false;
+};
 
 class NatPlugin final : public sluice::Plugin {
  public:
@@ -164,23 +189,60 @@ class NatPlugin final : public sluice::Plugin {
   // of removed and added blocks are recomputed. What still reads a whole
   // touched file is cheap next to parsing: cutting it into blocks and
   // comparing them with memcmp (see plugins/nat/README.md).
+  std::unique_ptr<sluice::PreparedChange> prepare(const sluice::ResourceChange& change) override {
+    std::lock_guard lock(mutex_);
+    return std::make_unique<Prepared>(*this, validate(change));
+  }
+
+  // A host of ABI 1.0 (and the tests) hands changes over this way.
   void reconcile(const sluice::ResourceChange& change) override {
     std::lock_guard lock(mutex_);
+    commit(*validate(change));
+  }
+
+  std::vector<sluice::CliCommand> cli_commands() const override { return nat::nat_cli_commands(); }
+
+  void write_metrics(sluice::MetricsWriter& out) const override {
+    std::lock_guard lock(mutex_);
+    nat::write_nat_metrics(out, applied_);
+  }
+
+ private:
+  // A validated change, held until the host commits or discards it.
+  class Prepared final : public sluice::PreparedChange {
+   public:
+    Prepared(NatPlugin& plugin, std::unique_ptr<NatChange> change)
+        : plugin_(plugin), change_(std::move(change)) {}
+    void commit() override {
+      std::lock_guard lock(plugin_.mutex_);
+      plugin_.commit(*change_);
+    }
+
+   private:
+    NatPlugin& plugin_;
+    std::unique_ptr<NatChange> change_;  // discarded with it unless committed
+  };
+
+  // Reads and validates a change against what is applied; writes nothing
+  // and changes nothing that its discard does not undo. Throws ConfigError.
+  std::unique_ptr<NatChange> validate(const sluice::ResourceChange& change) {
     if (!stage_) throw std::logic_error("nat: reconcile before load");
 
-    // 1. Read and validate everything; nothing is applied on an error.
-    std::map<std::string, FileChange> files;
+    // 1. Read and validate everything; nothing is applied here.
+    auto prepared = std::make_unique<NatChange>(free_ids_, endpoint_at_);
+    prepared->full = change.full;
+    auto& files = prepared->files;
     for (const auto& file : change.upserted) files[file.path] = change_of(file, held(file.path));
     for (const auto& path : change.removed)
       if (!files.count(path)) files[path] = removal_of(held(path));
     if (change.full)
       for (auto& [path, specs] : files_)
         if (!files.count(path)) files[path] = removal_of(&specs);
-    MovedBlocks moved(files);
+    prepared->moved.emplace(files);
 
     // Services whose entries may change: those of removed blocks, and those
     // of added blocks. A service in both is changed.
-    std::set<std::string> changed;
+    auto& changed = prepared->changed;
     std::set<std::string> undeclared;  // their declaration is in a removed block
     bool endpoints_touched = false;
     for (const auto& [path, file] : files) {
@@ -208,7 +270,7 @@ class NatPlugin final : public sluice::Plugin {
         }
     // Endpoints: only named target ports depend on them, so an endpoint change
     // recomputes the services that use a name (and nothing else).
-    NamedPorts named{endpoint_at_, {}};
+    NamedPorts& named = prepared->named;
     if (endpoints_touched) {
       stage_endpoints(files, named);
       for (const auto& key : named_services_)
@@ -236,23 +298,14 @@ class NatPlugin final : public sluice::Plugin {
 
     // 2. Desired entries of the changed services. A port keeps its id (by
     // label); new labels take the lowest free ids, given back if this change
-    // is refused below.
-    std::map<std::string, std::uint32_t> new_ids;
-    struct IdRollback {
-      IdPool& pool;
-      std::map<std::string, std::uint32_t>& ids;
-      bool committed = false;
-      ~IdRollback() {
-        if (!committed)
-          for (const auto& [label, id] : ids) pool.give_back(id);
-      }
-    } rollback{free_ids_, new_ids};
+    // is refused below or discarded.
+    auto& new_ids = prepared->new_ids;
     auto allocate = [&](const std::string& label) {
       if (auto it = ids_.find(label); it != ids_.end()) return it->second;
       if (auto it = new_ids.find(label); it != new_ids.end()) return it->second;
       return new_ids[label] = free_ids_.take_lowest();
     };
-    std::map<std::string, ServiceEntries> desired;
+    auto& desired = prepared->desired;
     for (const auto& [key, spec] : now_declared) {
       ServiceEntries entries;
       for (const auto& p : spec->ports) {
@@ -264,7 +317,9 @@ class NatPlugin final : public sluice::Plugin {
 
     // The maps must hold the result: a change that would fill them is refused
     // before anything is written (counts kept incrementally).
-    std::int64_t fe_delta = 0, be_delta = 0, range_delta = 0;
+    std::int64_t& fe_delta = prepared->fe_delta;
+    std::int64_t& be_delta = prepared->be_delta;
+    std::int64_t& range_delta = prepared->range_delta;
     const ServiceSpec* grown = nullptr;
     for (const auto& key : changed) {
       std::int64_t fe = 0, be = 0, ranges = 0;
@@ -294,9 +349,17 @@ class NatPlugin final : public sluice::Plugin {
                           ", " + std::to_string(NAT_MAX_BACKENDS) + " and " +
                           std::to_string(NAT_MAX_SRC_RANGES));
 
+    return prepared;
+  }
+
+  // Applies a validated change: writes the maps, then remembers what each
+  // file holds. Nothing here refuses input.
+  void commit(NatChange& prepared) {
     // 3. Apply, service by service; unchanged ports are not touched.
+    auto& [files, moved, changed, named, new_ids, desired, fe_delta, be_delta, range_delta,
+           full, pool, committed] = prepared;
     ids_.insert(new_ids.begin(), new_ids.end());
-    rollback.committed = true;
+    committed = true;
     std::set<GoneBackend> gone_udp;
     for (const auto& key : changed) {
       static const ServiceEntries kNone;
@@ -332,7 +395,7 @@ class NatPlugin final : public sluice::Plugin {
 
     // 4. Remember what each file holds: declarations of removed blocks go,
     // those of added blocks come (in that order: a service may move).
-    moved.keep();
+    moved->keep();
     for (const auto& [path, file] : files)
       for (const auto& block : file.removed())
         for (const auto& s : block->services) {
@@ -353,18 +416,10 @@ class NatPlugin final : public sluice::Plugin {
     fe_total_ += fe_delta;
     be_total_ += be_delta;
     range_total_ += range_delta;
-    if (change.full && !swept_) sweep_stale();
+    if (full && !swept_) sweep_stale();
     swept_ = true;
   }
 
-  std::vector<sluice::CliCommand> cli_commands() const override { return nat::nat_cli_commands(); }
-
-  void write_metrics(sluice::MetricsWriter& out) const override {
-    std::lock_guard lock(mutex_);
-    nat::write_nat_metrics(out, applied_);
-  }
-
- private:
   // After the maps no longer select them: sockets the node's processes
   // connected to gone UDP backends learn it (ConnectTimeLb). The change is
   // applied by then, so a failure is only reported.

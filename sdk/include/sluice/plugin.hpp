@@ -1,4 +1,4 @@
-// The C++ plugin interface of Sluice (ABI 1.0). See sdk/ABI.md for the rules.
+// The C++ plugin interface of Sluice (ABI 1.1). See sdk/ABI.md for the rules.
 //
 // A plugin is a shared library that exports two symbols:
 //   sluice_plugin_abi     a PluginAbiDescriptor (plain data, checked first)

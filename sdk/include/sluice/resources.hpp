@@ -1,4 +1,4 @@
-// Resources (plugin ABI 1.0): the cluster state a plugin consumes, such as
+// Resources (plugin ABI 1.1): the cluster state a plugin consumes, such as
 // services or endpoints, read by sluiced from TOML files in [state] dir.
 //
 // A state file holds arrays of tables named by kind:
