@@ -11,7 +11,6 @@
 
 #include <filesystem>
 #include <iostream>
-#include <limits>
 
 #include <bpf/bpf.h>
 
@@ -21,6 +20,7 @@
 #include "sluice/core/dataplane.hpp"
 #include "sluice/core/error.hpp"
 #include "sluice/core/exposition.hpp"
+#include "sluice/core/hole_placement.hpp"
 #include "sluice/core/metrics_server.hpp"
 #include "sluice/core/node_host.hpp"
 #include "sluice/core/pipeline.hpp"
@@ -137,30 +137,31 @@ class Daemon {
     dataplane_->write_registry(plugins_.plugins());
   }
 
-  // Where a failed plugin's holes go. An optional plugin leaves none. One
-  // that failed before declaring its stages (missing file, ABI, config)
-  // takes the places the last run recorded; with no record, its place is
-  // unknown, so a hole heads every chain.
+  // A failed plugin's holes, placed by place_failed_plugin_holes()
+  // (hole_placement.hpp); this says what happened.
   void place_failed_plugin(LoadedPlugin& p) {
-    if (config_.plugin_optional(p.name)) {
-      p.stages.clear();
-      spdlog::warn("plugin '{}' is optional: its stages are left out", p.name);
-      return;
+    FailedPluginHoles holes =
+        place_failed_plugin_holes(config_.plugin_optional(p.name), p.stages,
+                                  [&] { return dataplane_->recorded_stages(p.name); });
+    p.stages = std::move(holes.stages);
+    switch (holes.placement) {
+      case HolePlacement::left_out:
+        spdlog::warn("plugin '{}' is optional: its stages are left out", p.name);
+        break;
+      case HolePlacement::declared:
+        break;
+      case HolePlacement::recorded:
+        spdlog::error("plugin '{}': its {} stage(s) recorded by the last run stay as holes",
+                      p.name, p.stages.size());
+        break;
+      case HolePlacement::heads_every_chain:
+        spdlog::error("plugin '{}' failed before declaring its stages and no earlier run "
+                      "recorded them: a hole heads every chain (hooks whose missed_tail_call "
+                      "rule is \"drop\" drop everything) until it loads; list it in [plugins] "
+                      "optional if its absence may be tolerated",
+                      p.name);
+        break;
     }
-    if (!p.stages.empty()) return;
-    p.stages = dataplane_->recorded_stages(p.name);
-    if (!p.stages.empty()) {
-      spdlog::error("plugin '{}': its {} stage(s) recorded by the last run stay as holes",
-                    p.name, p.stages.size());
-      return;
-    }
-    p.stages.push_back(StageSpec{"unknown", "", kAllRoles, kBothHooks,
-                                 std::numeric_limits<int>::min()});
-    spdlog::error("plugin '{}' failed before declaring its stages and no earlier run recorded "
-                  "them: a hole heads every chain (hooks whose missed_tail_call rule is "
-                  "\"drop\" drop everything) until it loads; list it in [plugins] optional "
-                  "if its absence may be tolerated",
-                  p.name);
   }
 
   void manage(const LinkInfo& link) {

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <list>
 
 #include <sluice/config.hpp>
 
@@ -173,10 +174,14 @@ void ResourceRouter::load_all(const StateDirectory& state) {
   }
   std::erase_if(files_, [&](const auto& file) { return !files.count(file.first); });
   std::erase_if(spare_text_, [&](const auto& spare) { return !files_.count(spare.first); });
-  route(files, true);
+  refused_ = {};
+  if (!route(files, true)) refused_ = {true, {}};
 }
 
-void ResourceRouter::apply(const std::set<std::string>& paths) {
+void ResourceRouter::apply(const std::set<std::string>& changed_paths) {
+  // A refused change is handed over again with this one, as the files are now.
+  std::set<std::string> paths = changed_paths;
+  paths.insert(refused_.paths.begin(), refused_.paths.end());
   std::map<std::string, FileView*> files;
   for (const auto& path : paths) {
     std::unique_ptr<FileView> view;
@@ -194,7 +199,18 @@ void ResourceRouter::apply(const std::set<std::string>& paths) {
         break;
     }
   }
-  route(files, false);
+  if (refused_.full) {  // the first load was refused: every file again, as a first load
+    std::map<std::string, FileView*> every;
+    for (auto& [path, view] : files_) every[path] = view.get();
+    refused_ = {};
+    if (!route(every, true)) refused_.full = true;
+    return;
+  }
+  if (route(files, false)) {
+    refused_ = {};
+    return;
+  }
+  for (const auto& [path, file] : files) refused_.paths.insert(path);
 }
 
 namespace {
@@ -224,8 +240,31 @@ class LentTexts {
 
 }  // namespace
 
-void ResourceRouter::route(const std::map<std::string, FileView*>& files, bool full) {
+namespace {
+
+// One consumer's share of a change: the files holding its kinds, and what
+// it holds once the change is applied. Members are destroyed in reverse: the
+// prepared change before the texts go back, and before the change it read.
+struct Delivery {
+  explicit Delivery(LoadedPlugin& p) : plugin(p), lent(change) {}
+  LoadedPlugin& plugin;
+  ResourceChange change;
+  LentTexts lent;
+  std::set<std::string> next;  // the files the plugin holds after the change
+  std::unique_ptr<PreparedChange> prepared;
+  bool prepares = false;  // false: an ABI 1.0 plugin, reconciled instead
+};
+
+}  // namespace
+
+// All or nothing: every consumer prepares its share of the change first;
+// one refusal discards every prepared share, and the files are handed over
+// again with the next change. Then each share is committed (plugins that do
+// not prepare, ABI 1.0, are reconciled after the others).
+bool ResourceRouter::route(const std::map<std::string, FileView*>& files, bool full) {
   std::set<std::string> consumed;
+  std::list<Delivery> deliveries;  // stable: each lends into its own change
+  std::map<std::string, Delivery*> last_taker;  // path -> the last share that holds its text
   for (auto& p : plugins_) {
     if (p.state != PluginState::loaded || !p.plugin) continue;
     std::vector<std::string> kinds;
@@ -236,39 +275,90 @@ void ResourceRouter::route(const std::map<std::string, FileView*>& files, bool f
     }
     if (kinds.empty()) continue;
     for (const auto& kind : kinds) consumed.insert(kind);
-    ResourceChange change;
-    change.full = full;
-    LentTexts lent(change);
-    std::set<std::string>& held = held_[p.name];
-    std::set<std::string> next = full ? std::set<std::string>{} : held;
+    Delivery& d = deliveries.emplace_back(p);
+    d.change.full = full;
+    const std::set<std::string>& held = held_[p.name];
+    d.next = full ? std::set<std::string>{} : held;
     for (const auto& [path, file] : files) {
       bool has_kind = file && std::any_of(kinds.begin(), kinds.end(), [&](const std::string& k) {
                         return file->kinds.contains(k);
                       });
       if (has_kind) {
-        lent.lend(path, file->text);
-        next.insert(path);
+        last_taker[path] = &d;
+        d.next.insert(path);
       } else if (held.count(path)) {
-        change.removed.push_back(path);
-        next.erase(path);
+        d.change.removed.push_back(path);
+        d.next.erase(path);
       }
     }
     if (full)
       for (const auto& path : held)
-        if (!next.count(path)) change.removed.push_back(path);
-    if (!full && change.upserted.empty() && change.removed.empty()) continue;
+        if (!d.next.count(path)) d.change.removed.push_back(path);
+  }
+  // A text shared by several consumers is copied for all but the last,
+  // which borrows it.
+  for (auto& d : deliveries)
+    for (const auto& [path, file] : files) {
+      auto taker = last_taker.find(path);
+      if (taker == last_taker.end() || !d.next.count(path)) continue;  // not one of its files
+      if (taker->second == &d) d.lent.lend(path, file->text);
+      else d.change.upserted.push_back({path, file->text});
+    }
+  std::erase_if(deliveries, [&](const Delivery& d) {
+    return !full && d.change.upserted.empty() && d.change.removed.empty();
+  });
+
+  for (auto& d : deliveries) {
     try {
-      p.plugin->reconcile(change);
-      held = std::move(next);
-      spdlog::info("state: plugin '{}' applied {} file(s), removed {}", p.name,
-                   change.upserted.size(), change.removed.size());
+      d.prepared = d.plugin.plugin->prepare(d.change);
+      d.prepares = d.prepared != nullptr;
+      continue;
     } catch (const ConfigError& error) {
-      spdlog::error("state: {} — rejected by plugin '{}'; what is running is unchanged",
-                    format_config_error(error), p.name);
+      spdlog::error("state: {} — rejected by plugin '{}'; no plugin applies the change, what is "
+                    "running is unchanged",
+                    format_config_error(error), d.plugin.name);
     } catch (const std::exception& error) {
-      spdlog::error("state: plugin '{}' failed to apply the change: {}", p.name, error.what());
+      spdlog::error("state: plugin '{}' failed to prepare the change: {}; no plugin applies it",
+                    d.plugin.name, error.what());
     } catch (...) {
-      spdlog::error("state: plugin '{}' failed to apply the change", p.name);
+      spdlog::error("state: plugin '{}' failed to prepare the change; no plugin applies it",
+                    d.plugin.name);
+    }
+    return false;  // the prepared shares are discarded as `deliveries` goes
+  }
+
+  auto applied = [](Delivery& d, std::set<std::string>& held) {
+    held = std::move(d.next);
+    spdlog::info("state: plugin '{}' applied {} file(s), removed {}", d.plugin.name,
+                 d.change.upserted.size(), d.change.removed.size());
+  };
+  for (auto& d : deliveries) {
+    if (!d.prepares) continue;
+    try {
+      d.prepared->commit();
+      applied(d, held_[d.plugin.name]);
+    } catch (const std::exception& error) {
+      spdlog::error("state: plugin '{}' failed to apply the change: {}", d.plugin.name,
+                    error.what());
+    } catch (...) {
+      spdlog::error("state: plugin '{}' failed to apply the change", d.plugin.name);
+    }
+    d.prepared.reset();
+  }
+  for (auto& d : deliveries) {
+    if (d.prepares) continue;
+    try {
+      d.plugin.plugin->reconcile(d.change);
+      applied(d, held_[d.plugin.name]);
+    } catch (const ConfigError& error) {
+      spdlog::error("state: {} — rejected by plugin '{}' (it does not prepare changes, so the "
+                    "others applied it); what it runs is unchanged",
+                    format_config_error(error), d.plugin.name);
+    } catch (const std::exception& error) {
+      spdlog::error("state: plugin '{}' failed to apply the change: {}", d.plugin.name,
+                    error.what());
+    } catch (...) {
+      spdlog::error("state: plugin '{}' failed to apply the change", d.plugin.name);
     }
   }
   for (const auto& [path, file] : files) {
@@ -278,6 +368,7 @@ void ResourceRouter::route(const std::map<std::string, FileView*>& files, bool f
         spdlog::warn("state: {} holds resources of kind '{}', which no loaded plugin consumes",
                      path, kind);
   }
+  return true;
 }
 
 }  // namespace sluice

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* The conntrack plugin's own maps and settings, shared by its BPF objects
- * (conntrack_stage.bpf.c, conntrack_cleaner.bpf.c) and conntrack.cpp. The
+ * (conntrack_stage.bpf.c, conntrack_cleaner.bpf.c) and the control plane (ct_*.cpp). The
  * shared table itself is in <sluice/bpf/conntrack.h>. */
 #ifndef SLUICE_PLUGIN_CONNTRACK_LAYOUT_H
 #define SLUICE_PLUGIN_CONNTRACK_LAYOUT_H

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* The nat plugin's maps, shared by nat_stage.bpf.c and nat.cpp (and read by
- * `sluicectl nat ...` from their pins under <pin dir>/maps/). Layout rules as
+/* The nat plugin's maps, shared by nat_stage.bpf.c and the control plane
+ * (nat_maps.cpp writes them; `sluicectl nat ...`, nat_cli.cpp, reads their
+ * pins under <pin dir>/maps/). Layout rules as
  * for every pinned map: append only; a change of key or value size or
  * meaning renames the map (sdk/ABI.md).
  *

@@ -1597,3 +1597,61 @@ TEST(Nat, AnEndpointBlockRecomputesTheServicesUsingNamesInTheSameFile) {
   t.apply({{path, numbered_services(3) + named + endpoint(9090)}});
   EXPECT_EQ(port_at(t.run(tcp(kClient, kVip, 40001, 80)).out, syn.l4_off + 2), 9090);
 }
+
+// All or nothing across plugins (sluice/resources.hpp): nat prepares a
+// change without touching its maps; a change another plugin refused is
+// discarded and leaves nat as it was, and a bad endpoint refuses the
+// whole change.
+TEST(Nat, APreparedChangeWritesNothingUntilCommittedAndADiscardLeavesNoTrace) {
+  Bed t;
+  auto endpoint = [](const char* ip, int port) {
+    return "[[endpoint]]\nname = \"pod\"\nips = [\"" + std::string(ip) +
+           "\"]\nports = [{ name = \"http\", port = " + std::to_string(port) + " }]\n";
+  };
+  const std::string web = "[[service]]\nname = \"web\"\ncluster_ip = \"10.96.0.10\"\n"
+                          "ports = [{ port = 80, target_port = \"http\" }]\n"
+                          "backends = [{ ip = \"10.65.0.2\" }]\n";
+  t.apply({{"/state/web.toml", web}, {"/state/pod.toml", endpoint(kBackend1, 8081)}});
+  const std::string before = snapshot(t);
+
+  auto change_of = [](std::vector<std::pair<std::string, std::string>> files) {
+    sluice::ResourceChange change;
+    for (auto& [path, text] : files) change.upserted.push_back({path, text});
+    return change;
+  };
+  // A valid change (a new service, the endpoint's port) prepared, then
+  // discarded as when another consumer refuses it.
+  sluice::ResourceChange valid =
+      change_of({{"/state/db.toml", service("db", "10.96.0.20", 5432, backend(kBackend2))},
+                 {"/state/pod.toml", endpoint(kBackend1, 9090)}});
+  {
+    std::unique_ptr<sluice::PreparedChange> prepared = t.nat.plugin().prepare(valid);
+    ASSERT_TRUE(prepared) << "nat does not prepare changes";
+    EXPECT_EQ(snapshot(t), before) << "preparing wrote the maps";
+  }
+  EXPECT_EQ(snapshot(t), before) << "a discarded change left entries";
+  Packet syn = tcp(kClient, kVip, 40000, 80);
+  EXPECT_EQ(port_at(t.run(syn).out, syn.l4_off + 2), 8081);
+
+  // A bad endpoint refuses the change whole, with its position.
+  sluice::ResourceChange bad =
+      change_of({{"/state/db.toml", service("db", "10.96.0.20", 5432, backend(kBackend2))},
+                 {"/state/pod.toml", "[[endpoint]]\nname = \"pod\"\nips = [\"10.65.0.999\"]\n"}});
+  try {
+    t.nat.plugin().prepare(bad);
+    FAIL() << "a bad endpoint was accepted";
+  } catch (const sluice::ConfigError& e) {
+    EXPECT_EQ(e.file, "/state/pod.toml");
+    EXPECT_EQ(e.line, 3u);
+    EXPECT_EQ(e.key, "endpoint[0].ips");
+  }
+  EXPECT_EQ(snapshot(t), before);
+
+  // Committed, the same valid change applies, with the ids a discard gave back.
+  t.nat.plugin().prepare(valid)->commit();
+  EXPECT_NE(snapshot(t), before);
+  EXPECT_EQ(port_at(t.run(tcp(kClient, kVip, 40001, 80)).out, syn.l4_off + 2), 9090);
+  std::set<std::uint32_t> ids;
+  for (const auto& [k, v] : t.frontends()) ids.insert(v.id);
+  EXPECT_EQ(ids, (std::set<std::uint32_t>{1, 2})) << "a discarded change kept an id";
+}

@@ -1,4 +1,4 @@
-// The C++ plugin interface of Sluice (ABI 1.0). See sdk/ABI.md for the rules.
+// The C++ plugin interface of Sluice (ABI 1.1). See sdk/ABI.md for the rules.
 //
 // A plugin is a shared library that exports two symbols:
 //   sluice_plugin_abi     a PluginAbiDescriptor (plain data, checked first)
@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -27,7 +28,7 @@ namespace sluice {
 
 inline constexpr std::uint32_t kPluginAbiMagic = 0x534c5047;  // "SLPG"
 inline constexpr std::uint16_t kPluginAbiMajor = 1;
-inline constexpr std::uint16_t kPluginAbiMinor = 0;
+inline constexpr std::uint16_t kPluginAbiMinor = 1;
 
 // The C++ standard library ABI the plugin was compiled against: plugins and
 // the daemon exchange std::string and std::vector, so these must agree.
@@ -169,6 +170,18 @@ class Plugin {
   // Validate first, throw ConfigError on bad input, apply only if all is
   // valid: see <sluice/resources.hpp>.
   virtual void reconcile(const ResourceChange& change) { (void)change; }
+
+  // ---- ABI 1.1: resources all or nothing (sdk/ABI.md, "The plugin's life" 9) ----
+  // Reads and validates `change` without applying any of it and returns it
+  // ready to commit (PreparedChange, <sluice/resources.hpp>); throws
+  // ConfigError on bad input. The host commits only when every consumer of
+  // the change prepared it. nullptr (the default): the plugin does not
+  // prepare, and the host calls reconcile() once every preparing consumer
+  // accepted the change.
+  virtual std::unique_ptr<PreparedChange> prepare(const ResourceChange& change) {
+    (void)change;
+    return nullptr;
+  }
 };
 
 }  // namespace sluice

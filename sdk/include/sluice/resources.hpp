@@ -1,4 +1,4 @@
-// Resources (plugin ABI 1.0): the cluster state a plugin consumes, such as
+// Resources (plugin ABI 1.1): the cluster state a plugin consumes, such as
 // services or endpoints, read by sluiced from TOML files in [state] dir.
 //
 // A state file holds arrays of tables named by kind:
@@ -16,9 +16,11 @@
 // [[kind]] block rather than per file: sluice/resource_blocks.hpp). A plugin
 // validates everything first and throws ConfigError (file, line, column, key)
 // on bad input; sluiced then logs it and the plugin must leave what is
-// running exactly as it was: nothing is applied halfway.
+// running exactly as it was: nothing is applied halfway. Since ABI 1.1 a
+// change is all or nothing across plugins: see PreparedChange.
 #pragma once
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -33,6 +35,22 @@ struct ResourceChange {
   bool full = false;                  // true: `upserted` is every file (first load, resync)
   std::vector<ResourceFile> upserted; // files added or rewritten (holding one of your kinds)
   std::vector<std::string> removed;   // paths of files that are gone or no longer hold your kinds
+};
+
+// A change a plugin has read and validated but not applied
+// (Plugin::prepare, plugin ABI 1.1). The host prepares a change with every
+// plugin that consumes one of its kinds; only when all of them accepted it
+// does it commit() each. Destroying a prepared change without commit()
+// discards it: the plugin is exactly as before prepare(). commit() must not
+// refuse the change (its input was validated); it may still throw for a
+// failure of the system (a map write the kernel refuses), which the host
+// reports. The ResourceChange outlives its prepared change, and the host
+// calls nothing else on the plugin between prepare() and commit() or the
+// discard.
+class PreparedChange {
+ public:
+  virtual ~PreparedChange() = default;
+  virtual void commit() = 0;
 };
 
 }  // namespace sluice

@@ -35,8 +35,10 @@ class StateDirectory {
 };
 
 // Hands each plugin the state files holding the kinds it consumes, as
-// incremental changes; keeps what each plugin last accepted so a rejected
-// change leaves it as it was. A file is checked for syntax before any plugin
+// incremental changes, all or nothing: every consumer prepares its share
+// (Plugin::prepare) before any applies it, and one refusal leaves every
+// plugin as it was; the refused files are handed over again with the next
+// change. Keeps what each plugin last accepted. A file is checked for syntax before any plugin
 // sees it; of a rewritten file, only the blocks that differ from its last
 // readable version are parsed (sluice/resource_blocks.hpp).
 class ResourceRouter {
@@ -46,7 +48,7 @@ class ResourceRouter {
   // First load (or a resync): every file.
   void load_all(const StateDirectory& state);
   // A set of paths changed (written, created or deleted).
-  void apply(const std::set<std::string>& paths);
+  void apply(const std::set<std::string>& changed_paths);
 
  private:
   // The last readable version of a file. Its blocks, when it could be
@@ -72,8 +74,9 @@ class ResourceRouter {
   bool blocks_parse(const std::string& path, const std::vector<config::ResourceBlock>& now,
                     const FileView* before) const;
   // files: path -> its view, nullptr when it is gone or unreadable. Their
-  // texts are lent to the plugins' changes.
-  void route(const std::map<std::string, FileView*>& files, bool full);
+  // texts are lent to the plugins' changes. False: a plugin refused the
+  // change and none applied it.
+  bool route(const std::map<std::string, FileView*>& files, bool full);
 
   std::vector<LoadedPlugin>& plugins_;
   // plugin name -> the files (paths) it currently holds
@@ -83,6 +86,11 @@ class ResourceRouter {
   // path -> the text buffer of an earlier version, reused to read the next
   // (config::spare_text_buffer() says why).
   std::map<std::string, std::string> spare_text_;
+  // What the last refused change covered, handed over again with the next.
+  struct Refused {
+    bool full = false;  // the first load: the next change is a first load too
+    std::set<std::string> paths;
+  } refused_;
 };
 
 }  // namespace sluice

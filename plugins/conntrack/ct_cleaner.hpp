@@ -1,0 +1,60 @@
+// The cleaner: a BPF program that walks the table and deletes expired
+// entries, run on demand (sluicectl conntrack clean) or every
+// clean_interval from a thread of sluiced.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include <sluice/plugin.hpp>
+
+#include "conntrack_cleaner.skel.h"
+#include "ct_config.hpp"
+
+namespace ct {
+
+struct CleanerDestroyer {
+  void operator()(conntrack_cleaner* skel) const { conntrack_cleaner__destroy(skel); }
+};
+using CleanerSkeleton = std::unique_ptr<conntrack_cleaner, CleanerDestroyer>;
+
+// Opens (does not load) the cleaner against the pinned table (and only it);
+// nullptr with `error` set on failure.
+CleanerSkeleton open_cleaner(const std::string& map_pin_dir, std::uint32_t table_size,
+                             const Settings& settings, std::string& error);
+
+struct CleanResult {
+  std::uint32_t scanned = 0;
+  std::uint32_t deleted = 0;
+};
+
+// One pass: expired entries, or every entry with `all`. 0 or an errno.
+int run_cleaner(int prog_fd, bool all, CleanResult& result);
+
+// Runs the cleaner program every `interval` until stopped (or destroyed),
+// counting what it removed. A failing run is logged once.
+class CleanerThread {
+ public:
+  CleanerThread() = default;
+  CleanerThread(const CleanerThread&) = delete;
+  CleanerThread& operator=(const CleanerThread&) = delete;
+  ~CleanerThread() { stop(); }
+  void start(int prog_fd, std::chrono::seconds interval, sluice::Host& host);
+  void stop();
+  std::uint64_t cleaned_total() const { return cleaned_total_.load(); }
+
+ private:
+  std::thread thread_;
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::atomic<std::uint64_t> cleaned_total_{0};
+};
+
+}  // namespace ct
