@@ -322,7 +322,7 @@ void Dataplane::write_registry(const std::vector<LoadedPlugin>& plugins) {
       if (p.state == PluginState::loaded) {
         struct bpf_prog_info info {};
         __u32 len = sizeof(info);
-        if (bpf_obj_get_info_by_fd(p.plugin->stage_fd(stage.name), &info, &len) == 0)
+        if (bpf_obj_get_info_by_fd(p.plugin.stage_fd(stage.name), &info, &len) == 0)
           s.prog_id = info.id;
       }
       entries.push_back(s);

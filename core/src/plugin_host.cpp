@@ -71,18 +71,21 @@ PluginAbiDescriptor read_plugin_descriptor(const std::string& path) {
               "SLUICE_PLUGIN() from <sluice/plugin.hpp>)");
 }
 
-std::string check_plugin_abi(const PluginAbiDescriptor& d, const std::string& path) {
+std::string check_plugin_abi(const PluginAbiDescriptor& d, const std::string& path,
+                             std::uint16_t host_minor) {
   auto version = [](unsigned major, unsigned minor) {
     return std::to_string(major) + "." + std::to_string(minor);
   };
+  std::string ours = version(kPluginAbiMajor, host_minor);
   if (d.major != kPluginAbiMajor)
     return "plugin " + path + " was built for plugin ABI " + version(d.major, d.minor) +
-           ", this sluiced provides ABI " + version(kPluginAbiMajor, kPluginAbiMinor) +
-           ": rebuild the plugin against this Sluice SDK";
-  if (d.minor > kPluginAbiMinor)
+           ", this sluiced provides ABI " + ours +
+           ": rebuild the plugin against the installed Sluice SDK (ABI " + ours + ")";
+  if (d.minor > host_minor)
     return "plugin " + path + " needs plugin ABI " + version(d.major, d.minor) +
-           ", newer than this sluiced's " + version(kPluginAbiMajor, kPluginAbiMinor) +
-           ": upgrade Sluice or rebuild the plugin";
+           ", newer than this sluiced's " + ours + ": upgrade Sluice to a release with ABI " +
+           version(d.major, d.minor) +
+           " or later, or rebuild the plugin against the installed Sluice SDK (ABI " + ours + ")";
   if (d.size < offsetof(PluginAbiDescriptor, version) + sizeof(d.version))
     return "plugin " + path + " has a truncated ABI descriptor";
   if (d.cxx_abi != kCxxAbiTag)
@@ -95,7 +98,8 @@ std::string check_plugin_abi(const PluginAbiDescriptor& d, const std::string& pa
   return {};
 }
 
-PluginHost::PluginHost(const NodeConfig& config, Host& host) : config_(config), host_(host) {}
+PluginHost::PluginHost(const NodeConfig& config, Host& host, std::uint16_t abi_minor)
+    : config_(config), host_(host), abi_minor_(abi_minor) {}
 
 PluginHost::~PluginHost() {
   // Plugin objects go before their libraries (member order in LoadedPlugin).
@@ -113,7 +117,8 @@ void PluginHost::open_one(LoadedPlugin& entry, bool strict) {
   entry.abi_major = descriptor.major;
   entry.abi_minor = descriptor.minor;
   entry.version = fixed_string(descriptor.version, sizeof(descriptor.version));
-  if (std::string why = check_plugin_abi(descriptor, entry.path); !why.empty()) throw Error(why);
+  if (std::string why = check_plugin_abi(descriptor, entry.path, abi_minor_);
+      !why.empty()) throw Error(why);
   std::string declared = fixed_string(descriptor.name, sizeof(descriptor.name));
   if (declared != entry.name)
     throw Error("plugin file " + entry.path + " declares itself as '" + declared +
@@ -126,20 +131,20 @@ void PluginHost::open_one(LoadedPlugin& entry, bool strict) {
   if (!entry.library->has("sluice_plugin_create"))
     throw Error("plugin " + entry.path + " has no sluice_plugin_create symbol");
   auto create = entry.library->get<Plugin*()>("sluice_plugin_create");
-  entry.plugin.reset(create());
+  entry.plugin = PluginHandle(std::unique_ptr<Plugin>(create()), entry.name, descriptor.minor);
   if (!entry.plugin) throw Error("plugin " + entry.path + ": sluice_plugin_create returned null");
-  entry.requires_plugins = entry.plugin->requires_plugins();
+  entry.requires_plugins = entry.plugin.requires_plugins();
 
   ConfigSource source{config_.file, config_.text, "plugins." + entry.name};
   try {
-    entry.plugin->configure(source);
+    entry.plugin.configure(source);
   } catch (const ConfigError& error) {
     // A copy made here: the plugin's exception object (its vtable) lives in
     // the plugin's library, which is unloaded before the caller reads it.
     if (strict) throw ConfigError(error.file, error.line, error.column, error.key, error.what());
     throw Error("plugin '" + entry.name + "': " + format_config_error(error));
   }
-  entry.stages = entry.plugin->stages();
+  entry.stages = entry.plugin.stages();
   for (const auto& stage : entry.stages)
     if (stage.name.empty() || stage.name.size() >= SL_REG_NAME_LEN)
       throw Error("plugin '" + entry.name + "' declares a stage with an invalid name");
@@ -238,9 +243,9 @@ void PluginHost::load_bpf() {
       continue;
     }
     try {
-      p.plugin->load(host_);
+      p.plugin.load(host_);
       for (const auto& stage : p.stages)
-        if (p.plugin->stage_fd(stage.name) < 0)
+        if (p.plugin.stage_fd(stage.name) < 0)
           throw Error("stage '" + stage.name + "' has no loaded program '" + stage.program + "'");
       p.state = PluginState::loaded;
     } catch (const std::exception& error) {
@@ -257,7 +262,7 @@ void PluginHost::shutdown(bool cleanup) {
   for (auto it = plugins_.rbegin(); it != plugins_.rend(); ++it) {
     if (!it->plugin) continue;
     try {
-      it->plugin->shutdown(cleanup);
+      it->plugin.shutdown(cleanup);
     } catch (const std::exception& error) {
       spdlog::warn("plugin '{}' shutdown: {}", it->name, error.what());
     }

@@ -131,7 +131,7 @@ class Daemon {
     dataplane_->stage_chains(chains, [this](const DeclaredStage& stage) {
       for (const auto& p : plugins_.plugins())
         if (p.name == stage.plugin && p.state == PluginState::loaded)
-          return p.plugin->stage_fd(stage.spec.name);
+          return p.plugin.stage_fd(stage.spec.name);
       return -1;
     });
     dataplane_->write_registry(plugins_.plugins());
@@ -270,7 +270,7 @@ class Daemon {
       if (p.state != PluginState::loaded || !p.plugin) continue;
       ExpositionWriter before = out;  // a failing plugin contributes nothing
       try {
-        p.plugin->write_metrics(out);
+        p.plugin.write_metrics(out);
       } catch (const std::exception& error) {
         out = std::move(before);
         spdlog::warn("metrics: plugin '{}' failed to write its metrics: {}", p.name,

@@ -252,7 +252,7 @@ struct Delivery {
   LentTexts lent;
   std::set<std::string> next;  // the files the plugin holds after the change
   std::unique_ptr<PreparedChange> prepared;
-  bool prepares = false;  // false: an ABI 1.0 plugin, reconciled instead
+  bool prepares = false;  // false: the plugin does not prepare, it is reconciled
 };
 
 }  // namespace
@@ -260,7 +260,7 @@ struct Delivery {
 // All or nothing: every consumer prepares its share of the change first;
 // one refusal discards every prepared share, and the files are handed over
 // again with the next change. Then each share is committed (plugins that do
-// not prepare, ABI 1.0, are reconciled after the others).
+// not prepare are reconciled after the others).
 bool ResourceRouter::route(const std::map<std::string, FileView*>& files, bool full) {
   std::set<std::string> consumed;
   std::list<Delivery> deliveries;  // stable: each lends into its own change
@@ -269,7 +269,7 @@ bool ResourceRouter::route(const std::map<std::string, FileView*>& files, bool f
     if (p.state != PluginState::loaded || !p.plugin) continue;
     std::vector<std::string> kinds;
     try {
-      kinds = p.plugin->resource_kinds();
+      kinds = p.plugin.resource_kinds();
     } catch (...) {
       continue;
     }
@@ -310,7 +310,7 @@ bool ResourceRouter::route(const std::map<std::string, FileView*>& files, bool f
 
   for (auto& d : deliveries) {
     try {
-      d.prepared = d.plugin.plugin->prepare(d.change);
+      d.prepared = d.plugin.plugin.prepare(d.change);
       d.prepares = d.prepared != nullptr;
       continue;
     } catch (const ConfigError& error) {
@@ -348,7 +348,7 @@ bool ResourceRouter::route(const std::map<std::string, FileView*>& files, bool f
   for (auto& d : deliveries) {
     if (d.prepares) continue;
     try {
-      d.plugin.plugin->reconcile(d.change);
+      d.plugin.plugin.reconcile(d.change);
       applied(d, held_[d.plugin.name]);
     } catch (const ConfigError& error) {
       spdlog::error("state: {} — rejected by plugin '{}' (it does not prepare changes, so the "

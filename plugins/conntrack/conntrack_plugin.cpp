@@ -25,6 +25,7 @@
 
 #include <sluice/config.hpp>
 #include <sluice/plugin.hpp>
+#include <sluice/skeleton.hpp>
 
 #include "conntrack_stage.skel.h"
 #include "ct_cleaner.hpp"
@@ -39,10 +40,7 @@ using ct::CleanerSkeleton;
 using ct::open_cleaner;
 using ct::pinned_size;
 
-struct StageDestroyer {
-  void operator()(conntrack_stage* skel) const { conntrack_stage__destroy(skel); }
-};
-using StageSkeleton = std::unique_ptr<conntrack_stage, StageDestroyer>;
+using StageSkeleton = sluice::Skeleton<conntrack_stage, conntrack_stage__destroy>;
 
 class ConntrackPlugin final : public sluice::Plugin {
  public:

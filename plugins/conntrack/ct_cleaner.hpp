@@ -19,6 +19,9 @@
 
 namespace ct {
 
+// A named deleter, not sluice::Skeleton: the generated __destroy is static,
+// so a Skeleton<..., conntrack_cleaner__destroy> would be a different type in
+// each file that includes this header.
 struct CleanerDestroyer {
   void operator()(conntrack_cleaner* skel) const { conntrack_cleaner__destroy(skel); }
 };

@@ -34,6 +34,7 @@
 #include <sluice/metrics.hpp>
 #include <sluice/output.hpp>
 #include <sluice/plugin.hpp>
+#include <sluice/skeleton.hpp>
 #include <sluice/unique_fd.hpp>
 
 #include "log_layout.h"
@@ -56,10 +57,7 @@ const char* mode_name(log_mode mode) {
   return "?";
 }
 
-struct SkeletonDestroyer {
-  void operator()(log_stage* skel) const { log_stage__destroy(skel); }
-};
-using LogSkeleton = std::unique_ptr<log_stage, SkeletonDestroyer>;
+using LogSkeleton = sluice::Skeleton<log_stage, log_stage__destroy>;
 
 // An address prefix as the stage compares it: network and mask, both in
 // network byte order, IPv4 in word 0.

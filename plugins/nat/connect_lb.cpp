@@ -24,6 +24,7 @@
 #include <system_error>
 #include <vector>
 
+#include <sluice/skeleton.hpp>
 #include <sluice/unique_fd.hpp>
 
 #include <sluice/maps.hpp>
@@ -59,10 +60,7 @@ constexpr CgroupHook kHooks[] = {
     {"recvmsg6", BPF_CGROUP_UDP6_RECVMSG, NAT_CTLB_UDP},
 };
 
-struct SkeletonDestroyer {
-  void operator()(nat_connect* skeleton) const { nat_connect__destroy(skeleton); }
-};
-using ConnectSkeleton = std::unique_ptr<nat_connect, SkeletonDestroyer>;
+using ConnectSkeleton = sluice::Skeleton<nat_connect, nat_connect__destroy>;
 
 // Closes our descriptor of a link: a pinned link stays attached.
 struct LinkCloser {

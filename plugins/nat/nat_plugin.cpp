@@ -31,6 +31,7 @@
 #include <sluice/config.hpp>
 #include <sluice/maps.hpp>
 #include <sluice/plugin.hpp>
+#include <sluice/skeleton.hpp>
 #include <sluice/resources.hpp>
 
 #include "connect_lb.hpp"
@@ -47,10 +48,7 @@ namespace {
 using namespace nat;
 using sluice::config::Table;
 
-struct StageDestroyer {
-  void operator()(nat_stage* skel) const { nat_stage__destroy(skel); }
-};
-using StageSkeleton = std::unique_ptr<nat_stage, StageDestroyer>;
+using StageSkeleton = sluice::Skeleton<nat_stage, nat_stage__destroy>;
 
 // Cilium's service loopback address for IPv4; for IPv6 a unique local
 // address of our own. Neither is ever a real peer of a workload.
@@ -199,7 +197,7 @@ class NatPlugin final : public sluice::Plugin {
     return std::make_unique<Prepared>(*this, validate(change));
   }
 
-  // A host of ABI 1.0 (and the tests) hands changes over this way.
+  // Tests (and consumers reconciled directly) hand changes over this way.
   void reconcile(const sluice::ResourceChange& change) override {
     std::lock_guard lock(mutex_);
     commit(*validate(change));

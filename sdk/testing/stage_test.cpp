@@ -23,6 +23,7 @@
 #include <sluice/core/dataplane.hpp>
 #include <sluice/core/error.hpp>
 #include <sluice/core/pipeline.hpp>
+#include <sluice/core/plugin_handle.hpp>
 
 namespace sluice::testing {
 
@@ -325,14 +326,16 @@ class TestHost final : public Host {
 
 struct PluginUnderTest::State {
   void* handle = nullptr;
-  std::unique_ptr<Plugin> plugin;
+  PluginHandle plugin;
+  // The same object: tests call its 2.0 virtuals directly (plugin()).
+  Plugin* raw_plugin = nullptr;
   std::vector<StageSpec> stages;
   std::string log;
   std::unique_ptr<TestHost> host;
   ~State() {
     if (plugin) {
       try {
-        plugin->shutdown(true);
+        plugin.shutdown(true);
       } catch (...) {
       }
       plugin.reset();
@@ -345,19 +348,22 @@ PluginUnderTest::PluginUnderTest(std::unique_ptr<State> state) : state_(std::mov
 PluginUnderTest::PluginUnderTest(PluginUnderTest&&) noexcept = default;
 PluginUnderTest& PluginUnderTest::operator=(PluginUnderTest&&) noexcept = default;
 PluginUnderTest::~PluginUnderTest() = default;
-Plugin& PluginUnderTest::plugin() { return *state_->plugin; }
+Plugin& PluginUnderTest::plugin() { return *state_->raw_plugin; }
 const std::vector<StageSpec>& PluginUnderTest::stages() const { return state_->stages; }
+std::vector<CliCommand> PluginUnderTest::cli_commands() const {
+  return state_->plugin.cli_commands();
+}
 const std::string& PluginUnderTest::log() const { return state_->log; }
 
 ChainStage PluginUnderTest::chain_stage(std::string_view stage) const {
   for (const auto& spec : state_->stages)
-    if (spec.name == stage) return ChainStage{state_->plugin->stage_fd(stage), spec};
+    if (spec.name == stage) return ChainStage{state_->plugin.stage_fd(stage), spec};
   throw std::invalid_argument("plugin has no stage '" + std::string(stage) + "'");
 }
 
 int PluginUnderTest::stage_fd(std::string_view stage) const {
   for (const auto& spec : state_->stages)
-    if (spec.name == stage) return state_->plugin->stage_fd(stage);
+    if (spec.name == stage) return state_->plugin.stage_fd(stage);
   std::string names;
   for (const auto& spec : state_->stages) names += (names.empty() ? "" : ", ") + spec.name;
   throw std::invalid_argument("plugin declares no stage '" + std::string(stage) +
@@ -374,6 +380,7 @@ PluginUnderTest Testbed::load_plugin(const std::string& so_path, const std::stri
   if (!abi || !create)
     throw Error(so_path + " is not a Sluice plugin (no sluice_plugin_abi/sluice_plugin_create)");
   if (abi->magic != kPluginAbiMagic || abi->major != kPluginAbiMajor ||
+      abi->minor > kPluginAbiMinor ||
       abi->layout != SL_LAYOUT_VERSION || abi->cxx_abi != kCxxAbiTag)
     throw Error(so_path + " was built for another plugin ABI (" + std::to_string(abi->major) +
                 "." + std::to_string(abi->minor) + ", layout " + std::to_string(abi->layout) +
@@ -386,11 +393,12 @@ PluginUnderTest Testbed::load_plugin(const std::string& so_path, const std::stri
   // unwinds: an exception object whose vtable lives in the plugin would then
   // crash the test that catches it. Rethrow copies made here instead.
   try {
-    state->plugin.reset(create());
-    state->plugin->configure(ConfigSource{"<test>", config_text, "plugins." + name});
-    state->stages = state->plugin->stages();
+    state->raw_plugin = create();
+    state->plugin = PluginHandle(std::unique_ptr<Plugin>(state->raw_plugin), name, abi->minor);
+    state->plugin.configure(ConfigSource{"<test>", config_text, "plugins." + name});
+    state->stages = state->plugin.stages();
     state->host = std::make_unique<TestHost>(pin_dir(), map_pin_dir(), &state->log);
-    state->plugin->load(*state->host);
+    state->plugin.load(*state->host);
   } catch (const ConfigError& e) {
     throw ConfigError(e.file, e.line, e.column, e.key, e.what());
   } catch (const std::exception& e) {

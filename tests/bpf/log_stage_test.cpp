@@ -40,7 +40,7 @@ class LogStage : public ::testing::TestWithParam<const char*> {
     ASSERT_EQ(plugins->plugins().size(), 1u);
     auto& p = plugins->plugins()[0];
     ASSERT_EQ(p.state, PluginState::loaded) << p.error;
-    stage_fd = p.plugin->stage_fd("log");
+    stage_fd = p.plugin.stage_fd("log");
     ASSERT_GE(stage_fd, 0);
   }
   void TearDown() override {

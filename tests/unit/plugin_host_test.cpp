@@ -6,6 +6,7 @@
 
 #include "sluice/core/error.hpp"
 #include "sluice/core/plugin_host.hpp"
+#include "plugins/minor_fixture.hpp"
 
 using namespace sluice;
 
@@ -45,12 +46,26 @@ TEST(PluginAbi, ReadsTheDescriptorFromTheFile) {
   EXPECT_EQ(check_plugin_abi(d, "good_plugin.so"), "");
 }
 
-TEST(PluginAbi, OtherMajorIsRefusedNamingBothVersions) {
-  PluginAbiDescriptor d = read_plugin_descriptor(kFixtureDir + "/wrong_major_plugin.so");
-  EXPECT_EQ(d.major, 2);
-  std::string why = check_plugin_abi(d, "wrong_major_plugin.so");
+TEST(PluginAbi, OlderMajorIsRefusedNamingBothVersionsAndTheFix) {
+  PluginAbiDescriptor d = read_plugin_descriptor(kFixtureDir + "/old_major_plugin.so");
+  EXPECT_EQ(d.major, 1);
+  std::string why = check_plugin_abi(d, "old_major_plugin.so");
+  EXPECT_NE(why.find("ABI 1.0"), std::string::npos) << why;
   EXPECT_NE(why.find("ABI 2.0"), std::string::npos) << why;
-  EXPECT_NE(why.find("ABI 1." + std::to_string(kPluginAbiMinor)), std::string::npos) << why;
+  EXPECT_NE(why.find("rebuild the plugin against the installed Sluice SDK"), std::string::npos)
+      << why;
+}
+
+TEST(PluginAbi, NewerMinorIsRefusedSayingWhatToDo) {
+  PluginAbiDescriptor d = read_plugin_descriptor(kFixtureDir + "/minor1_plugin.so");
+  std::string why = check_plugin_abi(d, "minor1_plugin.so", 0);
+  EXPECT_NE(why.find("needs plugin ABI 2.1, newer than this sluiced's 2.0"), std::string::npos)
+      << why;
+  EXPECT_NE(why.find("upgrade Sluice"), std::string::npos) << why;
+  EXPECT_NE(why.find("rebuild the plugin against the installed Sluice SDK (ABI 2.0)"),
+            std::string::npos)
+      << why;
+  EXPECT_EQ(check_plugin_abi(d, "minor1_plugin.so", 1), "") << "a 2.1 daemon takes it";
 }
 
 TEST(PluginAbi, NewerMinorLayoutAndToolchainAreRefused) {
@@ -88,18 +103,18 @@ TEST(PluginHostTest, LoadsAndConfiguresAGoodPlugin) {
   EXPECT_EQ(p.stages[0].order, 42);
 }
 
-TEST(PluginHostTest, WrongMajorIsRefusedBeforeAnyOfItsCodeRuns) {
+TEST(PluginHostTest, OlderMajorIsRefusedBeforeAnyOfItsCodeRuns) {
   std::string marker = "/tmp/sluice-test-ctor-" + std::to_string(getpid());
   std::filesystem::remove(marker);
   setenv("SLUICE_TEST_CTOR_MARKER", marker.c_str(), 1);
   NullHost host;
-  NodeConfig cfg = config_with("enabled = [\"wrong_major_plugin\", \"good_plugin\"]\n");
+  NodeConfig cfg = config_with("enabled = [\"old_major_plugin\", \"good_plugin\"]\n");
   PluginHost plugins(cfg, host);
   plugins.open_and_configure(false);
-  const auto& bad = find(plugins, "wrong_major_plugin");
+  const auto& bad = find(plugins, "old_major_plugin");
   EXPECT_EQ(bad.state, PluginState::failed);
+  EXPECT_NE(bad.error.find("ABI 1.0"), std::string::npos) << bad.error;
   EXPECT_NE(bad.error.find("ABI 2.0"), std::string::npos) << bad.error;
-  EXPECT_NE(bad.error.find("ABI 1." + std::to_string(kPluginAbiMinor)), std::string::npos) << bad.error;
   EXPECT_FALSE(std::filesystem::exists(marker)) << "the refused plugin's constructor ran";
   EXPECT_EQ(find(plugins, "good_plugin").state, PluginState::configured)
       << "one broken plugin does not stop the others";
@@ -161,4 +176,62 @@ TEST(PluginHostTest, DependenciesComeFirstAndMissingOnesAreNamed) {
     EXPECT_NE(p.error.find("needs plugin 'good_plugin', which is not enabled"), std::string::npos)
         << p.error;
   }
+}
+
+namespace {
+
+// What a daemon at the pretend minor 1 would do: call the minor-1 virtual
+// through the handle's guard, with the answer of a plugin that lacks it.
+int ask_added_virtual(const PluginHandle& handle) {
+  return handle.call_since(test::kMinorOfAddedVirtual, -1, [](Plugin& plugin) {
+    return static_cast<const test::PluginWithMinor1Virtual&>(plugin).added_in_minor_1();
+  });
+}
+
+}  // namespace
+
+TEST(PluginHostTest, VirtualOfANewerMinorIsNotCalledOnAnOlderPlugin) {
+  NullHost host;
+  NodeConfig cfg = config_with("enabled = [\"minor0_plugin\", \"minor1_plugin\"]\n");
+  PluginHost plugins(cfg, host, test::kMinorOfAddedVirtual);
+  plugins.open_and_configure(false);
+  const auto& older = find(plugins, "minor0_plugin");
+  const auto& current = find(plugins, "minor1_plugin");
+  ASSERT_EQ(older.state, PluginState::configured) << older.error;
+  ASSERT_EQ(current.state, PluginState::configured) << current.error;
+  EXPECT_FALSE(older.plugin.supports(test::kMinorOfAddedVirtual));
+  EXPECT_EQ(ask_added_virtual(older.plugin), -1)
+      << "the host called a virtual the plugin's descriptor says it does not have";
+  EXPECT_TRUE(current.plugin.supports(test::kMinorOfAddedVirtual));
+  EXPECT_EQ(ask_added_virtual(current.plugin), test::kAddedVirtualAnswer);
+}
+
+TEST(PluginHostTest, NewerMinorIsRefusedBeforeAnyOfItsCodeRuns) {
+  std::string marker = "/tmp/sluice-test-ctor-minor-" + std::to_string(getpid());
+  std::filesystem::remove(marker);
+  setenv("SLUICE_TEST_CTOR_MARKER", marker.c_str(), 1);
+  NullHost host;
+  NodeConfig cfg = config_with("enabled = [\"minor1_plugin\"]\n");
+  PluginHost plugins(cfg, host, 0);
+  plugins.open_and_configure(false);
+  const auto& newer = find(plugins, "minor1_plugin");
+  EXPECT_EQ(newer.state, PluginState::failed);
+  EXPECT_NE(newer.error.find("needs plugin ABI 2.1"), std::string::npos) << newer.error;
+  EXPECT_FALSE(std::filesystem::exists(marker)) << "the refused plugin's constructor ran";
+  unsetenv("SLUICE_TEST_CTOR_MARKER");
+  std::filesystem::remove(marker);
+}
+
+TEST(PluginHostTest, StagesCrossElementByElement) {
+  NullHost host;
+  NodeConfig cfg = config_with("enabled = [\"good_plugin\"]\n[plugins.good_plugin]\norder = 7\n");
+  PluginHost plugins(cfg, host);
+  plugins.open_and_configure(false);
+  const auto& p = find(plugins, "good_plugin");
+  ASSERT_EQ(p.state, PluginState::configured) << p.error;
+  std::vector<StageSpec> stages = p.plugin.stages();
+  ASSERT_EQ(stages.size(), 1u);
+  EXPECT_EQ(stages[0].name, "good");
+  EXPECT_EQ(stages[0].program, "good_prog");
+  EXPECT_EQ(stages[0].order, 7);
 }

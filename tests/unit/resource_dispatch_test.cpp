@@ -71,7 +71,7 @@ class PreparingPlugin final : public Plugin {
   std::string refuse_marker_;
 };
 
-// A plugin of ABI 1.0 that only reconciles.
+// A plugin that only reconciles (does not override prepare()).
 class ReconcilingPlugin final : public Plugin {
  public:
   explicit ReconcilingPlugin(Journal& journal) : journal_(journal) {}
@@ -99,7 +99,7 @@ class ResourceDispatch : public ::testing::Test {
     auto& entry = plugins.emplace_back();
     entry.name = std::move(name);
     entry.state = PluginState::loaded;
-    entry.plugin = std::move(plugin);
+    entry.plugin = PluginHandle(std::move(plugin), entry.name, kPluginAbiMinor);
   }
   void write(const std::string& name, const std::string& text) {
     std::ofstream(dir / name) << text;

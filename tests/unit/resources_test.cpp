@@ -72,24 +72,29 @@ class Resources : public ::testing::Test {
     auto& entry = plugins.emplace_back();
     entry.name = "recorder";
     entry.state = PluginState::loaded;
-    entry.plugin = std::make_unique<RecordingPlugin>();
+    auto recorder = std::make_unique<RecordingPlugin>();
+    recorders.push_back(recorder.get());
+    entry.plugin = PluginHandle(std::move(recorder), entry.name, kPluginAbiMinor);
   }
   void TearDown() override { fs::remove_all(dir); }
   void write(const std::string& name, const std::string& text) {
     std::ofstream(dir / name) << text;
   }
   std::string path(const std::string& name) const { return (dir / name).string(); }
-  RecordingPlugin& recorder() { return static_cast<RecordingPlugin&>(*plugins[0].plugin); }
+  RecordingPlugin& recorder() { return *recorders[0]; }
   RecordingPlugin& add_recorder(const std::string& kind) {
     auto& entry = plugins.emplace_back();
     entry.name = kind + "-recorder";
     entry.state = PluginState::loaded;
-    entry.plugin = std::make_unique<RecordingPlugin>(kind);
-    return static_cast<RecordingPlugin&>(*entry.plugin);
+    auto recorder = std::make_unique<RecordingPlugin>(kind);
+    recorders.push_back(recorder.get());
+    entry.plugin = PluginHandle(std::move(recorder), entry.name, kPluginAbiMinor);
+    return *recorders.back();
   }
 
   fs::path dir;
   std::vector<LoadedPlugin> plugins;
+  std::vector<RecordingPlugin*> recorders;  // the objects plugins[i].plugin owns
 };
 
 }  // namespace

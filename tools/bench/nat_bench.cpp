@@ -165,7 +165,7 @@ struct StateRoot {
 // nat as the router sees it, with its reconcile() timed on its own.
 class TimedNat final : public Plugin {
  public:
-  explicit TimedNat(Plugin& nat) : nat_(nat) {}
+  explicit TimedNat(PluginHandle& nat) : nat_(nat) {}
   std::string description() const override { return nat_.description(); }
   void configure(const ConfigSource&) override {}
   std::vector<StageSpec> stages() const override { return {}; }
@@ -188,7 +188,7 @@ class TimedNat final : public Plugin {
   std::string error;
 
  private:
-  Plugin& nat_;
+  PluginHandle& nat_;
 };
 
 // sluiced's router in front of nat, for one layout's state directory.
@@ -198,13 +198,13 @@ struct RoutedNat {
   StateDirectory state;
   ResourceRouter router;
 
-  RoutedNat(Plugin& real_nat, const std::filesystem::path& dir)
+  RoutedNat(PluginHandle& real_nat, const std::filesystem::path& dir)
       : plugins(1), state(dir.string()), router(plugins) {
     plugins[0].name = "nat";
     plugins[0].state = PluginState::loaded;
     auto timed_nat = std::make_unique<TimedNat>(real_nat);
     nat = timed_nat.get();
-    plugins[0].plugin = std::move(timed_nat);
+    plugins[0].plugin = PluginHandle(std::move(timed_nat), "nat", kPluginAbiMinor);
   }
 
   // Runs a router step; returns {total ms, nat's part}, throws if nat did not apply it.
@@ -230,7 +230,7 @@ struct Instance {
   std::unique_ptr<NodeHost> host;
   std::unique_ptr<PluginHost> plugins;
   std::unique_ptr<EntryProgram> entry;
-  Plugin* nat = nullptr;
+  PluginHandle* nat = nullptr;
   int ct_fd = -1;
 
   explicit Instance(const std::string& instance)
@@ -253,13 +253,13 @@ struct Instance {
       if (p.state != PluginState::loaded)
         throw Error("plugin " + p.name + ": " + (p.error.empty() ? "failed" : p.error));
       for (const auto& s : p.stages) stages.push_back({p.name, s});
-      if (p.name == "nat") nat = p.plugin.get();
+      if (p.name == "nat") nat = &p.plugin;
     }
     if (!nat) throw Error("nat plugin not loaded");
     auto chains = compute_chains(stages);
     dataplane->stage_chains(chains, [&](const DeclaredStage& stage) {
       for (const auto& p : plugins->plugins())
-        if (p.name == stage.plugin) return p.plugin->stage_fd(stage.spec.name);
+        if (p.name == stage.plugin) return p.plugin.stage_fd(stage.spec.name);
       return -1;
     });
     dataplane->commit_bank();

@@ -101,7 +101,7 @@ std::unique_ptr<LogPlugin> load_log_plugin(const NodeConfig& base, const std::st
   for (auto& p : lp->plugins->plugins()) {
     if (p.name != "log") continue;
     if (p.state == PluginState::loaded)
-      lp->fd = p.plugin->stage_fd("log");
+      lp->fd = p.plugin.stage_fd("log");
     else
       lp->error = p.error.empty() ? "failed to load" : p.error;
   }

@@ -33,7 +33,7 @@ PluginCommands::PluginCommands(const NodeConfig& config,
     if (p.state == PluginState::failed || !p.plugin) continue;
     std::vector<CliCommand> offered;
     try {
-      offered = p.plugin->cli_commands();
+      offered = p.plugin.cli_commands();
     } catch (const std::exception& error) {
       p.state = PluginState::failed;
       p.error = "plugin '" + p.name + "': cli_commands() failed: " + error.what();

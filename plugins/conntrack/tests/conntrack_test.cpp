@@ -74,7 +74,7 @@ struct Bed {
   int cli(const std::vector<std::string>& path, std::vector<std::string> args, std::string& out,
           bool json = false) {
     int rc = sluice::testing::run_plugin_command(
-        plugin.plugin(), bed, path, std::move(args), out,
+        plugin, bed, path, std::move(args), out,
         json ? sluice::OutputFormat::json : sluice::OutputFormat::table);
     if (rc < 0) ADD_FAILURE() << out;
     return rc;

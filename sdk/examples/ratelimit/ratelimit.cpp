@@ -29,6 +29,7 @@
 #include <sluice/output.hpp>
 #include <sluice/clock.hpp>
 #include <sluice/plugin.hpp>
+#include <sluice/skeleton.hpp>
 
 #include "ratelimit.skel.h"
 #include "ratelimit_layout.h"
@@ -106,9 +107,6 @@ std::uint32_t parse_bits(const Table& table, const char* key,
   return bits;
 }
 
-struct SkeletonDestroyer {
-  void operator()(ratelimit* skel) const { ratelimit__destroy(skel); }
-};
 
 class RateLimitPlugin final : public sluice::Plugin {
  public:
@@ -348,7 +346,7 @@ class RateLimitPlugin final : public sluice::Plugin {
   std::uint32_t hooks_ = 0;
   std::vector<Exemption> exemptions_;
   std::string map_pin_dir_;
-  std::unique_ptr<ratelimit, SkeletonDestroyer> skel_;
+  sluice::Skeleton<ratelimit, ratelimit__destroy> skel_;
 };
 
 }  // namespace

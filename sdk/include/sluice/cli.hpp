@@ -1,4 +1,4 @@
-// sluicectl subcommands contributed by plugins (plugin ABI 1.0).
+// sluicectl subcommands contributed by plugins (plugin ABI 2.0).
 //
 // sluicectl loads the enabled plugins (ABI-checked, configured with the node
 // configuration) and offers their commands beside its own, e.g.

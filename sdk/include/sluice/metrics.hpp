@@ -1,4 +1,4 @@
-// Prometheus metrics contributed by plugins (plugin ABI 1.0).
+// Prometheus metrics contributed by plugins (plugin ABI 2.0).
 //
 // sluiced serves the text exposition format on [metrics] listen (localhost)
 // and, for every scrape, asks each loaded plugin to write its samples. Names

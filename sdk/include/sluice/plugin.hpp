@@ -1,4 +1,4 @@
-// The C++ plugin interface of Sluice (ABI 1.1). See sdk/ABI.md for the rules.
+// The C++ plugin interface of Sluice (ABI 2.0). See sdk/ABI.md for the rules.
 //
 // A plugin is a shared library that exports two symbols:
 //   sluice_plugin_abi     a PluginAbiDescriptor (plain data, checked first)
@@ -14,6 +14,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <boost/config.hpp>
@@ -27,8 +28,8 @@
 namespace sluice {
 
 inline constexpr std::uint32_t kPluginAbiMagic = 0x534c5047;  // "SLPG"
-inline constexpr std::uint16_t kPluginAbiMajor = 1;
-inline constexpr std::uint16_t kPluginAbiMinor = 1;
+inline constexpr std::uint16_t kPluginAbiMajor = 2;
+inline constexpr std::uint16_t kPluginAbiMinor = 0;
 
 // The C++ standard library ABI the plugin was compiled against: plugins and
 // the daemon exchange std::string and std::vector, so these must agree.
@@ -120,6 +121,37 @@ struct ConfigSource {
   std::string table;  // "plugins.<name>"
 };
 
+// ---- Crossing the boundary (sdk/ABI.md, "Structs that cross") ---------------
+//
+// A std::vector<T> built by the plugin cannot be read by a daemon of a newer
+// minor: its element stride is the sizeof(T) the plugin was compiled with,
+// and T may have gained fields since. So lists the plugin builds cross one
+// element at a time, each with the size it was built at, and the host reads
+// what is there and defaults the fields the plugin never heard of. The size
+// travels beside the element, not in it, so StageSpec and CliCommand keep
+// their aggregate initialisation and no field can be left unset.
+template <class T>
+class Sink {
+ public:
+  // Compiled into the plugin (inline, hidden): sizeof(T) is the plugin's.
+  void add(const T& item) { add_as_built(item, sizeof(T)); }
+
+ protected:
+  ~Sink() = default;
+
+ private:
+  virtual void add_as_built(const T& item, std::size_t size_as_built) = 0;
+};
+using StageSink = Sink<StageSpec>;
+using CliCommandSink = Sink<CliCommand>;
+
+// Structs the host builds and hands to the plugin by reference
+// (ConfigSource, ResourceChange, CliContext) need no size: a plugin is never
+// newer than its daemon (a newer minor is refused), so the host's struct
+// always holds every field the plugin knows. Elements of a vector the host
+// builds are read with the plugin's stride, so they never grow within a
+// major: ResourceFile is checked in <sluice/resources.hpp>.
+
 enum class LogLevel { debug, info, warn, error };
 
 // Services the daemon offers to plugins.
@@ -150,17 +182,22 @@ class Plugin {
   virtual std::vector<std::string> requires_plugins() const { return {}; }
   // Validate [plugins.<name>]; throw ConfigError naming the key on bad input.
   virtual void configure(const ConfigSource& config) = 0;
-  // The stages this plugin contributes, given its configuration.
-  virtual std::vector<StageSpec> stages() const = 0;
+  // What the host calls for the stages: hands stages() over one by one
+  // (see Sink). Override stages(), not this.
+  virtual void declare_stages(StageSink& sink) const {
+    for (const auto& stage : stages()) sink.add(stage);
+  }
   // Load BPF (through host.load_bpf_object) and fill maps from config.
   virtual void load(Host& host) = 0;
   // File descriptor of a loaded stage program, by StageSpec::name.
   virtual int stage_fd(std::string_view stage) const = 0;
   // The daemon is stopping. Leave the dataplane running unless `cleanup`.
   virtual void shutdown(bool cleanup) { (void)cleanup; }
-  // sluicectl subcommands (called after configure(), without load(): they
-  // work from pinned maps while sluiced may be down).
-  virtual std::vector<CliCommand> cli_commands() const { return {}; }
+  // What sluicectl calls for the commands: hands cli_commands() over one
+  // by one (see Sink). Override cli_commands(), not this.
+  virtual void declare_cli_commands(CliCommandSink& sink) const {
+    for (const auto& command : cli_commands()) sink.add(command);
+  }
   // Prometheus samples, written on every scrape of sluiced's metrics
   // endpoint (after load(), on the daemon's thread).
   virtual void write_metrics(MetricsWriter& out) const { (void)out; }
@@ -171,7 +208,7 @@ class Plugin {
   // valid: see <sluice/resources.hpp>.
   virtual void reconcile(const ResourceChange& change) { (void)change; }
 
-  // ---- ABI 1.1: resources all or nothing (sdk/ABI.md, "The plugin's life" 9) ----
+  // Resources all or nothing (sdk/ABI.md, "The plugin's life" 9):
   // Reads and validates `change` without applying any of it and returns it
   // ready to commit (PreparedChange, <sluice/resources.hpp>); throws
   // ConfigError on bad input. The host commits only when every consumer of
@@ -182,6 +219,19 @@ class Plugin {
     (void)change;
     return nullptr;
   }
+
+ protected:
+  // Plugin-side only: the host never reads these vectors (their stride is
+  // the plugin's), it calls declare_stages / declare_cli_commands.
+  // The stages this plugin contributes, given its configuration.
+  virtual std::vector<StageSpec> stages() const = 0;
+  // sluicectl subcommands (called after configure(), without load(): they
+  // work from pinned maps while sluiced may be down).
+  virtual std::vector<CliCommand> cli_commands() const { return {}; }
+
+  // Virtuals of a later 2.x minor go here, below everything above: vtable
+  // slots follow declaration order (sdk/ABI.md, "What a minor version may
+  // change").
 };
 
 }  // namespace sluice

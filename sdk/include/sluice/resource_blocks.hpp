@@ -1,4 +1,4 @@
-// Resource files block by block (header-only, toml++; plugin ABI 1.0).
+// Resource files block by block (header-only, toml++; plugin ABI 2.0).
 //
 // A state file (sluice/resources.hpp) is a list of [[kind]] tables. Cut at
 // its `[[kind]]` header lines it is a list of blocks, one resource each. Who

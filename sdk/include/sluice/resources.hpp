@@ -1,4 +1,4 @@
-// Resources (plugin ABI 1.1): the cluster state a plugin consumes, such as
+// Resources (plugin ABI 2.0): the cluster state a plugin consumes, such as
 // services or endpoints, read by sluiced from TOML files in [state] dir.
 //
 // A state file holds arrays of tables named by kind:
@@ -16,7 +16,7 @@
 // [[kind]] block rather than per file: sluice/resource_blocks.hpp). A plugin
 // validates everything first and throws ConfigError (file, line, column, key)
 // on bad input; sluiced then logs it and the plugin must leave what is
-// running exactly as it was: nothing is applied halfway. Since ABI 1.1 a
+// running exactly as it was: nothing is applied halfway. A
 // change is all or nothing across plugins: see PreparedChange.
 #pragma once
 
@@ -26,10 +26,16 @@
 
 namespace sluice {
 
+// Frozen for the whole major version: the host builds the vector `upserted`
+// and an older plugin walks it with its own stride. Per-file data added in a
+// minor goes into a new vector appended to ResourceChange.
 struct ResourceFile {
   std::string path;  // absolute path, for error messages and as the file's identity
   std::string text;  // the whole file; parse with sluice::config::parse
 };
+static_assert(sizeof(ResourceFile) == 2 * sizeof(std::string),
+              "ResourceFile crosses the plugin boundary in a vector: it cannot grow "
+              "within a major version (sdk/ABI.md)");
 
 struct ResourceChange {
   bool full = false;                  // true: `upserted` is every file (first load, resync)
@@ -38,7 +44,7 @@ struct ResourceChange {
 };
 
 // A change a plugin has read and validated but not applied
-// (Plugin::prepare, plugin ABI 1.1). The host prepares a change with every
+// (Plugin::prepare). The host prepares a change with every
 // plugin that consumes one of its kinds; only when all of them accepted it
 // does it commit() each. Destroying a prepared change without commit()
 // discards it: the plugin is exactly as before prepare(). commit() must not

@@ -10,6 +10,7 @@
 #include <boost/dll/shared_library.hpp>
 
 #include "sluice/core/config.hpp"
+#include "sluice/core/plugin_handle.hpp"
 
 namespace sluice {
 
@@ -18,8 +19,11 @@ namespace sluice {
 // plugin (no descriptor, bad magic).
 PluginAbiDescriptor read_plugin_descriptor(const std::string& path);
 
-// Empty when the descriptor is compatible with this daemon, else why not.
-std::string check_plugin_abi(const PluginAbiDescriptor& descriptor, const std::string& path);
+// Empty when the descriptor is compatible with a daemon providing ABI
+// kPluginAbiMajor.`host_minor`, else why not (naming both versions and what
+// to do).
+std::string check_plugin_abi(const PluginAbiDescriptor& descriptor, const std::string& path,
+                             std::uint16_t host_minor = kPluginAbiMinor);
 
 enum class PluginState { failed, configured, loaded };
 
@@ -34,12 +38,14 @@ struct LoadedPlugin {
   std::vector<StageSpec> stages;
   // Destroyed in reverse order: the plugin object before its library.
   std::optional<boost::dll::shared_library> library;
-  std::unique_ptr<Plugin> plugin;
+  PluginHandle plugin;
 };
 
 class PluginHost {
  public:
-  PluginHost(const NodeConfig& config, Host& host);
+  // `abi_minor`: the ABI minor this host provides. Only tests pass another
+  // one, to play a daemon newer than the SDK the fixture plugins see.
+  PluginHost(const NodeConfig& config, Host& host, std::uint16_t abi_minor = kPluginAbiMinor);
   ~PluginHost();
 
   // Opens, checks and configures every enabled plugin, in dependency order.
@@ -59,6 +65,7 @@ class PluginHost {
 
   const NodeConfig& config_;
   Host& host_;
+  std::uint16_t abi_minor_;
   std::vector<LoadedPlugin> plugins_;
 };
 

@@ -26,7 +26,7 @@ class RateLimit : public ::testing::Test {
   // Loads ratelimit.so with `table` as [plugins.ratelimit] and chains its
   // stage alone on workload ingress.
   void start(const std::string& table) {
-    plugin.emplace(bed.load_plugin(RATELIMIT_SO, "[plugins.ratelimit]\n" + table + "\n"));
+    plugin.emplace(bed.load_plugin(RATELIMIT_PLUGIN, "[plugins.ratelimit]\n" + table + "\n"));
     bed.set_chain(SL_ROLE_WORKLOAD, SL_HOOK_INGRESS, {plugin->stage_fd("ratelimit")});
     bed.load_entry(SL_ROLE_WORKLOAD);
   }
@@ -149,7 +149,7 @@ TEST_F(RateLimit, DumpCommandListsTopSources) {
   bed.run(udp_from("10.0.0.1"));
   bed.run(udp_from("10.0.0.1"));
   bed.run(udp_from("10.0.0.2"));
-  auto commands = plugin->plugin().cli_commands();
+  auto commands = plugin->cli_commands();
   ASSERT_EQ(commands.size(), 1u);
   EXPECT_EQ(commands[0].path, (std::vector<std::string>{"ratelimit", "dump"}));
   std::ostringstream out, err;
@@ -213,7 +213,7 @@ TEST_P(RateLimitConfig, IsRefusedWithItsPosition) {
   Testbed bed;
   const BadConfig& c = GetParam();
   try {
-    bed.load_plugin(RATELIMIT_SO, std::string("[plugins.ratelimit]\n") + c.table + "\n");
+    bed.load_plugin(RATELIMIT_PLUGIN, std::string("[plugins.ratelimit]\n") + c.table + "\n");
     FAIL() << "accepted: " << c.table;
   } catch (const sluice::ConfigError& e) {
     EXPECT_EQ(e.key, c.key) << e.what();

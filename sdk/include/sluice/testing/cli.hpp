@@ -14,7 +14,7 @@ namespace sluice::testing {
 // Runs the plugin command at `path` with `args`. Returns its exit code, or -1
 // when the plugin has no such command; `output` gets what it printed (stdout
 // then stderr).
-inline int run_plugin_command(const Plugin& plugin, const Testbed& bed,
+inline int run_plugin_command(const PluginUnderTest& plugin, const Testbed& bed,
                               const std::vector<std::string>& path,
                               std::vector<std::string> args, std::string& output,
                               OutputFormat format = OutputFormat::table) {

@@ -100,6 +100,8 @@ class PluginUnderTest {
   ~PluginUnderTest();
   sluice::Plugin& plugin();
   const std::vector<StageSpec>& stages() const;
+  // Its sluicectl commands, read as sluicectl reads them.
+  std::vector<CliCommand> cli_commands() const;
   int stage_fd(std::string_view stage) const;  // throws if the plugin has no such stage
   // The stage with its declarations, for Testbed::set_chain's lanes.
   struct ChainStage chain_stage(std::string_view stage) const;

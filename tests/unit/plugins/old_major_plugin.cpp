@@ -1,5 +1,6 @@
-// Claims plugin ABI 2.0. The host must refuse it from the file alone: its
-// constructor below writes a marker file that the test expects never to see.
+// Claims plugin ABI 1.0, the major before this one. The host must refuse it
+// from the file alone: its constructor below writes a marker file that the
+// test expects never to see.
 #include <cstdio>
 #include <cstdlib>
 
@@ -7,8 +8,8 @@
 
 extern "C" BOOST_SYMBOL_EXPORT const sluice::PluginAbiDescriptor sluice_plugin_abi;
 const sluice::PluginAbiDescriptor sluice_plugin_abi = {
-    sluice::kPluginAbiMagic, 2, 0, sizeof(sluice::PluginAbiDescriptor), sluice::kCxxAbiTag,
-    SL_LAYOUT_VERSION, "wrong_major_plugin", "9.9.9"};
+    sluice::kPluginAbiMagic, sluice::kPluginAbiMajor - 1, 0, sizeof(sluice::PluginAbiDescriptor),
+    sluice::kCxxAbiTag, SL_LAYOUT_VERSION, "old_major_plugin", "9.9.9"};
 
 namespace {
 struct MarkOnLoad {
