@@ -244,12 +244,12 @@ static __always_inline int nat_to_node_address(struct __sk_buff *skb, const stru
  * counted, rather than silently by the kernel. */
 static __always_inline int nat_route_here(struct __sk_buff *skb, struct sl_pkt_ctx *ctx)
 {
-	int verdict;
+	__u32 why = sl_route_here(skb, ctx);
 
-	if (sl_route_here(skb, ctx, &verdict))
-		return verdict;
-	SL_DEBUG(ctx, "NAT: no route for a packet from a node address");
-	return sl_drop(skb, ctx, SL_R_NO_ROUTE);
+	if (!why)
+		return sl_next(skb, ctx);
+	SL_DEBUG(ctx, "NAT: cannot route a packet from a node address (reason %d)", why);
+	return sl_drop(skb, ctx, why);
 }
 
 /* ---- backend selection --------------------------------------------------------- */

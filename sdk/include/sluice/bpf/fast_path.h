@@ -122,9 +122,11 @@ static __always_inline void sl_cache_route(struct sl_route_scratch *scratch, __u
 
 /* Routes the packet; on a target, decrements the TTL (we forward in place of
  * the kernel) and writes the Ethernet addresses where the redirect needs
- * them (see the targets). */
+ * them (see the targets). On SL_FAST_NONE, *why is the drop reason a stage
+ * that must route the packet counts (reasons.def, 18..21), or 0 when the
+ * packet is simply the kernel's to route (a hairpin). */
 static __always_inline int sl_fast_route(struct __sk_buff *skb, struct sl_pkt_ctx *ctx,
-					 struct bpf_fib_lookup *fib, __u32 flags)
+					 struct bpf_fib_lookup *fib, __u32 flags, __u32 *why)
 {
 	int must = (flags & SL_ROUTE_MUST) != 0;
 	__u32 off = ctx->l3_off;
@@ -132,6 +134,7 @@ static __always_inline int sl_fast_route(struct __sk_buff *skb, struct sl_pkt_ct
 	void *data_end = (void *)(long)skb->data_end;
 	__u8 ttl;
 
+	*why = SL_R_ROUTE_NO_L2;
 	if (off > 64)
 		return SL_FAST_NONE;
 	fib->ifindex = ctx->ifindex;
@@ -158,6 +161,7 @@ static __always_inline int sl_fast_route(struct __sk_buff *skb, struct sl_pkt_ct
 		__builtin_memcpy(fib->ipv6_src, ctx->saddr, 16);
 		__builtin_memcpy(fib->ipv6_dst, ctx->daddr, 16);
 	}
+	*why = SL_R_ROUTE_TTL_EXCEEDED;
 	if (ttl <= 1)
 		return SL_FAST_NONE;
 
@@ -180,6 +184,7 @@ static __always_inline int sl_fast_route(struct __sk_buff *skb, struct sl_pkt_ct
 		if (cache && epoch && rc == BPF_FIB_LKUP_RET_SUCCESS)
 			sl_cache_route(cache, *epoch, fib, workload);
 	}
+	*why = 0;
 	if (fib->ifindex == ctx->ifindex && !must) /* hairpin: leave it to the kernel */
 		return SL_FAST_NONE;
 
@@ -189,6 +194,7 @@ static __always_inline int sl_fast_route(struct __sk_buff *skb, struct sl_pkt_ct
 		target = SL_FAST_NEIGH;
 	else {
 		SL_DEBUG(ctx, "fast path: fib lookup %ld, to the stack", rc);
+		*why = SL_R_NO_ROUTE;
 		return SL_FAST_NONE;
 	}
 
@@ -196,12 +202,14 @@ static __always_inline int sl_fast_route(struct __sk_buff *skb, struct sl_pkt_ct
 		__be16 old = bpf_htons((__u16)ttl << 8), new = bpf_htons((__u16)(ttl - 1) << 8);
 		__u8 nttl = ttl - 1;
 
+		*why = SL_R_ROUTE_WRITE_FAILED;
 		if (bpf_l3_csum_replace(skb, off + 10, old, new, 2) ||
 		    bpf_skb_store_bytes(skb, off + 8, &nttl, 1, 0))
 			return SL_FAST_NONE;
 	} else {
 		__u8 nttl = ttl - 1;
 
+		*why = SL_R_ROUTE_WRITE_FAILED;
 		if (bpf_skb_store_bytes(skb, off + 7, &nttl, 1, 0))
 			return SL_FAST_NONE;
 	}
@@ -210,9 +218,11 @@ static __always_inline int sl_fast_route(struct __sk_buff *skb, struct sl_pkt_ct
 
 		__builtin_memcpy(macs, fib->dmac, 6);
 		__builtin_memcpy(macs + 6, fib->smac, 6);
+		*why = SL_R_ROUTE_WRITE_FAILED;
 		if (bpf_skb_store_bytes(skb, 0, macs, sizeof(macs), 0))
 			return SL_FAST_NONE;
 	}
+	*why = 0;
 	return target;
 }
 
@@ -239,11 +249,12 @@ static __always_inline int sl_fast_forward(struct __sk_buff *skb, struct sl_pkt_
 					   int *verdict)
 {
 	struct bpf_fib_lookup fib = {};
+	__u32 why; /* not a drop: the packet goes on to the host stack */
 
 	if (ctx->hook != SL_HOOK_INGRESS || !(ctx->flags & SL_PKT_F_L2) ||
 	    (ctx->flags & SL_PKT_F_FRAGMENT))
 		return 0;
-	switch (sl_fast_route(skb, ctx, &fib, 0)) {
+	switch (sl_fast_route(skb, ctx, &fib, 0, &why)) {
 	case SL_FAST_PEER:
 		if (ctx->chain_flags & SL_CHAIN_F_PEER_EGRESS_WATCHED) {
 			SL_DEBUG(ctx, "fast path: out of %d (its egress chain watches)", fib.ifindex);
@@ -265,30 +276,29 @@ static __always_inline int sl_fast_forward(struct __sk_buff *skb, struct sl_pkt_
 }
 
 /* Routes a packet the host stack must not see (see the top), from an ingress
- * hook: records the redirect for the chain end and returns 1 with the verdict
- * of continuing the chain in *verdict, or returns 0 when there is no route
- * (the packet unchanged). */
-static __always_inline int sl_route_here(struct __sk_buff *skb, struct sl_pkt_ctx *ctx,
-					 int *verdict)
+ * hook: records the redirect for the chain end and returns 0, or returns the
+ * reason the packet cannot be routed (no-route, route-ttl-exceeded,
+ * route-no-l2-header, route-helper-write-failed) for the caller to drop it
+ * with. The packet is then unchanged, except after a failed write. */
+static __always_inline __u32 sl_route_here(struct __sk_buff *skb, struct sl_pkt_ctx *ctx)
 {
 	struct bpf_fib_lookup fib = {};
+	__u32 why = SL_R_ROUTE_NO_L2;
 
 	if (!(ctx->flags & SL_PKT_F_L2))
-		return 0;
-	switch (sl_fast_route(skb, ctx, &fib, SL_ROUTE_MUST)) {
+		return why;
+	switch (sl_fast_route(skb, ctx, &fib, SL_ROUTE_MUST, &why)) {
 	case SL_FAST_PEER:
 	case SL_FAST_L2:
 		SL_DEBUG(ctx, "route: out of %d at the chain end", fib.ifindex);
 		sl_set_redirect(ctx, fib.ifindex, SL_REDIRECT_EGRESS);
-		break;
+		return 0;
 	case SL_FAST_NEIGH:
 		sl_set_redirect_to_route(ctx, &fib);
-		break;
-	default:
 		return 0;
+	default:
+		return why ? why : SL_R_NO_ROUTE;
 	}
-	*verdict = sl_next(skb, ctx);
-	return 1;
 }
 
 #endif /* SLUICE_BPF_FAST_PATH_H */
