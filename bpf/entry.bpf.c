@@ -228,7 +228,8 @@ static __always_inline int parse_ipv6(struct __sk_buff *skb, struct sl_pkt_ctx *
 	return parse_l4(skb, ctx, l3_end);
 }
 
-static __always_inline int parse_packet(struct __sk_buff *skb, struct sl_pkt_ctx *ctx)
+static __always_inline int parse_packet(struct __sk_buff *skb, struct sl_pkt_ctx *ctx,
+					__u16 *l3_proto)
 {
 	__u16 proto;
 
@@ -248,6 +249,7 @@ static __always_inline int parse_packet(struct __sk_buff *skb, struct sl_pkt_ctx
 		ctx->flags |= SL_PKT_F_L2;
 		ctx->l3_off = ETH_HLEN;
 	}
+	*l3_proto = proto;
 	if (proto == ETH_P_IP) {
 		ctx->l3_proto = ETH_P_IP;
 		return parse_ipv4(skb, ctx);
@@ -257,6 +259,20 @@ static __always_inline int parse_packet(struct __sk_buff *skb, struct sl_pkt_ctx
 		return parse_ipv6(skb, ctx);
 	}
 	return PARSE_NON_IP;
+}
+
+/* What a workload may send or receive besides IP: ARP. Nothing the chain
+ * cannot parse may pass a workload's interface — a VLAN tag (single or
+ * 802.1ad + 802.1Q; the kernel has moved the outer one into the metadata
+ * before tc runs) or another ethertype would carry packets past conntrack,
+ * policy and NAT into the node's stack or, through a VLAN device there, to
+ * other hosts. Other roles pass non-IP frames to the kernel: an uplink
+ * carries the node's own VLANs, LLDP and the like (docs/design.md). */
+static __always_inline int refused_on_workload(struct __sk_buff *skb, int parsed, __u16 l3_proto)
+{
+	if (sl_cfg_role != SL_ROLE_WORKLOAD)
+		return 0;
+	return parsed == PARSE_NON_IP && (skb->vlan_present || l3_proto != ETH_P_ARP);
 }
 
 /* The pass rule covers only damage the kernel's IP layer drops by itself.
@@ -326,7 +342,17 @@ static __always_inline int sl_entry(struct __sk_buff *skb, __u32 hook)
 			 skb->len, skb->mark);
 	}
 
-	int parsed = parse_packet(skb, ctx);
+	__u16 l3_proto = 0;
+	int parsed = parse_packet(skb, ctx, &l3_proto);
+	/* A tagged frame belongs to the VLAN device above this interface (whose
+	 * chain, if Sluice manages it, sees it untagged), not to this chain. */
+	if (skb->vlan_present)
+		parsed = PARSE_NON_IP;
+	if (refused_on_workload(skb, parsed, l3_proto)) {
+		SL_DEBUG(ctx, "Not IP or ARP on a workload (ethertype %x, tagged %d): drop",
+			 l3_proto, skb->vlan_present);
+		return sl_finish(skb, ctx, TC_ACT_SHOT, SL_R_NON_IP_ON_WORKLOAD);
+	}
 	if (parsed == PARSE_NON_IP) {
 		SL_DEBUG(ctx, "Not IP (ethertype/protocol %x): pass", bpf_ntohs(skb->protocol));
 		return sl_finish(skb, ctx, TC_ACT_OK, SL_R_NON_IP);

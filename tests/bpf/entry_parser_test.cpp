@@ -257,6 +257,20 @@ TEST_F(EntryParser, OtherEthertypeIsPassedAsNonIp) {
   expect(pkt, TC_ACT_OK, SL_R_NON_IP);
 }
 
+// On a workload only ARP passes unparsed: other ethertypes and VLAN tags
+// (here still in the frame; the e2e test non_ip covers a tag the kernel
+// moved into the metadata) are dropped on both hooks.
+TEST_F(EntryParser, WorkloadDropsWhatIsNeitherIpNorArp) {
+  bed->load_entry(SL_ROLE_WORKLOAD, kPassRules);
+  for (std::uint16_t ethertype : {0x88cc, 0x8100, 0x88a8, 0x88b5})
+    for (sl_hook hook : {SL_HOOK_INGRESS, SL_HOOK_EGRESS}) {
+      SCOPED_TRACE(::testing::Message() << std::hex << "ethertype 0x" << ethertype << " hook "
+                                      << hook);
+      auto pkt = PacketBuilder().ethertype(ethertype).payload(46).build();
+      expect(pkt, TC_ACT_SHOT, SL_R_NON_IP_ON_WORKLOAD, hook);
+    }
+}
+
 TEST_F(EntryParser, EgressCountsUnderEgress) {
   bed->load_entry(SL_ROLE_WORKLOAD, kDropRules);
   auto pkt = PacketBuilder().ipv4("10.0.0.1", "10.0.0.2").udp(1, 2).build();

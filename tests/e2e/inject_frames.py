@@ -15,6 +15,16 @@ def ipv4(ihl=5, tot_len=None, payload=b"\x00" * 8, proto=17, version=4):
     return header + b"\x00" * (header_len - 20) + payload
 
 
+def vlan(vid, inner_ethertype):
+    return struct.pack("!HH", vid, inner_ethertype)
+
+
+def arp_request():
+    # Who has 10.65.1.1? Tell 10.65.1.2 (sender MAC zero: a probe of no one).
+    return struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 1, b"\x00" * 6,
+                       bytes([10, 65, 1, 2]), b"\x00" * 6, bytes([10, 65, 1, 1]))
+
+
 FRAMES = {
     # (ethertype, L3 bytes)
     "l3-short": (0x0800, ipv4()[:12]),
@@ -23,6 +33,11 @@ FRAMES = {
     "l4-short": (0x0800, ipv4(payload=b"\x00" * 4, proto=6)),
     "ip-version": (0x0800, ipv4(version=7)),
     "good-udp": (0x0800, ipv4()),
+    # Tagged frames (the tag is part of what follows the outer ethertype).
+    "vlan-udp": (0x8100, vlan(30, 0x0800) + ipv4()),
+    "qinq-udp": (0x88A8, vlan(10, 0x8100) + vlan(20, 0x0800) + ipv4()),
+    "other-ethertype": (0x88B5, b"\x00" * 46),  # IEEE 802 local experimental
+    "arp": (0x0806, arp_request()),
 }
 
 
