@@ -215,20 +215,13 @@ std::optional<ListenAddress> parse_listen_address(std::string_view text, std::st
   }
   std::string host(text.substr(0, colon));
   std::string_view port_text = text.substr(colon + 1);
-  unsigned port = 0;
-  for (char c : port_text) {
-    if (c < '0' || c > '9' || port > 65535) {
-      port = 0;
-      break;
-    }
-    port = port * 10 + static_cast<unsigned>(c - '0');
-  }
-  if (port == 0 || port > 65535) {
-    why = "'" + std::string(port_text) + "' is not a port number (1..65535)" + hint;
+  auto port = sluice::parse::port(port_text);
+  if (!port) {
+    why = port.error() + hint;
     return std::nullopt;
   }
   ListenAddress out;
-  out.port = static_cast<std::uint16_t>(port);
+  out.port = *port;
   if (host == "localhost") host = "127.0.0.1";
   if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
     out.address = host.substr(1, host.size() - 2);
