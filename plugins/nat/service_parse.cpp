@@ -2,6 +2,7 @@
 
 #include <netinet/in.h>
 
+#include <chrono>
 #include <set>
 #include <utility>
 
@@ -29,8 +30,10 @@ ServiceSpec parse_service(const Table& t) {
   s.internal_local =
       t.get_choice("internal_traffic_policy", "cluster", {"cluster", "local"}) == "local";
   s.affinity = t.get_choice("session_affinity", "none", {"none", "client_ip"}) == "client_ip";
-  s.affinity_timeout =
-      static_cast<std::uint32_t>(t.get_int("session_affinity_timeout", 10800, 1, 86400));
+  s.affinity_timeout = static_cast<std::uint32_t>(
+      t.get_duration("session_affinity_timeout", std::chrono::seconds(10800),
+                     std::chrono::seconds(1), std::chrono::hours(24))
+          .count());
   if (t.has("session_affinity_timeout") && !s.affinity)
     t.fail("session_affinity_timeout", "needs session_affinity = \"client_ip\"");
 
