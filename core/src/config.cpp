@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <climits>
 #include <filesystem>
 #include <fstream>
@@ -215,47 +216,40 @@ std::optional<ListenAddress> parse_listen_address(std::string_view text, std::st
   }
   std::string host(text.substr(0, colon));
   std::string_view port_text = text.substr(colon + 1);
-  unsigned port = 0;
-  for (char c : port_text) {
-    if (c < '0' || c > '9' || port > 65535) {
-      port = 0;
-      break;
-    }
-    port = port * 10 + static_cast<unsigned>(c - '0');
-  }
-  if (port == 0 || port > 65535) {
-    why = "'" + std::string(port_text) + "' is not a port number (1..65535)" + hint;
+  auto port = sluice::parse::port(port_text);
+  if (!port) {
+    why = port.error() + hint;
     return std::nullopt;
   }
   ListenAddress out;
-  out.port = static_cast<std::uint16_t>(port);
+  out.port = *port;
   if (host == "localhost") host = "127.0.0.1";
   if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
     out.address = host.substr(1, host.size() - 2);
-    in6_addr addr{};
-    if (inet_pton(AF_INET6, out.address.c_str(), &addr) != 1) {
+    auto address = parse::ip_address(out.address);
+    if (!address || address->family != 6) {
       why = "'" + host + "' is not an IPv6 address" + hint;
       return std::nullopt;
     }
-    if (IN6_IS_ADDR_UNSPECIFIED(&addr)) {
+    if (address->words == std::array<std::uint32_t, 4>{}) {
       why = "'" + host + "' listens on every address: name one (e.g. [::1])" + hint;
       return std::nullopt;
     }
     out.ipv6 = true;
-    out.loopback = IN6_IS_ADDR_LOOPBACK(&addr);
+    out.loopback = address->words == std::array<std::uint32_t, 4>{0, 0, 0, htonl(1)};
     return out;
   }
-  in_addr addr{};
-  if (host.find(':') != std::string::npos || inet_pton(AF_INET, host.c_str(), &addr) != 1) {
+  auto address = parse::ip_address(host);
+  if (!address || address->family != 4) {
     why = "'" + host + "' is not an IPv4 address, a bracketed IPv6 address or localhost" + hint;
     return std::nullopt;
   }
-  if (addr.s_addr == htonl(INADDR_ANY)) {
+  if (address->words[0] == htonl(INADDR_ANY)) {
     why = "'" + host + "' listens on every address: name one (e.g. 127.0.0.1)" + hint;
     return std::nullopt;
   }
   out.address = host;
-  out.loopback = (ntohl(addr.s_addr) >> 24) == 127;
+  out.loopback = (ntohl(address->words[0]) >> 24) == 127;
   return out;
 }
 

@@ -15,6 +15,7 @@
 
 #include <sluice/clock.hpp>
 #include <sluice/output.hpp>
+#include <sluice/parse.hpp>
 
 #include "ct_cleaner.hpp"
 #include "ct_format.hpp"
@@ -125,19 +126,6 @@ int run_stats(const sluice::CliContext& context) {
   return sluice::kCliOk;
 }
 
-bool parse_ip(const std::string& text, std::uint8_t& family, std::array<__be32, 4>& out) {
-  out = {};
-  if (inet_pton(AF_INET, text.c_str(), out.data()) == 1) {
-    family = 4;
-    return true;
-  }
-  if (inet_pton(AF_INET6, text.c_str(), out.data()) == 1) {
-    family = 6;
-    return true;
-  }
-  return false;
-}
-
 int run_remove(const sluice::CliContext& context) {
   const auto& args = context.args;
   if (args.size() < 2 || args.size() > 3) {
@@ -150,13 +138,15 @@ int run_remove(const sluice::CliContext& context) {
                  << "' is not a protocol (tcp, udp, icmp, icmpv6, sctp, a number or any)\n";
     return sluice::kCliUsage;
   }
-  std::uint8_t family1 = 0, family2 = 0;
-  std::array<__be32, 4> ip1{}, ip2{};
-  if (!parse_ip(args[1], family1, ip1) || (args.size() == 3 && !parse_ip(args[2], family2, ip2))) {
-    *context.err << "conntrack remove: '" << (parse_ip(args[1], family1, ip1) ? args[2] : args[1])
-                 << "' is not an IPv4 or IPv6 address\n";
+  auto address1 = sluice::parse::ip_address(args[1]);
+  auto address2 = args.size() == 3 ? sluice::parse::ip_address(args[2]) : address1;
+  if (!address1 || !address2) {
+    *context.err << "conntrack remove: " << (address1 ? address2 : address1).error() << "\n";
     return sluice::kCliUsage;
   }
+  const std::uint8_t family1 = address1->family, family2 = address2->family;
+  const std::array<__be32, 4>& ip1 = address1->words;
+  const std::array<__be32, 4>& ip2 = address2->words;
   Fd fd;
   if (int rc = open_table(context, fd)) return rc;
   auto same = [](const __be32* a, const std::array<__be32, 4>& b) {

@@ -1,7 +1,6 @@
 #include "ct_config.hpp"
 
-#include <charconv>
-#include <string>
+#include <chrono>
 
 namespace ct {
 
@@ -15,28 +14,9 @@ Settings default_settings() {
 
 std::uint32_t read_duration(const Table& table, const char* key, std::uint32_t fallback,
                             std::uint32_t min, std::uint32_t max) {
-  const toml::node* node = table.node(key);
-  if (!node) return fallback;
-  std::int64_t seconds = 0;
-  if (node->is_integer()) {
-    seconds = node->as_integer()->get();
-  } else if (node->is_string()) {
-    std::string text(node->as_string()->get());
-    std::int64_t value = -1;
-    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-    std::string unit = text.substr(static_cast<std::size_t>(end - text.data()));
-    std::int64_t scale = unit == "s" ? 1 : unit == "m" ? 60 : unit == "h" ? 3600 : 0;
-    if (text.empty() || ec != std::errc() || value < 0 || scale == 0)
-      table.fail(key, "'" + text + "' is not a duration (seconds as an integer, or \"30s\", "
-                                   "\"5m\", \"1h\")");
-    seconds = value * scale;
-  } else {
-    table.fail(key, "expected seconds (an integer) or a duration string such as \"30s\"");
-  }
-  if (seconds < min || seconds > max)
-    table.fail(key, "duration " + std::to_string(seconds) + "s is out of range [" +
-                        std::to_string(min) + "s, " + std::to_string(max) + "s]");
-  return static_cast<std::uint32_t>(seconds);
+  using std::chrono::seconds;
+  return static_cast<std::uint32_t>(
+      table.get_duration(key, seconds(fallback), seconds(min), seconds(max)).count());
 }
 
 Settings parse_settings(const Table& table) {

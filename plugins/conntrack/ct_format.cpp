@@ -2,9 +2,9 @@
 
 #include <netinet/in.h>
 
-#include <cctype>
-#include <charconv>
 #include <cstdio>
+
+#include <sluice/parse.hpp>
 
 namespace ct {
 
@@ -23,18 +23,7 @@ std::string proto_name(int proto) {
 
 std::optional<int> parse_proto(const std::string& text) {
   if (text == "any") return -1;
-  static const std::pair<const char*, int> names[] = {
-      {"tcp", IPPROTO_TCP}, {"udp", IPPROTO_UDP}, {"icmp", IPPROTO_ICMP},
-      {"icmpv6", IPPROTO_ICMPV6}, {"sctp", IPPROTO_SCTP}};
-  std::string lower;
-  for (char c : text) lower += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  for (const auto& [name, number] : names)
-    if (lower == name) return number;
-  int value = -1;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (!text.empty() && ec == std::errc() && end == text.data() + text.size() && value >= 0 &&
-      value <= 255)
-    return value;
+  if (auto proto = sluice::parse::protocol(text)) return *proto;
   return std::nullopt;
 }
 

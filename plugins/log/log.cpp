@@ -20,7 +20,6 @@
 
 #include <array>
 #include <cerrno>
-#include <charconv>
 #include <cstring>
 #include <memory>
 #include <optional>
@@ -33,6 +32,7 @@
 #include <sluice/config.hpp>
 #include <sluice/metrics.hpp>
 #include <sluice/output.hpp>
+#include <sluice/parse.hpp>
 #include <sluice/plugin.hpp>
 #include <sluice/skeleton.hpp>
 #include <sluice/unique_fd.hpp>
@@ -59,95 +59,17 @@ const char* mode_name(log_mode mode) {
 
 using LogSkeleton = sluice::Skeleton<log_stage, log_stage__destroy>;
 
-// An address prefix as the stage compares it: network and mask, both in
+// The network and mask of a prefix as the stage compares them, both in
 // network byte order, IPv4 in word 0.
-struct Prefix {
-  std::uint16_t l3_proto = 0;  // kEthPIp / kEthPIpv6
-  std::array<std::uint32_t, 4> net{};
-  std::array<std::uint32_t, 4> mask{};
-};
-
-// "10.0.0.0/8", "10.1.2.3", "fd00::/64", "fd00::1". Returns an error text,
-// or an empty string on success.
-std::string parse_prefix(const std::string& text, Prefix& out) {
-  std::string address = text;
-  std::optional<int> length;
-  if (auto slash = text.find('/'); slash != std::string::npos) {
-    address = text.substr(0, slash);
-    std::string digits = text.substr(slash + 1);
-    int value = -1;
-    auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
-    if (digits.empty() || ec != std::errc() || end != digits.data() + digits.size())
-      return "'" + text + "' has an invalid prefix length (expected ADDRESS/LENGTH)";
-    length = value;
-  }
-  std::array<unsigned char, 16> bytes{};
-  int max_length;
-  if (inet_pton(AF_INET, address.c_str(), bytes.data()) == 1) {
-    out.l3_proto = kEthPIp;
-    max_length = 32;
-  } else if (inet_pton(AF_INET6, address.c_str(), bytes.data()) == 1) {
-    out.l3_proto = kEthPIpv6;
-    max_length = 128;
-  } else {
-    return "'" + text + "' is not an IPv4 or IPv6 address or prefix";
-  }
-  int bits = length.value_or(max_length);
-  if (bits < 0 || bits > max_length)
-    return "'" + text + "': prefix length must be 0.." + std::to_string(max_length);
-
-  std::array<unsigned char, 16> mask_bytes{};
-  for (int i = 0; i < max_length / 8; ++i) {
-    int left = bits - i * 8;
-    mask_bytes[i] = left >= 8 ? 0xff : left <= 0 ? 0 : static_cast<unsigned char>(0xff << (8 - left));
-  }
-  for (int i = 0; i < max_length / 8; ++i)
-    if (bytes[i] & ~mask_bytes[i]) {
-      std::array<unsigned char, 16> network{};
-      for (int j = 0; j < 16; ++j) network[j] = bytes[j] & mask_bytes[j];
-      char buffer[INET6_ADDRSTRLEN] = {};
-      inet_ntop(max_length == 32 ? AF_INET : AF_INET6, network.data(), buffer, sizeof(buffer));
-      return "'" + text + "' has host bits set: did you mean " + buffer + "/" +
-             std::to_string(bits) + "?";
-    }
-  std::memcpy(out.net.data(), bytes.data(), 16);
-  std::memcpy(out.mask.data(), mask_bytes.data(), 16);
-  return {};
+void write_prefix(const sluice::IpPrefix& prefix, __be32* net, __be32* mask) {
+  sluice::IpAddress ones{prefix.addr.family, {0xffffffffu, 0, 0, 0}};
+  if (prefix.addr.family == 6) ones.words = {0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu};
+  const sluice::IpAddress mask_bits = sluice::parse::network_of(ones, prefix.length);
+  std::memcpy(net, prefix.addr.words.data(), 16);
+  std::memcpy(mask, mask_bits.words.data(), 16);
 }
 
-struct ProtocolName {
-  const char* name;
-  int number;
-};
-constexpr ProtocolName kProtocols[] = {
-    {"tcp", IPPROTO_TCP}, {"udp", IPPROTO_UDP}, {"icmp", IPPROTO_ICMP},
-    {"icmpv6", IPPROTO_ICMPV6}, {"sctp", IPPROTO_SCTP},
-};
-
-std::string protocol_name(int number) {
-  for (const auto& protocol : kProtocols)
-    if (protocol.number == number) return protocol.name;
-  return std::to_string(number);
-}
-
-int parse_protocol(const Table& rule) {
-  const toml::node* node = rule.node("protocol");
-  if (node->is_integer()) {
-    return static_cast<int>(rule.get_int("protocol", 0, 1, 255));
-  }
-  if (!node->is_string())
-    rule.fail("protocol", "expected a protocol name (tcp, udp, icmp, icmpv6, sctp) or a number");
-  std::string text(node->as_string()->get());
-  for (const auto& protocol : kProtocols)
-    if (text == protocol.name) return protocol.number;
-  int value = -1;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (!text.empty() && ec == std::errc() && end == text.data() + text.size() && value >= 1 &&
-      value <= 255)
-    return value;
-  rule.fail("protocol", "unknown protocol '" + text +
-                            "' (expected tcp, udp, icmp, icmpv6, sctp or a number 1..255)");
-}
+using sluice::parse::protocol_text;
 
 struct MatchRule {
   std::string interface;  // resolved to an ifindex at load time
@@ -182,17 +104,15 @@ MatchRule parse_rule(const Table& table) {
   std::uint16_t l3_proto = 0;
   const char* family_key = nullptr;
   auto prefix = [&](const char* key, std::uint32_t field, __be32* net, __be32* mask) {
-    if (!table.has(key)) return;
-    Prefix parsed;
-    if (std::string why = parse_prefix(table.get_string(key, ""), parsed); !why.empty())
-      table.fail(key, why);
-    if (l3_proto && l3_proto != parsed.l3_proto)
+    std::optional<sluice::IpPrefix> parsed = table.get_prefix(key);
+    if (!parsed) return;
+    const std::uint16_t family = parsed->addr.family == 6 ? kEthPIpv6 : kEthPIp;
+    if (l3_proto && l3_proto != family)
       table.fail(key, std::string("mixes IPv4 and IPv6 with ") + family_key +
                           ": no packet can match this rule");
-    l3_proto = parsed.l3_proto;
+    l3_proto = family;
     family_key = key;
-    std::memcpy(net, parsed.net.data(), 16);
-    std::memcpy(mask, parsed.mask.data(), 16);
+    write_prefix(*parsed, net, mask);
     rule.fields |= field;
   };
   prefix("source", LOG_F_SRC, rule.src, rule.src_mask);
@@ -204,7 +124,10 @@ MatchRule parse_rule(const Table& table) {
 
   int protocol = -1;
   if (table.has("protocol")) {
-    protocol = parse_protocol(table);
+    protocol = table.get_protocol("protocol", 0);
+    if (protocol == 0)
+      table.fail("protocol", "protocol 0 is not matched by the log stage: use tcp, udp, sctp, "
+                             "icmp, icmpv6 or a number 1-255");
     if (protocol == IPPROTO_ICMP && l3_proto == kEthPIpv6)
       table.fail("protocol", "icmp never carries IPv6 addresses: use icmpv6");
     if (protocol == IPPROTO_ICMPV6 && l3_proto == kEthPIp)
@@ -215,11 +138,10 @@ MatchRule parse_rule(const Table& table) {
 
   auto port = [&](const char* key, std::uint32_t field, __be16& out_port) {
     if (!table.has(key)) return;
-    auto value = static_cast<std::uint16_t>(table.get_int(key, 0, 0, 65535));
-    if (protocol != -1 && protocol != IPPROTO_TCP && protocol != IPPROTO_UDP &&
-        protocol != IPPROTO_SCTP)
+    const std::uint16_t value = table.get_port(key, 0);
+    if (protocol != -1 && !sluice::parse::has_ports(protocol))
       table.fail(key, "ports exist only for tcp, udp and sctp, not protocol " +
-                          protocol_name(protocol));
+                          protocol_text(protocol));
     out_port = htons(value);
     rule.fields |= field;
   };
@@ -305,7 +227,7 @@ sluice::output::Json rule_json(const log_rule& rule) {
                            ? std::string(name)
                            : "ifindex " + std::to_string(rule.ifindex);
   }
-  if (rule.fields & LOG_F_IP_PROTO) out["protocol"] = protocol_name(rule.ip_proto);
+  if (rule.fields & LOG_F_IP_PROTO) out["protocol"] = protocol_text(rule.ip_proto);
   if (rule.fields & LOG_F_SRC) out["source"] = prefix_text(rule.src, rule.src_mask, rule.l3_proto);
   if (rule.fields & LOG_F_DST)
     out["destination"] = prefix_text(rule.dst, rule.dst_mask, rule.l3_proto);
@@ -324,7 +246,7 @@ std::string rule_text(const log_rule& rule) {
                             ? std::string(name)
                             : "ifindex:" + std::to_string(rule.ifindex)));
   }
-  if (rule.fields & LOG_F_IP_PROTO) add("protocol=" + protocol_name(rule.ip_proto));
+  if (rule.fields & LOG_F_IP_PROTO) add("protocol=" + protocol_text(rule.ip_proto));
   if (rule.fields & LOG_F_SRC) add("source=" + prefix_text(rule.src, rule.src_mask, rule.l3_proto));
   if (rule.fields & LOG_F_DST)
     add("destination=" + prefix_text(rule.dst, rule.dst_mask, rule.l3_proto));

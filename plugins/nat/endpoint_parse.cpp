@@ -15,7 +15,7 @@ EndpointSpec parse_endpoint(const Table& t) {
     for (const auto& [key, value] : labels->raw())
       if (!value.is_string())
         labels->fail(key.str(), "a label value is a string");
-  e.ips = read_address_list(t, "ips");
+  e.ips = read_ip_list(t, "ips");
   if (e.ips.empty()) t.fail_at(t.node("ips"), "ips", "an endpoint needs ips = [\"<address>\", ...]");
   for (const Table& p : t.get_table_list("ports")) {
     p.expect_only({"name", "port", "protocol"});
@@ -23,9 +23,9 @@ EndpointSpec parse_endpoint(const Table& t) {
     if (!p.has("port")) p.fail_at(nullptr, "port", "a named port needs port = <1-65535>");
     std::string name = p.get_string("name", "");
     std::uint8_t number = read_protocol(p);
-    auto port = static_cast<std::uint16_t>(p.get_int("port", 0, 1, 65535));
+    std::uint16_t port = p.get_port("port", 0);
     if (!e.ports.emplace(std::make_pair(name, number), port).second)
-      p.fail("name", "port name '" + name + "' (" + proto_text(number) + ") is listed twice");
+      p.fail("name", "port name '" + name + "' (" + protocol_text(number) + ") is listed twice");
   }
   return e;
 }

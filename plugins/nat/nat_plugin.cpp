@@ -60,7 +60,7 @@ Address read_hairpin_source(const Table& table, std::string_view key, const char
                             std::uint8_t family) {
   std::string text = table.get_string(key, fallback);
   if (text.empty()) return Address{};
-  auto a = parse_address(text);
+  auto a = sluice::parse::ip_address(text);
   if (!a || a->family != family)
     table.fail(key, "'" + text + "' is not an IPv" + std::to_string(family) +
                         " address (\"\" turns hairpin source NAT off)");
@@ -290,9 +290,9 @@ class NatPlugin final : public sluice::Plugin {
           else if (auto o = fe_owner_.find(fe); o != fe_owner_.end() && !changed.count(o->second))
             owner = declared_.at(o->second);
           if (owner)
-            fail(spec->at, "frontend " + frontend_addr(fe.key) + ":" +
+            fail_at(spec->at, "frontend " + frontend_addr(fe.key) + ":" +
                                std::to_string(ntohs(fe.key.port)) + "/" +
-                               proto_text(fe.key.proto) + " of service " + key +
+                               protocol_text(fe.key.proto) + " of service " + key +
                                " is also a frontend of " +
                                (owner == spec ? "this service (listed twice)"
                                               : owner->key() + " (" + place(owner->at) + ")"));
@@ -345,7 +345,7 @@ class NatPlugin final : public sluice::Plugin {
     }
     if (grown && (fe_total_ + fe_delta > NAT_MAX_FRONTENDS || be_total_ + be_delta > NAT_MAX_BACKENDS ||
                   range_total_ + range_delta > NAT_MAX_SRC_RANGES))
-      fail(grown->at, "the services would need " + std::to_string(fe_total_ + fe_delta) +
+      fail_at(grown->at, "the services would need " + std::to_string(fe_total_ + fe_delta) +
                           " frontends, " + std::to_string(be_total_ + be_delta) +
                           " backend entries and " + std::to_string(range_total_ + range_delta) +
                           " source ranges; the maps hold " + std::to_string(NAT_MAX_FRONTENDS) +
@@ -483,7 +483,7 @@ class NatPlugin final : public sluice::Plugin {
     bool other_is_later = other.at.file == added.at.file && other.at.line > added.at.line;
     const ServiceSpec& second = other_is_later ? other : added;
     const ServiceSpec& first = other_is_later ? added : other;
-    fail(second.at, "service " + second.key() + " is already declared in " + place(first.at));
+    fail_at(second.at, "service " + second.key() + " is already declared in " + place(first.at));
   }
 
   // The addresses of removed endpoints are released, those of added ones
@@ -498,7 +498,7 @@ class NatPlugin final : public sluice::Plugin {
         for (const auto& e : block->endpoints)
           for (const auto& ip : e.ips) {
             if (const EndpointSpec* other = named.endpoint_at(ip))
-              fail(e.at, "endpoint " + e.key() + ": address " +
+              fail_at(e.at, "endpoint " + e.key() + ": address " +
                              address_text(ip.family, ip.words.data()) +
                              " is also an address of endpoint " + other->key() + " (" +
                              place(other->at) + ")");

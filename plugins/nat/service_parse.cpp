@@ -2,6 +2,7 @@
 
 #include <netinet/in.h>
 
+#include <chrono>
 #include <set>
 #include <utility>
 
@@ -17,9 +18,9 @@ ServiceSpec parse_service(const Table& t) {
                  "backends"});
   ServiceSpec s;
   read_identity(t, "a service", s.at, s.namespace_, s.name);
-  if (const toml::node* n = t.node("cluster_ip")) s.cluster_ip = read_address(t, *n, "cluster_ip");
-  s.external_ips = read_address_list(t, "external_ips");
-  s.load_balancer_ips = read_address_list(t, "load_balancer_ips");
+  if (const toml::node* n = t.node("cluster_ip")) s.cluster_ip = read_ip(t, *n, "cluster_ip");
+  s.external_ips = read_ip_list(t, "external_ips");
+  s.load_balancer_ips = read_ip_list(t, "load_balancer_ips");
   s.source_ranges = read_prefix_list(t, "load_balancer_source_ranges");
   if (!s.source_ranges.empty() && s.load_balancer_ips.empty())
     t.fail("load_balancer_source_ranges",
@@ -29,8 +30,10 @@ ServiceSpec parse_service(const Table& t) {
   s.internal_local =
       t.get_choice("internal_traffic_policy", "cluster", {"cluster", "local"}) == "local";
   s.affinity = t.get_choice("session_affinity", "none", {"none", "client_ip"}) == "client_ip";
-  s.affinity_timeout =
-      static_cast<std::uint32_t>(t.get_int("session_affinity_timeout", 10800, 1, 86400));
+  s.affinity_timeout = static_cast<std::uint32_t>(
+      t.get_duration("session_affinity_timeout", std::chrono::seconds(10800),
+                     std::chrono::seconds(1), std::chrono::hours(24))
+          .count());
   if (t.has("session_affinity_timeout") && !s.affinity)
     t.fail("session_affinity_timeout", "needs session_affinity = \"client_ip\"");
 
@@ -42,7 +45,7 @@ ServiceSpec parse_service(const Table& t) {
     p.expect_only({"name", "port", "protocol", "target_port", "node_port"});
     PortSpec port;
     if (!p.has("port")) p.fail_at(nullptr, "port", "a port needs port = <1-65535>");
-    port.port = static_cast<std::uint16_t>(p.get_int("port", 0, 1, 65535));
+    port.port = p.get_port("port", 0);
     port.proto = read_protocol(p);
     if (const toml::node* tp = p.node("target_port"); tp && tp->is_string()) {
       port.target_port_name = std::string(tp->as_string()->get());
@@ -53,10 +56,9 @@ ServiceSpec parse_service(const Table& t) {
         p.fail("target_port", "an SCTP port cannot be translated (its CRC32c covers the ports): "
                               "give target_port = port, not a name");
     } else {
-      port.target_port =
-          static_cast<std::uint16_t>(p.get_int("target_port", port.port, 1, 65535));
+      port.target_port = p.get_port("target_port", port.port);
     }
-    port.node_port = static_cast<std::uint16_t>(p.get_int("node_port", 0, 1, 65535));
+    port.node_port = p.get_port("node_port", 0);
     // See nat_rewrite(): an SCTP port change would need the whole CRC32c.
     if (port.proto == IPPROTO_SCTP && port.target_port_name.empty() &&
         port.target_port != port.port)
@@ -65,9 +67,9 @@ ServiceSpec parse_service(const Table& t) {
     if (port.proto == IPPROTO_SCTP && port.node_port)
       p.fail("node_port", "an SCTP port cannot be translated (its CRC32c covers the ports), so "
                           "SCTP services have no node ports");
-    port.name = p.get_string("name", std::to_string(port.port) + "/" + proto_text(port.proto));
+    port.name = p.get_string("name", std::to_string(port.port) + "/" + protocol_text(port.proto));
     if (!seen_ports.insert({port.port, port.proto}).second)
-      p.fail("port", "port " + std::to_string(port.port) + "/" + proto_text(port.proto) +
+      p.fail("port", "port " + std::to_string(port.port) + "/" + protocol_text(port.proto) +
                          " is listed twice");
     if (!seen_names.insert(port.name).second)
       p.fail("name", "port name '" + port.name + "' is used twice");
@@ -83,7 +85,7 @@ ServiceSpec parse_service(const Table& t) {
     at.key = b.path();
     const toml::node* ip = b.node("ip");
     if (!ip) b.fail_at(nullptr, "ip", "a backend needs ip = \"<address>\"");
-    be.ip = read_address(b, *ip, "ip");
+    be.ip = read_ip(b, *ip, "ip");
     if (b.has("port")) {
       for (const auto& p : s.ports)
         if (p.proto == IPPROTO_SCTP)
@@ -91,7 +93,7 @@ ServiceSpec parse_service(const Table& t) {
       if (s.ports.size() > 1)
         b.fail("port", "a service with several ports sets target_port per port, not a port "
                        "per backend");
-      be.port = static_cast<std::uint16_t>(b.get_int("port", 0, 1, 65535));
+      be.port = b.get_port("port", 0);
     }
     be.node = b.get_string("node", "");
     be.ready = b.get_bool("ready", true);
@@ -107,7 +109,7 @@ ServiceSpec parse_service(const Table& t) {
   auto check_family = [&](const Address& a, const Position& at) {
     if (!family) family = a.family;
     if (a.family != family)
-      fail(at, "mixes IPv4 and IPv6 addresses: a service is of one family (declare a "
+      fail_at(at, "mixes IPv4 and IPv6 addresses: a service is of one family (declare a "
                "second service for the other)");
   };
   if (s.cluster_ip) check_family(*s.cluster_ip, position_of(t, t.node("cluster_ip"), "cluster_ip"));

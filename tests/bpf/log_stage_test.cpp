@@ -122,4 +122,50 @@ TEST(LogStageOff, DeclaresNoStageSoItCostsNothing) {
   EXPECT_TRUE(plugins.plugins()[0].stages.empty());
 }
 
+// Bad rules are refused by configure() with the shared parsers' messages
+// (sluice/parse.hpp), at the value: line 2 of the table, after "[[plugins.log.match]]".
+struct BadRule {
+  const char* rule;
+  std::uint32_t column;
+  const char* key;
+  const char* message;
+};
+void PrintTo(const BadRule& r, std::ostream* os) { *os << r.rule; }
+
+class LogConfig : public ::testing::TestWithParam<BadRule> {};
+TEST_P(LogConfig, BadRuleIsRefusedAtItsValue) {
+  if (!std::filesystem::exists(default_plugin_dir() + "/log.so"))
+    GTEST_SKIP() << "log plugin not built";
+  const BadRule& r = GetParam();
+  NodeConfig config = parse_config(std::string("[plugins]\nenabled = [\"log\"]\n[plugins.log]\n"
+                                               "[[plugins.log.match]]\n") + r.rule + "\n",
+                                   "<test>");
+  NodeHost host(config);
+  PluginHost plugins(config, host);
+  try {
+    plugins.open_and_configure(true);
+    FAIL() << "accepted: " << r.rule;
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(e.line, 5u) << e.what();
+    EXPECT_EQ(e.column, r.column) << e.what();
+    EXPECT_EQ(e.key, r.key) << e.what();
+    EXPECT_STREQ(e.what(), r.message);
+  }
+}
+INSTANTIATE_TEST_SUITE_P(
+    Rules, LogConfig,
+    ::testing::Values(
+        BadRule{"source = \"10.0.0.1/24\"", 10, "plugins.log.match[0].source",
+                "'10.0.0.1/24' has host bits set: did you mean 10.0.0.0/24?"},
+        BadRule{"destination = \"fd00::/200\"", 15, "plugins.log.match[0].destination",
+                "'fd00::/200' is not a CIDR prefix: the length of an IPv6 prefix is 0-128"},
+        BadRule{"protocol = \"gre2\"", 12, "plugins.log.match[0].protocol",
+                "'gre2' is not a protocol: use tcp, udp, sctp, icmp, icmpv6 or a number 0-255"},
+        BadRule{"protocol = 0", 12, "plugins.log.match[0].protocol",
+                "protocol 0 is not matched by the log stage: use tcp, udp, sctp, icmp, icmpv6 "
+                "or a number 1-255"},
+        BadRule{"destination_port = 70000", 20, "plugins.log.match[0].destination_port",
+                "70000 is not a port: use a number 1-65535"}),
+    [](const auto& info) { return std::to_string(info.index); });
+
 }  // namespace

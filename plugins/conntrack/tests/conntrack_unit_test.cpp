@@ -58,6 +58,33 @@ TEST(ConntrackConfig, BadDurationIsPositioned) {
   EXPECT_NE(std::string(error.what()).find("'30d' is not a duration"), std::string::npos);
 }
 
+TEST(ConntrackConfig, DurationMessagesSayWhatIsAccepted) {
+  struct Bad {
+    const char* table;
+    const char* key;
+    const char* message;
+  };
+  const Bad cases[] = {
+      {"[plugins.conntrack.timeouts]\ntcp_established = \"90x\"\n",
+       "plugins.conntrack.timeouts.tcp_established",
+       "'90x' is not a duration: use a whole number with ns, us, ms, s, m or h, e.g. '90s'"},
+      {"[plugins.conntrack.timeouts]\nudp = \"1500ms\"\n", "plugins.conntrack.timeouts.udp",
+       "'1500ms' is not a whole number of seconds"},
+      {"[plugins.conntrack.timeouts]\nother = \"169h\"\n", "plugins.conntrack.timeouts.other",
+       "duration 169h is out of range [1s, 168h]"},
+      {"clean_interval = 0\n", "plugins.conntrack.clean_interval",
+       "duration 0s is out of range [1s, 1h]"},
+      {"clean_interval = \"soon\"\n", "plugins.conntrack.clean_interval",
+       "'soon' is not a duration: use a whole number with ns, us, ms, s, m or h, e.g. '90s'"},
+  };
+  for (const Bad& c : cases) {
+    ConfigError error = settings_error(c.table);
+    EXPECT_EQ(error.key, c.key) << c.table;
+    EXPECT_STREQ(error.what(), c.message) << c.table;
+  }
+  EXPECT_EQ(settings("clean_interval = \"3000ms\"\n").clean_interval, 3u);
+}
+
 TEST(ConntrackConfig, OutOfRangeAndUnknownKeysAreRefused) {
   EXPECT_EQ(settings_error("clean_interval = 0\n").key, "plugins.conntrack.clean_interval");
   EXPECT_EQ(settings_error("table_ful = \"drop-new\"\n").key, "plugins.conntrack.table_ful");

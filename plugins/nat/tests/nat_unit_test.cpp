@@ -71,6 +71,35 @@ TEST(NatServiceParse, BadAddressIsPositioned) {
   EXPECT_NE(std::string(error.what()).find("not an IPv4 or IPv6 address"), std::string::npos);
 }
 
+TEST(NatServiceParse, AffinityTimeoutIsADuration) {
+  const std::string head =
+      "[[service]]\nname = \"web\"\ncluster_ip = \"10.96.0.10\"\nports = [{ port = 80 }]\n"
+      "session_affinity = \"client_ip\"\n";
+  EXPECT_EQ(service(head + "session_affinity_timeout = 600\n").affinity_timeout, 600u);
+  EXPECT_EQ(service(head + "session_affinity_timeout = \"3h\"\n").affinity_timeout, 10800u);
+  auto error = service_error(head + "session_affinity_timeout = \"25h\"\n");
+  EXPECT_EQ(error.line, 6u);
+  EXPECT_EQ(error.column, 28u);
+  EXPECT_EQ(error.key, "service[0].session_affinity_timeout");
+  EXPECT_STREQ(error.what(), "duration 25h is out of range [1s, 24h]");
+}
+
+TEST(NatServiceParse, PortsAndProtocolsSayWhatIsAccepted) {
+  auto port = service_error("[[service]]\nname = \"web\"\ncluster_ip = \"10.96.0.10\"\n"
+                            "ports = [{ port = 0 }]\n");
+  EXPECT_EQ(port.key, "service[0].ports[0].port");
+  EXPECT_STREQ(port.what(), "0 is not a port: use a number 1-65535");
+  auto proto = service_error("[[service]]\nname = \"web\"\ncluster_ip = \"10.96.0.10\"\n"
+                             "ports = [{ port = 53, protocol = \"icmp\" }]\n");
+  EXPECT_EQ(proto.key, "service[0].ports[0].protocol");
+  EXPECT_STREQ(proto.what(), "protocol icmp has no ports: a port's protocol is tcp, udp or sctp");
+  EXPECT_EQ(service("[[service]]\nname = \"dns\"\ncluster_ip = \"10.96.0.10\"\n"
+                    "ports = [{ port = 53, protocol = \"UDP\" }]\n")
+                .ports[0]
+                .proto,
+            IPPROTO_UDP);
+}
+
 TEST(NatServiceParse, MixedFamiliesAreRefusedAtTheBackend) {
   auto error = service_error(
       "[[service]]\nname = \"web\"\ncluster_ip = \"10.96.0.10\"\nports = [{ port = 80 }]\n"

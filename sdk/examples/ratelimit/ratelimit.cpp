@@ -46,38 +46,14 @@ struct Exemption {
   rl_exempt_key key{};
 };
 
-// "10.0.0.0/8", "10.1.2.3", "fd00::/8": the LPM key, or an error text.
-std::string parse_prefix(const std::string& text, rl_exempt_key& key) {
-  std::string address = text;
-  int bits = -1;
-  if (auto slash = text.find('/'); slash != std::string::npos) {
-    address = text.substr(0, slash);
-    std::string digits = text.substr(slash + 1);
-    auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), bits);
-    if (digits.empty() || ec != std::errc() || end != digits.data() + digits.size())
-      return "'" + text + "' has an invalid prefix length (expected ADDRESS/LENGTH)";
-  }
-  key = rl_exempt_key{};
-  int max_bits;
-  if (inet_pton(AF_INET, address.c_str(), key.addr) == 1) {
-    key.family = 4;
-    max_bits = 32;
-  } else if (inet_pton(AF_INET6, address.c_str(), key.addr) == 1) {
-    key.family = 6;
-    max_bits = 128;
-  } else {
-    return "'" + text + "' is not an IPv4 or IPv6 address or prefix";
-  }
-  if (bits < 0) bits = max_bits;
-  if (bits > max_bits)
-    return "'" + text + "': prefix length must be 0.." + std::to_string(max_bits);
-  for (int i = 0; i < 16; ++i) {
-    int left = bits - i * 8;
-    auto mask = static_cast<std::uint8_t>(left >= 8 ? 0xff : left <= 0 ? 0 : 0xff << (8 - left));
-    if (key.addr[i] & ~mask) return "'" + text + "' has host bits set";
-  }
-  key.prefixlen = 32 + static_cast<std::uint32_t>(bits);
-  return {};
+// The LPM key of a prefix ("10.0.0.0/8", "10.1.2.3", "fd00::/8"; parsed
+// with <sluice/parse.hpp>, host bits refused).
+rl_exempt_key exempt_key(const sluice::IpPrefix& prefix) {
+  rl_exempt_key key{};
+  key.family = prefix.addr.family;
+  std::memcpy(key.addr, prefix.addr.words.data(), sizeof(key.addr));
+  key.prefixlen = 32 + prefix.length;  // the family word, then the address bits
+  return key;
 }
 
 std::string address_text(const rl_key& key) {
@@ -139,12 +115,10 @@ class RateLimitPlugin final : public sluice::Plugin {
     if (const toml::node* node = table.node("exemptions")) {
       if (!node->is_array()) table.fail("exemptions", "expected a list of prefixes");
       for (const toml::node& item : *node->as_array()) {
-        if (!item.is_string())
-          table.fail_at(&item, "exemptions", "expected a prefix string such as \"10.0.0.0/8\"");
         Exemption e;
-        e.text = std::string(item.as_string()->get());
-        if (std::string why = parse_prefix(e.text, e.key); !why.empty())
-          table.fail_at(&item, "exemptions", why);
+        e.text = table.string_at(item, "exemptions",
+                                 "expected a prefix string such as \"10.0.0.0/8\"");
+        e.key = exempt_key(table.prefix_at(item, "exemptions"));
         if (exemptions_.size() == RL_MAX_EXEMPTIONS)
           table.fail_at(&item, "exemptions",
                         "too many exemptions: at most " + std::to_string(RL_MAX_EXEMPTIONS));

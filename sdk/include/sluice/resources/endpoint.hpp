@@ -60,7 +60,7 @@ inline EndpointRecord parse_endpoint(const config::Table& t) {
     NamedPort port;
     port.name = p.get_string("name", "");
     port.protocol = read_protocol(p);
-    port.port = static_cast<std::uint16_t>(p.get_int("port", 0, 1, 65535));
+    port.port = p.get_port("port", 0);
     for (const auto& other : e.ports)
       if (other.name == port.name && other.protocol == port.protocol)
         p.fail("name", "port name '" + port.name + "' (" + protocol_text(port.protocol) +

@@ -8,7 +8,6 @@
 // built against an older SDK can tell which fields are there.
 #pragma once
 
-#include <arpa/inet.h>
 #include <netinet/in.h>
 
 #include <array>
@@ -23,19 +22,11 @@
 
 namespace sluice::resources {
 
-// An IPv4 or IPv6 address, network byte order in `words` (IPv4: words[0]).
-struct IpAddress {
-  std::uint8_t family = 0;  // 4 or 6
-  std::array<std::uint32_t, 4> words{};
-  bool operator==(const IpAddress&) const = default;
-  auto operator<=>(const IpAddress&) const = default;
-};
-
-struct IpPrefix {
-  IpAddress addr;  // host bits cleared
-  std::uint8_t length = 0;
-  bool operator==(const IpPrefix&) const = default;
-};
+// Addresses and prefixes are sluice/parse.hpp's.
+using sluice::IpAddress;
+using sluice::IpPrefix;
+using sluice::parse::ip_text;
+using sluice::parse::protocol_text;
 
 // Where a resource (or one of its fields) is: for errors found after
 // parsing, such as a duplicate address across files.
@@ -50,45 +41,13 @@ struct ResourcePosition {
 }
 
 inline std::optional<IpAddress> parse_ip(const std::string& text) {
-  IpAddress a;
-  if (inet_pton(AF_INET, text.c_str(), a.words.data()) == 1) {
-    a.family = 4;
-    return a;
-  }
-  a.words = {};
-  if (inet_pton(AF_INET6, text.c_str(), a.words.data()) == 1) {
-    a.family = 6;
-    return a;
-  }
-  return std::nullopt;
-}
-
-inline std::string ip_text(const IpAddress& a) {
-  char text[INET6_ADDRSTRLEN] = "";
-  inet_ntop(a.family == 6 ? AF_INET6 : AF_INET, a.words.data(), text, sizeof(text));
-  return text;
+  return parse::ip_address(text).optional();
 }
 
 // "10.0.0.0/8", "2001:db8::/32"; a bare address is a host prefix. Host
 // bits are cleared ("10.1.2.3/8" means 10.0.0.0/8). nullopt: not a prefix.
 inline std::optional<IpPrefix> parse_prefix(const std::string& text) {
-  auto slash = text.find('/');
-  auto a = parse_ip(text.substr(0, slash));
-  if (!a) return std::nullopt;
-  const int max = a->family == 4 ? 32 : 128;
-  IpPrefix p{*a, static_cast<std::uint8_t>(max)};
-  if (slash != std::string::npos) {
-    const std::string len = text.substr(slash + 1);
-    if (len.empty() || len.size() > 3 || len.find_first_not_of("0123456789") != std::string::npos)
-      return std::nullopt;
-    const int value = std::stoi(len);
-    if (value > max) return std::nullopt;
-    p.length = static_cast<std::uint8_t>(value);
-  }
-  auto* bytes = reinterpret_cast<std::uint8_t*>(p.addr.words.data());
-  for (int bit = p.length; bit < max; ++bit)
-    bytes[bit / 8] &= static_cast<std::uint8_t>(~(0x80u >> (bit % 8)));
-  return p;
+  return parse::ip_prefix(text, parse::HostBits::clear).optional();
 }
 
 inline ResourcePosition position_of(const config::Table& table, const toml::node* node,
@@ -106,35 +65,16 @@ inline ResourcePosition position_of(const config::Table& table) {
 
 inline IpAddress read_ip(const config::Table& table, const toml::node& node,
                          std::string_view key) {
-  if (!node.is_string()) table.fail_at(&node, key, "expected an IP address (a string)");
-  std::string text(node.as_string()->get());
-  auto a = parse_ip(text);
-  if (!a) table.fail_at(&node, key, "'" + text + "' is not an IPv4 or IPv6 address");
-  return *a;
+  return table.ip_address_at(node, key);
 }
 
 inline std::vector<IpAddress> read_ip_list(const config::Table& table, std::string_view key) {
-  std::vector<IpAddress> out;
-  const toml::node* node = table.node(key);
-  if (!node) return out;
-  if (!node->is_array()) table.fail_at(node, key, "expected a list of IP addresses");
-  for (const toml::node& item : *node->as_array()) out.push_back(read_ip(table, item, key));
-  return out;
+  return table.get_ip_address_list(key);
 }
 
+// Host bits are cleared, as Kubernetes reads CIDRs in resources.
 inline std::vector<IpPrefix> read_prefix_list(const config::Table& table, std::string_view key) {
-  std::vector<IpPrefix> out;
-  const toml::node* node = table.node(key);
-  if (!node) return out;
-  if (!node->is_array()) table.fail_at(node, key, "expected a list of CIDR prefixes");
-  for (const toml::node& item : *node->as_array()) {
-    if (!item.is_string()) table.fail_at(&item, key, "expected a CIDR prefix (a string)");
-    std::string text(item.as_string()->get());
-    auto p = parse_prefix(text);
-    if (!p) table.fail_at(&item, key, "'" + text + "' is not a CIDR prefix like 10.0.0.0/8");
-    out.push_back(*p);
-  }
-  return out;
+  return table.get_prefix_list(key, parse::HostBits::clear);
 }
 
 // labels = { key = "value", ... }: values are strings.
@@ -164,20 +104,14 @@ inline std::string read_namespace(const config::Table& table) {
   return ns;
 }
 
-// protocol = "tcp" (default) | "udp" | "sctp", either case: IPPROTO_*.
+// protocol = "tcp" (default) | "udp" | "sctp" (any case, or the number):
+// the protocol of a port, IPPROTO_*.
 inline std::uint8_t read_protocol(const config::Table& table) {
-  std::string proto =
-      table.get_choice("protocol", "tcp", {"tcp", "udp", "sctp", "TCP", "UDP", "SCTP"});
-  if (proto == "udp" || proto == "UDP") return IPPROTO_UDP;
-  if (proto == "sctp" || proto == "SCTP") return IPPROTO_SCTP;
-  return IPPROTO_TCP;
-}
-
-inline std::string protocol_text(int proto) {
-  return proto == IPPROTO_TCP    ? "tcp"
-         : proto == IPPROTO_UDP  ? "udp"
-         : proto == IPPROTO_SCTP ? "sctp"
-                                 : std::to_string(proto);
+  const std::uint8_t proto = table.get_protocol("protocol", IPPROTO_TCP);
+  if (!parse::has_ports(proto))
+    table.fail("protocol", "protocol " + protocol_text(proto) +
+                               " has no ports: a port's protocol is tcp, udp or sctp");
+  return proto;
 }
 
 }  // namespace sluice::resources
