@@ -9,6 +9,7 @@
 //   tcp_midstream_pickup = true         track TCP flows seen without their SYN
 //   clean_interval = 10                 seconds between cleaner passes
 //   fast_path = true                    redirect answered flows past the host stack
+//   workload_source_check = true        drop a workload's packets from addresses not its own
 //   [plugins.conntrack.timeouts]        seconds (integer) or "30s", "5m", "1h"
 //   tcp_syn = 20, tcp_established = 3600, tcp_fin = 30, tcp_rst = 40,
 //   udp = 60, icmp = 5, other = 600
@@ -91,6 +92,7 @@ class ConntrackPlugin final : public sluice::Plugin {
     stage->rodata->ct_table_full_rule = settings_.table_full;
     stage->rodata->ct_tcp_midstream = settings_.tcp_midstream ? 1 : 0;
     stage->rodata->ct_fast_path = settings_.fast_path ? 1 : 0;
+    stage->rodata->ct_source_check = settings_.workload_source_check ? 1 : 0;
     host.load_bpf("conntrack stage", [&] { return conntrack_stage__load(stage.get()); });
 
     std::string error;

@@ -26,6 +26,7 @@
 #include <sluice/bpf/conntrack.h>
 
 #include "conntrack_layout.h"
+#include "ct_source_check.h"
 
 const volatile __u32 ct_table_full_rule = CT_FULL_DROP_NEW; /* enum ct_table_full_rule */
 const volatile __u32 ct_tcp_midstream = 1; /* pick up TCP flows without their SYN */
@@ -73,7 +74,8 @@ static __always_inline void ct_leg_account(struct sl_ct_leg *leg, const struct s
 {
 	leg->packets++;
 	leg->bytes += ctx->pkt_len;
-	leg->ifindex = ctx->ifindex;
+	if (ctx->hook == SL_HOOK_INGRESS) /* where this direction enters the node */
+		leg->ifindex = ctx->ifindex;
 	if ((leg->flags | bits) != leg->flags)
 		leg->flags |= bits;
 }
@@ -236,11 +238,12 @@ static __always_inline int ct_vote_of(const struct sl_pkt_ctx *ctx, __u8 proto,
 	/* A SYN opens a connection, maybe a new one on an old tuple: first packet. */
 	if (tcp_syn)
 		return CT_VOTE_NONE;
+	/* Answered: the peer's leg has packets of its own (a flow picked up
+	 * mid-stream has SYN marked on both legs before any answer). */
+	ready = v->legs[0].packets && v->legs[1].packets;
 	if (proto == IPPROTO_TCP)
-		ready = (v->legs[0].flags & v->legs[1].flags & SL_CT_LEG_SYN) != 0;
-	else if (proto == IPPROTO_UDP)
-		ready = v->legs[0].packets && v->legs[1].packets;
-	else
+		ready = ready && (v->legs[0].flags & v->legs[1].flags & SL_CT_LEG_SYN) != 0;
+	else if (proto != IPPROTO_UDP)
 		ready = 0;
 	if (!ready)
 		return CT_VOTE_NONE;
@@ -252,7 +255,18 @@ static __always_inline int ct_vote_of(const struct sl_pkt_ctx *ctx, __u8 proto,
 	return CT_VOTE_ESTABLISHED | CT_VOTE_FORWARD;
 }
 
-static __always_inline __u64 ct_track(struct __sk_buff *skb, struct sl_pkt_ctx *ctx, int *drop,
+/* ct_track's result for a packet that is not a flow's (later fragments,
+ * ICMP errors and other ICMP): its source is checked on every packet. */
+static __always_inline __u64 ct_checked(struct __sk_buff *skb, struct sl_pkt_ctx *ctx,
+					__u32 *drop, __u64 result)
+{
+	if (!ct_source_ok(skb, ctx, 0))
+		*drop = SL_R_RPF_FAILED;
+	return result;
+}
+
+/* *drop: set to the reason when the packet must be dropped. */
+static __always_inline __u64 ct_track(struct __sk_buff *skb, struct sl_pkt_ctx *ctx, __u32 *drop,
 				      int *vote)
 {
 	struct sl_ct_key key;
@@ -262,13 +276,14 @@ static __always_inline __u64 ct_track(struct __sk_buff *skb, struct sl_pkt_ctx *
 	if (ctx->l3_proto != ETH_P_IP && ctx->l3_proto != ETH_P_IPV6)
 		return sl_ct_result_make(SL_CT_UNTRACKED, 0, 0, 0, 0);
 	if (ctx->flags & SL_PKT_F_LATER_FRAGMENT)
-		return sl_ct_result_make(SL_CT_UNTRACKED, 0, 0, 0, 0);
+		return ct_checked(skb, ctx, drop, sl_ct_result_make(SL_CT_UNTRACKED, 0, 0, 0, 0));
 	if (proto == IPPROTO_ICMP || proto == IPPROTO_ICMPV6) {
 		icmp = ct_icmp_kind(ctx);
 		if (icmp == 3)
-			return ct_icmp_error(skb, ctx);
+			return ct_checked(skb, ctx, drop, ct_icmp_error(skb, ctx));
 		if (icmp == 0)
-			return sl_ct_result_make(SL_CT_UNTRACKED, 0, 0, 0, 0);
+			return ct_checked(skb, ctx, drop,
+					  sl_ct_result_make(SL_CT_UNTRACKED, 0, 0, 0, 0));
 	}
 
 	int pkt_ba = sl_ct_key_from_ctx(&key, ctx);
@@ -276,6 +291,11 @@ static __always_inline __u64 ct_track(struct __sk_buff *skb, struct sl_pkt_ctx *
 	__u64 now = bpf_ktime_get_ns();
 	int via_fwd, leg_ba;
 	struct sl_ct_value *v = ct_lookup(&key, pkt_ba, &leg_ba, &via_fwd);
+
+	if (!ct_source_ok(skb, ctx, v ? v->legs[leg_ba & 1].ifindex : 0)) {
+		*drop = SL_R_RPF_FAILED;
+		return sl_ct_result_make(SL_CT_INVALID, 0, 0, 0, 0);
+	}
 	int tcp_syn = proto == IPPROTO_TCP &&
 		      (ctx->tcp_flags & (TCP_F_SYN | TCP_F_ACK | TCP_F_RST)) == TCP_F_SYN;
 
@@ -362,7 +382,7 @@ static __always_inline __u64 ct_track(struct __sk_buff *skb, struct sl_pkt_ctx *
 		if (stats)
 			stats->full_dropped++;
 		SL_DEBUG(ctx, "CT: table full, dropping a new flow");
-		*drop = 1;
+		*drop = SL_R_CT_TABLE_FULL;
 		return sl_ct_result_make(SL_CT_UNTRACKED, 0, 0, 0, 0);
 	}
 	if (stats)
@@ -373,11 +393,12 @@ static __always_inline __u64 ct_track(struct __sk_buff *skb, struct sl_pkt_ctx *
 
 SL_STAGE(conntrack_stage)
 {
-	int drop = 0, vote = CT_VOTE_NONE;
+	__u32 drop = 0;
+	int vote = CT_VOTE_NONE;
 
 	ctx->scratch[SL_CT_SCRATCH] = ct_track(skb, ctx, &drop, &vote);
 	if (drop)
-		return sl_drop(skb, ctx, SL_R_CT_TABLE_FULL);
+		return sl_drop(skb, ctx, drop);
 	if (vote & CT_VOTE_FORWARD)
 		sl_vote_forward(ctx);
 	if (vote & CT_VOTE_ESTABLISHED) {

@@ -21,7 +21,7 @@ std::uint32_t read_duration(const Table& table, const char* key, std::uint32_t f
 
 Settings parse_settings(const Table& table) {
   table.expect_only({"table_size", "table_full", "tcp_midstream_pickup", "clean_interval",
-                     "fast_path", "timeouts"});
+                     "fast_path", "workload_source_check", "timeouts"});
   Settings s;
   s.table_size = static_cast<std::uint32_t>(
       table.get_int("table_size", SL_CT_DEFAULT_ENTRIES, 1, 1 << 26));
@@ -32,6 +32,7 @@ Settings parse_settings(const Table& table) {
   s.tcp_midstream = table.get_bool("tcp_midstream_pickup", true);
   s.clean_interval = read_duration(table, "clean_interval", 10, 1, 3600);
   s.fast_path = table.get_bool("fast_path", true);
+  s.workload_source_check = table.get_bool("workload_source_check", true);
   for (const auto& key : kTimeoutKeys) s.timeouts[key.index] = key.fallback;
   if (auto timeouts = table.table("timeouts")) {
     timeouts->expect_only({"tcp_syn", "tcp_established", "tcp_fin", "tcp_rst", "udp", "icmp",

@@ -31,6 +31,8 @@ struct Settings {
   bool tcp_midstream = true;
   std::uint32_t clean_interval = 10;
   bool fast_path = true;
+  // Drop a workload's packets whose source is not routed back to it.
+  bool workload_source_check = true;
   std::array<std::uint32_t, SL_CT_TO_COUNT> timeouts{};
 };
 

@@ -32,7 +32,14 @@ using namespace sluice::testing;
 constexpr const char* kA = "10.0.0.9";
 constexpr const char* kB = "10.96.0.50";
 
-std::string config(const std::string& body) { return "[plugins.conntrack]\n" + body; }
+// The packets below are made up and "arrive" on lo, from addresses the node
+// does not route back there: the workload source check is off unless a test
+// is about it (WorkloadSourceCheck).
+std::string config(const std::string& body) {
+  bool about_it = body.find("workload_source_check") != std::string::npos;
+  return "[plugins.conntrack]\n" + std::string(about_it ? "" : "workload_source_check = false\n") +
+         body;
+}
 
 struct Bed {
   Testbed bed;
@@ -345,6 +352,37 @@ bool ipv4_checksum_ok(const Bytes& pkt) {
   return sum == 0xffff;
 }
 Bytes mac_of(const Bytes& pkt, std::size_t at) { return Bytes(pkt.begin() + at, pkt.begin() + at + 6); }
+
+// A workload's packet from an address the node routes elsewhere is dropped
+// before it can touch an entry (the e2e test source_check does it with a
+// forged reply from a real workload); IPv6 link-local sources belong to the
+// link (neighbour discovery) and pass.
+TEST(WorkloadSourceCheck, ForgedSourceIsDroppedLinkLocalPasses) {
+  FibNetns ns;  // 10.96.0.50 is routed out of fp0, not lo where packets arrive
+  Bed t("workload_source_check = true\n");
+  RunResult r = t.bed.run(udp(kB, kA, 53, 40000));
+  EXPECT_EQ(r.verdict, TC_ACT_SHOT) << verdict_name(r.verdict);
+  EXPECT_EQ(r.reason, SL_R_RPF_FAILED) << reason_name(r.reason);
+  EXPECT_TRUE(t.entries().empty()) << "a forged packet created an entry";
+  r = t.bed.run(PacketBuilder().ipv6("fe80::1", "ff02::1").udp(5353, 5353).build());
+  EXPECT_EQ(r.verdict, TC_ACT_OK) << reason_name(r.reason);
+  Bed off("workload_source_check = false\n");
+  EXPECT_EQ(off.bed.run(udp(kB, kA, 53, 40000)).verdict, TC_ACT_OK);
+}
+
+// A flow picked up mid-stream is not answered until its peer sends: the
+// opener's further packets are not voted onto the fast path.
+TEST(ConntrackFastPath, UnansweredMidstreamFlowIsNotForwarded) {
+  FibNetns ns;
+  Bed t;
+  t.run(tcp(kA, kB, 40000, 80, kTcpAck));
+  RunResult r = t.bed.run(tcp(kA, kB, 40000, 80, kTcpAck, 100));
+  EXPECT_EQ(r.verdict, TC_ACT_OK) << verdict_name(r.verdict);
+  EXPECT_EQ(r.reason, SL_R_ACCEPTED) << reason_name(r.reason);
+  t.run(tcp(kB, kA, 80, 40000, kTcpAck));  // the peer answers
+  r = t.bed.run(tcp(kA, kB, 40000, 80, kTcpAck, 100));
+  EXPECT_EQ(r.reason, SL_R_REDIRECTED) << reason_name(r.reason);
+}
 
 TEST(ConntrackFastPath, OffWhenConfiguredSo) {
   FibNetns ns;

@@ -43,6 +43,10 @@
 
 namespace {
 
+// Made-up packets "arrive" on lo from addresses routed elsewhere: conntrack's
+// workload source check is off (conntrack_test.cpp and e2e.source_check test it).
+constexpr const char* kConntrackConfig = "[plugins.conntrack]\nworkload_source_check = false\n";
+
 using sluice::UniqueFd;
 using sluice::testing::PluginUnderTest;
 using sluice::testing::Testbed;
@@ -316,7 +320,7 @@ struct Bed {
   std::optional<PluginUnderTest> nat;
 
   explicit Bed(const std::string& mode = "all")
-      : ct(bed.load_plugin(CONNTRACK_PLUGIN, "[plugins.conntrack]\n")) {
+      : ct(bed.load_plugin(CONNTRACK_PLUGIN, kConntrackConfig)) {
     nat.emplace(bed.load_plugin(NAT_PLUGIN, nat_config(mode)));
   }
   std::string nat_config(const std::string& mode) const {
@@ -618,7 +622,7 @@ TEST(ConnectTimeLb, LinksArePinnedAndCleanupDetachesThem) {
 TEST(ConnectTimeLb, AMissingCgroupIsReportedAndTheStageStillLoads) {
   PrivateNetns netns;
   Testbed bed;
-  PluginUnderTest ct = bed.load_plugin(CONNTRACK_PLUGIN, "[plugins.conntrack]\n");
+  PluginUnderTest ct = bed.load_plugin(CONNTRACK_PLUGIN, kConntrackConfig);
   PluginUnderTest nat = bed.load_plugin(
       NAT_PLUGIN, "[plugins.nat]\nconnect_time_lb_cgroup = \"/nonexistent/sluice-cgroup\"\n");
   EXPECT_GE(nat.stage_fd("nat"), 0);
@@ -631,7 +635,7 @@ TEST(ConnectTimeLb, AMissingCgroupIsReportedAndTheStageStillLoads) {
 
 TEST(ConnectTimeLb, ConfigurationErrorsNameTheKey) {
   Testbed bed;
-  PluginUnderTest ct = bed.load_plugin(CONNTRACK_PLUGIN, "[plugins.conntrack]\n");
+  PluginUnderTest ct = bed.load_plugin(CONNTRACK_PLUGIN, kConntrackConfig);
   auto error_of = [&](const std::string& table) -> std::string {
     try {
       bed.load_plugin(NAT_PLUGIN, "[plugins.nat]\n" + table);

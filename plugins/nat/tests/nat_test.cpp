@@ -103,10 +103,13 @@ struct Bed {
   // the tc programs only, and its programs would attach to the machine's
   // root cgroup (connect_lb_test.cpp tests it in a cgroup of its own).
   // Conntrack's fast path too, unless a test asks for it: most look at the
-  // packet the nat stage hands on, not at where it is redirected.
+  // packet the nat stage hands on, not at where it is redirected. The made-up
+  // packets "arrive" on lo from addresses routed elsewhere, so conntrack's
+  // workload source check is off (conntrack_test.cpp and e2e.source_check test it).
   explicit Bed(const std::string& nat_body = "", bool fast_path = false)
       : ct(bed.load_plugin(CONNTRACK_PLUGIN, std::string("[plugins.conntrack]\nfast_path = ") +
-                                                 (fast_path ? "true" : "false") + "\n")),
+                                                 (fast_path ? "true" : "false") +
+                                                 "\nworkload_source_check = false\n")),
         nat(bed.load_plugin(NAT_PLUGIN,
                             "[plugins.nat]\nconnect_time_lb = \"off\"\n" + nat_body)) {
     std::vector<int> chain = {ct.stage_fd("conntrack"), nat.stage_fd("nat")};
@@ -1080,7 +1083,7 @@ TEST(Nat, HairpinSourceNatCanBeTurnedOff) {
 
 TEST(Nat, ConfigErrorsArePositioned) {
   Testbed bed;
-  PluginUnderTest ct = bed.load_plugin(CONNTRACK_PLUGIN, "[plugins.conntrack]\n");
+  PluginUnderTest ct = bed.load_plugin(CONNTRACK_PLUGIN, "[plugins.conntrack]\nworkload_source_check = false\n");
   auto error_of = [&](const std::string& text) {
     auto e = bed.config_error(NAT_PLUGIN, text);
     if (!e) ADD_FAILURE() << "no error for:\n" << text;

@@ -146,7 +146,7 @@ struct sl_ct_key {
 struct sl_ct_leg {
 	__u64 packets;
 	__u64 bytes;
-	__u32 ifindex; /* interface this direction was last seen on */
+	__u32 ifindex; /* interface this direction last entered the node by */
 	__u32 flags;   /* SL_CT_LEG_* */
 }; /* 24 bytes */
 
