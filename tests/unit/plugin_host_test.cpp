@@ -21,6 +21,9 @@ class NullHost final : public Host {
   std::string map_pin_dir() const override { return "/nonexistent/maps"; }
   void load_bpf(std::string_view, const std::function<int()>& load) override { load(); }
   void log(LogLevel, std::string_view) override {}
+  Subscription every(std::chrono::milliseconds, std::function<void()>) override { return {}; }
+  Subscription watch_fd(int, std::function<void()>) override { return {}; }
+  Subscription watch_netlink(int, std::uint32_t, std::function<void()>) override { return {}; }
 };
 
 NodeConfig config_with(const std::string& plugins_toml) {
