@@ -76,7 +76,8 @@ EventLoop::EventLoop(std::function<void(const std::string&)> on_error)
     : state_(std::make_shared<State>()) {
   state_->on_error = std::move(on_error);
   state_->epoll.reset(epoll_create1(EPOLL_CLOEXEC));
-  if (!state_->epoll) throw Error("cannot create the event loop (epoll_create1): " + errno_text(errno));
+  if (!state_->epoll)
+    throw Error("cannot create the event loop (epoll_create1): " + errno_text(errno));
 }
 
 EventLoop::~EventLoop() = default;
@@ -97,7 +98,8 @@ Subscription add(const std::shared_ptr<EventLoop::State>& state, Kind kind, Uniq
   if (epoll_ctl(state->epoll.get(), EPOLL_CTL_ADD, fd.get(), &event) != 0)
     throw Error("cannot watch " + label + " (epoll_ctl): " + errno_text(errno));
   state->entries.emplace(
-      id, std::make_shared<Entry>(Entry{kind, std::move(fd), std::move(callback), std::move(label)}));
+      id, std::make_shared<Entry>(
+              Entry{kind, std::move(fd), std::move(callback), std::move(label)}));
   return Subscription(std::make_unique<Token>(state, id));
 }
 
@@ -123,7 +125,9 @@ Subscription EventLoop::watch_fd(int fd, std::function<void()> on_readable, std:
   // Our own duplicate: the same fd may be watched twice, and a plugin that
   // closes its fd before cancelling cannot make epoll watch another file.
   UniqueFd own(fcntl(fd, F_DUPFD_CLOEXEC, 0));
-  if (!own) throw Error("cannot watch " + label + ": fd " + std::to_string(fd) + ": " + errno_text(errno));
+  if (!own)
+    throw Error("cannot watch " + label + ": fd " + std::to_string(fd) + ": " +
+                errno_text(errno));
   return add(state_, Kind::fd, std::move(own), std::move(on_readable), std::move(label));
 }
 

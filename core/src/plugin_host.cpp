@@ -151,9 +151,11 @@ class PluginScopedHost final : public Host {
       try {
         callback();
       } catch (const std::exception& error) {
-        base->log(LogLevel::error, what + " failed: " + error.what() + " (it runs again next time)");
+        base->log(LogLevel::error,
+                  what + " failed: " + error.what() + " (it runs again next time)");
       } catch (...) {
-        base->log(LogLevel::error, what + " failed with an unknown exception (it runs again next time)");
+        base->log(LogLevel::error,
+                  what + " failed with an unknown exception (it runs again next time)");
       }
     };
   }

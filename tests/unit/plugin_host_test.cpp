@@ -282,7 +282,8 @@ TEST(PluginHostTest, APluginsTimerIsNamedWhenItFailsAndCancelledAtShutdown) {
 }
 
 TEST(PluginHostTest, APluginThatFailsToLoadLeavesNoTimerBehind) {
-  NodeConfig cfg = config_with("enabled = [\"timer_plugin\"]\n[plugins.timer_plugin]\nfail_load = true\n");
+  NodeConfig cfg =
+      config_with("enabled = [\"timer_plugin\"]\n[plugins.timer_plugin]\nfail_load = true\n");
   NodeHost host(cfg);
   PluginHost plugins(cfg, host);
   plugins.open_and_configure(false);

@@ -16,7 +16,8 @@ namespace sluice {
 class NodeHost final : public Host {
  public:
   explicit NodeHost(const NodeConfig& config)
-      : config_(config), events_([](const std::string& message) { spdlog::error("{}", message); }) {}
+      : config_(config),
+        events_([](const std::string& message) { spdlog::error("{}", message); }) {}
   std::string node_name() const override { return config_.node_name; }
   std::string pin_dir() const override { return config_.pin_dir(); }
   std::string map_pin_dir() const override { return config_.map_pin_dir(); }
