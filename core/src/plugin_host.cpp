@@ -98,10 +98,80 @@ std::string check_plugin_abi(const PluginAbiDescriptor& d, const std::string& pa
   return {};
 }
 
+class PluginScopedHost final : public Host {
+ public:
+  PluginScopedHost(Host& base, std::string plugin) : base_(base), plugin_(std::move(plugin)) {}
+  std::string node_name() const override { return base_.node_name(); }
+  std::string pin_dir() const override { return base_.pin_dir(); }
+  std::string map_pin_dir() const override { return base_.map_pin_dir(); }
+  void load_bpf(std::string_view what, const std::function<int()>& load) override {
+    base_.load_bpf(what, load);
+  }
+  void log(LogLevel level, std::string_view message) override { base_.log(level, message); }
+  Subscription every(std::chrono::milliseconds interval, std::function<void()> callback) override {
+    return track(base_.every(
+        interval, guarded(std::move(callback),
+                          "timer (every " + std::to_string(interval.count()) + " ms)")));
+  }
+  Subscription watch_fd(int fd, std::function<void()> on_readable) override {
+    return track(base_.watch_fd(fd, guarded(std::move(on_readable), "fd watcher")));
+  }
+  Subscription watch_netlink(int protocol, std::uint32_t groups,
+                             std::function<void()> on_change) override {
+    return track(
+        base_.watch_netlink(protocol, groups, guarded(std::move(on_change), "netlink watcher")));
+  }
+
+  // Cancels every subscription the plugin still holds (its handles stay
+  // valid and empty).
+  void cancel_all() {
+    for (auto& weak : live_)
+      if (auto subscription = weak.lock()) subscription->cancel();
+    live_.clear();
+  }
+
+ private:
+  // The plugin's handle owns the daemon's handle, which this host can
+  // cancel behind the plugin's back.
+  struct Forwarding final : Subscription::Token {
+    std::shared_ptr<Subscription> inner;
+  };
+  Subscription track(Subscription inner) {
+    std::erase_if(live_, [](const auto& weak) { return weak.expired(); });
+    auto token = std::make_unique<Forwarding>();
+    token->inner = std::make_shared<Subscription>(std::move(inner));
+    live_.push_back(token->inner);
+    return Subscription(std::move(token));
+  }
+  // The plugin's exception is read here, in the plugin's name, while its
+  // library is loaded; the loop goes on.
+  std::function<void()> guarded(std::function<void()> callback, std::string what) {
+    Host* base = &base_;
+    return [callback = std::move(callback), base, what = "plugin '" + plugin_ + "': its " + what] {
+      try {
+        callback();
+      } catch (const std::exception& error) {
+        base->log(LogLevel::error,
+                  what + " failed: " + error.what() + " (it runs again next time)");
+      } catch (...) {
+        base->log(LogLevel::error,
+                  what + " failed with an unknown exception (it runs again next time)");
+      }
+    };
+  }
+
+  Host& base_;
+  std::string plugin_;
+  std::vector<std::weak_ptr<Subscription>> live_;
+};
+
 PluginHost::PluginHost(const NodeConfig& config, Host& host, std::uint16_t abi_minor)
     : config_(config), host_(host), abi_minor_(abi_minor) {}
 
 PluginHost::~PluginHost() {
+  // No callback of a plugin may outlive its library.
+  for (auto& p : plugins_)
+    if (p.host) p.host->cancel_all();
   // Plugin objects go before their libraries (member order in LoadedPlugin).
   plugins_.clear();
 }
@@ -243,7 +313,8 @@ void PluginHost::load_bpf() {
       continue;
     }
     try {
-      p.plugin.load(host_);
+      p.host = std::make_shared<PluginScopedHost>(host_, p.name);
+      p.plugin.load(*p.host);
       for (const auto& stage : p.stages)
         if (p.plugin.stage_fd(stage.name) < 0)
           throw Error("stage '" + stage.name + "' has no loaded program '" + stage.program + "'");
@@ -255,6 +326,8 @@ void PluginHost::load_bpf() {
       p.state = PluginState::failed;
       p.error = "plugin '" + p.name + "' threw an unknown exception while loading";
     }
+    // A failed plugin's timers and watchers never run.
+    if (p.state == PluginState::failed && p.host) p.host->cancel_all();
   }
 }
 
@@ -266,6 +339,7 @@ void PluginHost::shutdown(bool cleanup) {
     } catch (const std::exception& error) {
       spdlog::warn("plugin '{}' shutdown: {}", it->name, error.what());
     }
+    if (it->host) it->host->cancel_all();
   }
 }
 

@@ -65,12 +65,15 @@ class Daemon {
     start_metrics();
 
     for (;;) {
-      pollfd fds[5] = {{watcher.fd(), POLLIN, 0},
+      // fds[5]: the plugins' timers and watched fds (Host::every, ...), run
+      // here on this thread like everything else.
+      pollfd fds[6] = {{watcher.fd(), POLLIN, 0},
                        {signal_fd.get(), POLLIN, 0},
                        {metrics_ ? metrics_->fd() : -1, POLLIN, 0},
                        {state.fd(), POLLIN, 0},
-                       {routing.fd(), POLLIN, 0}};
-      int ready = poll(fds, 5, kResyncIntervalMs);
+                       {routing.fd(), POLLIN, 0},
+                       {host_.events().fd(), POLLIN, 0}};
+      int ready = poll(fds, 6, kResyncIntervalMs);
       if (ready < 0) {
         if (errno == EINTR) continue;
         throw Error("poll: " + errno_text(errno));
@@ -88,6 +91,7 @@ class Daemon {
       if ((fds[4].revents & POLLIN) && routing.drain()) dataplane_->invalidate_routes();
       if (metrics_ && (fds[2].revents & POLLIN)) metrics_->serve_one();
       if (fds[3].revents & POLLIN) resources.apply(state.take_changed_paths());
+      if (fds[5].revents & POLLIN) host_.events().run_once(std::chrono::milliseconds(0));
       if (fds[1].revents & POLLIN) {
         signalfd_siginfo info{};
         if (read(signal_fd.get(), &info, sizeof(info)) != sizeof(info)) continue;

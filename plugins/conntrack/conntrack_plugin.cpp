@@ -1,7 +1,7 @@
 // The conntrack plugin: owns Sluice's shared connection tracking table
 // (sl_conntrack, layout in <sluice/bpf/conntrack.h>), adds the conntrack
 // stage at order 100 to every chain and expires entries with a cleaner
-// program run from a thread. See README.md.
+// program run on sluiced's event loop (Host::every). See README.md.
 //
 // [plugins.conntrack]
 //   table_size = 262144                 entries (fixed when the map is first created)
@@ -45,7 +45,7 @@ using StageSkeleton = sluice::Skeleton<conntrack_stage, conntrack_stage__destroy
 
 class ConntrackPlugin final : public sluice::Plugin {
  public:
-  ~ConntrackPlugin() override { cleaner_thread_.stop(); }
+  ~ConntrackPlugin() override { cleaner_timer_.stop(); }
 
   std::string description() const override {
     return "connection tracking: the shared sl_conntrack table, TCP/UDP/ICMP state, cleaner";
@@ -86,8 +86,9 @@ class ConntrackPlugin final : public sluice::Plugin {
     LIBBPF_OPTS(bpf_object_open_opts, opts, .pin_root_path = pin_root.c_str());
     StageSkeleton stage(conntrack_stage__open_opts(&opts));
     if (!stage)
-      throw std::runtime_error("cannot open the conntrack stage BPF object: " +
-                               std::string(std::strerror(errno)));
+      throw sluice::Error("conntrack: cannot open the conntrack stage BPF object: " +
+                              sluice::errno_text(errno),
+                          "check that the plugin was installed whole (conntrack.so embeds it)");
     bpf_map__set_max_entries(stage->maps.sl_conntrack, size);
     stage->rodata->ct_table_full_rule = settings_.table_full;
     stage->rodata->ct_tcp_midstream = settings_.tcp_midstream ? 1 : 0;
@@ -97,7 +98,7 @@ class ConntrackPlugin final : public sluice::Plugin {
 
     std::string error;
     CleanerSkeleton cleaner = open_cleaner(pin_root, size, settings_, error);
-    if (!cleaner) throw std::runtime_error(error);
+    if (!cleaner) throw sluice::Error("conntrack: " + error);
     host.load_bpf("conntrack cleaner", [&] { return conntrack_cleaner__load(cleaner.get()); });
 
     stage_ = std::move(stage);
@@ -107,7 +108,7 @@ class ConntrackPlugin final : public sluice::Plugin {
                  (settings_.table_full == CT_FULL_DROP_NEW ? "drop-new" : "pass-untracked") +
                  ", cleaner every " + std::to_string(settings_.clean_interval) + "s" +
                  (settings_.fast_path ? ", fast path on" : ""));
-    cleaner_thread_.start(bpf_program__fd(cleaner_->progs.conntrack_clean),
+    cleaner_timer_.start(bpf_program__fd(cleaner_->progs.conntrack_clean),
                           std::chrono::seconds(settings_.clean_interval), host);
   }
 
@@ -117,7 +118,7 @@ class ConntrackPlugin final : public sluice::Plugin {
   }
 
   void shutdown(bool cleanup) override {
-    cleaner_thread_.stop();
+    cleaner_timer_.stop();
     if (cleanup && stage_) {
       bpf_map__unpin(stage_->maps.sl_conntrack, nullptr);
       bpf_map__unpin(stage_->maps.ct_stats, nullptr);
@@ -132,7 +133,7 @@ class ConntrackPlugin final : public sluice::Plugin {
     if (!stage_) return;
     ct::write_conntrack_metrics(out, bpf_map__fd(stage_->maps.sl_conntrack),
                                 bpf_map__fd(stage_->maps.ct_stats), table_size_,
-                                cleaner_thread_.cleaned_total());
+                                cleaner_timer_.cleaned_total());
   }
 
  private:
@@ -140,7 +141,7 @@ class ConntrackPlugin final : public sluice::Plugin {
   std::uint32_t table_size_ = 0;
   StageSkeleton stage_;
   ct::CleanerSkeleton cleaner_;
-  ct::CleanerThread cleaner_thread_;  // runs cleaner_'s program: stopped before it goes
+  ct::PeriodicCleaner cleaner_timer_;  // runs cleaner_'s program: cancelled before it goes
 };
 
 }  // namespace

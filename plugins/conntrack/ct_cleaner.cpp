@@ -32,34 +32,21 @@ int run_cleaner(int prog_fd, bool all, CleanResult& result) {
   return 0;
 }
 
-void CleanerThread::start(int prog_fd, std::chrono::seconds interval, sluice::Host& host) {
-  stop();
-  stop_ = false;
-  sluice::Host* host_ptr = &host;
-  thread_ = std::thread([this, prog_fd, interval, host_ptr] {
-    std::unique_lock lock(mutex_);
-    bool warned = false;
-    while (!cv_.wait_for(lock, interval, [this] { return stop_; })) {
-      CleanResult result;
-      if (int e = run_cleaner(prog_fd, false, result)) {
-        if (!warned)
-          host_ptr->log(sluice::LogLevel::warn,
-                        std::string("conntrack: cleaner run failed: ") + std::strerror(e));
-        warned = true;
-        continue;
-      }
-      cleaned_total_ += result.deleted;
+void PeriodicCleaner::start(int prog_fd, std::chrono::seconds interval, sluice::Host& host) {
+  sluice::Host* log_to = &host;
+  timer_ = host.every(interval, [this, prog_fd, log_to] {
+    CleanResult result;
+    if (int e = run_cleaner(prog_fd, false, result)) {
+      if (!warned_)
+        log_to->log(sluice::LogLevel::warn,
+                    std::string("conntrack: cleaner run failed: ") + std::strerror(e) +
+                        "; expired entries stay until a run succeeds (sluicectl conntrack "
+                        "clean runs one by hand)");
+      warned_ = true;
+      return;
     }
+    cleaned_total_ += result.deleted;
   });
-}
-
-void CleanerThread::stop() {
-  {
-    std::lock_guard lock(mutex_);
-    stop_ = true;
-  }
-  cv_.notify_all();
-  if (thread_.joinable()) thread_.join();
 }
 
 }  // namespace ct

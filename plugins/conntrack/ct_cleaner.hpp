@@ -1,16 +1,12 @@
 // The cleaner: a BPF program that walks the table and deletes expired
 // entries, run on demand (sluicectl conntrack clean) or every
-// clean_interval from a thread of sluiced.
+// clean_interval on sluiced's event loop (Host::every).
 #pragma once
 
-#include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <string>
-#include <thread>
 
 #include <sluice/plugin.hpp>
 
@@ -40,24 +36,19 @@ struct CleanResult {
 // One pass: expired entries, or every entry with `all`. 0 or an errno.
 int run_cleaner(int prog_fd, bool all, CleanResult& result);
 
-// Runs the cleaner program every `interval` until stopped (or destroyed),
-// counting what it removed. A failing run is logged once.
-class CleanerThread {
+// Runs the cleaner program every `interval` on the host's event loop until
+// stopped (or destroyed), counting what it removed. A failing run is logged
+// once. Everything runs on the daemon's thread (sdk/ABI.md), so no locks.
+class PeriodicCleaner {
  public:
-  CleanerThread() = default;
-  CleanerThread(const CleanerThread&) = delete;
-  CleanerThread& operator=(const CleanerThread&) = delete;
-  ~CleanerThread() { stop(); }
   void start(int prog_fd, std::chrono::seconds interval, sluice::Host& host);
-  void stop();
-  std::uint64_t cleaned_total() const { return cleaned_total_.load(); }
+  void stop() { timer_.cancel(); }
+  std::uint64_t cleaned_total() const { return cleaned_total_; }
 
  private:
-  std::thread thread_;
-  std::mutex mutex_;
-  std::condition_variable cv_;
-  bool stop_ = false;
-  std::atomic<std::uint64_t> cleaned_total_{0};
+  sluice::Subscription timer_;
+  bool warned_ = false;
+  std::uint64_t cleaned_total_ = 0;
 };
 
 }  // namespace ct

@@ -162,23 +162,23 @@ MapFd open_pinned_map(const std::string& map_pin_dir, const char* name,
   if (!fd) {
     int err = errno;
     if (err == ENOENT)
-      throw std::runtime_error("map " + std::string(name) + " is not pinned (" + path +
-                               " is missing): is sluiced running with the log plugin enabled "
-                               "and this configuration?");
-    throw std::runtime_error("cannot open map " + path + ": " + std::strerror(err) +
-                             (err == EPERM || err == EACCES
-                                  ? " (reading Sluice's maps needs root or CAP_BPF)"
-                                  : ""));
+      throw sluice::Error("map " + std::string(name) + " is not pinned (" + path +
+                              " is missing)",
+                          "start sluiced with the log plugin enabled and this configuration");
+    throw sluice::Error("cannot open map " + path + ": " + sluice::errno_text(err),
+                        err == EPERM || err == EACCES
+                            ? "run as root or with CAP_BPF: reading Sluice's maps needs it"
+                            : "");
   }
   bpf_map_info info{};
   __u32 info_len = sizeof(info);
   if (bpf_obj_get_info_by_fd(fd.get(), &info, &info_len) != 0)
-    throw std::runtime_error("cannot inspect map " + path + ": " + std::strerror(errno));
+    throw sluice::Error("cannot inspect map " + path + ": " + sluice::errno_text(errno));
   if (info.value_size != value_size)
-    throw std::runtime_error("map " + path + " has " + std::to_string(info.value_size) +
-                             "-byte values, this log plugin expects " +
-                             std::to_string(value_size) +
-                             ": use the plugin that came with the running sluiced");
+    throw sluice::Error("map " + path + " has " + std::to_string(info.value_size) +
+                            "-byte values, this log plugin expects " +
+                            std::to_string(value_size),
+                        "use the plugin that came with the running sluiced");
   return fd;
 }
 
@@ -190,12 +190,12 @@ struct LogTotals {
 
 LogTotals read_log_totals(int stats_fd) {
   int cpus = libbpf_num_possible_cpus();
-  if (cpus <= 0) throw std::runtime_error("cannot count the possible CPUs");
+  if (cpus <= 0) throw sluice::Error("cannot count the possible CPUs: " + sluice::errno_text(cpus));
   std::vector<log_stats> per_cpu(static_cast<std::size_t>(cpus));
   std::uint32_t zero = 0;
   if (bpf_map_lookup_elem(stats_fd, &zero, per_cpu.data()) != 0)
-    throw std::runtime_error(std::string("cannot read " LOG_MAP_STATS ": ") +
-                             std::strerror(errno));
+    throw sluice::Error(std::string("cannot read " LOG_MAP_STATS ": ") +
+                        sluice::errno_text(errno));
   LogTotals totals;
   for (const auto& cpu : per_cpu) {
     totals.events += cpu.events;
@@ -276,8 +276,8 @@ int run_log_stats(const sluice::CliContext& context, log_mode configured_mode) {
     for (std::uint32_t slot = 0; slot < LOG_MAX_RULES; ++slot) {
       log_rule rule{};
       if (bpf_map_lookup_elem(rules_fd.get(), &slot, &rule) != 0)
-        throw std::runtime_error(std::string("cannot read " LOG_MAP_RULES ": ") +
-                                 std::strerror(errno));
+        throw sluice::Error(std::string("cannot read " LOG_MAP_RULES ": ") +
+                            sluice::errno_text(errno));
       if (rule.fields & LOG_F_USED) rules.push_back(rule);
     }
   } catch (const std::exception& error) {
@@ -369,8 +369,8 @@ class LogPlugin final : public sluice::Plugin {
     LIBBPF_OPTS(bpf_object_open_opts, opts, .pin_root_path = pin_root.c_str());
     LogSkeleton skel(log_stage__open_opts(&opts));
     if (!skel)
-      throw std::runtime_error("cannot open the log stage BPF object: " +
-                               std::string(std::strerror(errno)));
+      throw sluice::Error("log: cannot open the log stage BPF object: " +
+                          sluice::errno_text(errno));
     skel->rodata->log_mode = mode_;
     skel->rodata->log_rule_count = static_cast<__u32>(rules_.size());
     host.load_bpf("log stage", [&] { return log_stage__load(skel.get()); });
@@ -393,8 +393,8 @@ class LogPlugin final : public sluice::Plugin {
       }
       if (bpf_map__update_elem(skel->maps.log_rules, &slot, sizeof(slot), &value, sizeof(value),
                                BPF_ANY) != 0)
-        throw std::runtime_error("cannot write log_rules[" + std::to_string(slot) +
-                                 "]: " + std::strerror(errno));
+        throw sluice::Error("log: cannot write log_rules[" + std::to_string(slot) +
+                            "]: " + sluice::errno_text(errno));
     }
     host.log(sluice::LogLevel::info,
              std::string("log: filter = \"") + mode_name(mode_) + "\"" +

@@ -70,7 +70,7 @@ using LinkHandle = std::unique_ptr<bpf_link, LinkCloser>;
 
 std::string errno_text(int err) { return std::strerror(err); }
 
-[[noreturn]] void fail(const std::string& message) { throw std::runtime_error("nat: " + message); }
+[[noreturn]] void fail(const std::string& message) { throw sluice::Error("nat: " + message); }
 
 bool on_cgroup2(const std::string& path) {
   struct statfs fs {};
@@ -273,10 +273,8 @@ void ConnectTimeLb::apply(sluice::Host& host, const ConnectTimeLbConfig& config)
     attached->links.push_back(std::move(link));
     ++created;
   }
-  sluice::Host* log_to = &host;
-  attached->node_addresses = std::make_unique<NodeAddresses>(
-      bpf_map__fd(skeleton->maps.nat_node_addrs),
-      [log_to](const std::string& message) { log_to->log(sluice::LogLevel::warn, message); });
+  attached->node_addresses =
+      std::make_unique<NodeAddresses>(bpf_map__fd(skeleton->maps.nat_node_addrs), host);
   attached->skeleton = std::move(skeleton);
   attached_ = std::move(attached);
   host.log(sluice::LogLevel::info,

@@ -56,7 +56,7 @@ class ConnectTimeLb {
   // host.map_pin_dir()), then per hook swaps the program of the pinned link
   // (bpf_link_update: no moment without a program), or attaches and pins a
   // new link; hooks the mode does not need are detached and unpinned.
-  // Throws std::runtime_error naming the key, the path or the hook and what
+  // Throws sluice::Error naming the key, the path or the hook and what
   // to do; hooks handled before the failure keep their new programs, the
   // others their old ones (both read the same maps).
   void apply(sluice::Host& host, const ConnectTimeLbConfig& config);
@@ -74,7 +74,7 @@ class ConnectTimeLb {
   // an address itself are not touched) are aborted with sock_diag's
   // SOCK_DESTROY: the process gets ECONNABORTED and reconnects to a live
   // backend, instead of sending into the void until it does so by itself.
-  // Returns how many; throws std::runtime_error if the kernel refuses (no
+  // Returns how many; throws sluice::Error if the kernel refuses (no
   // CONFIG_INET_DIAG_DESTROY, say). Nothing to do before apply().
   std::size_t abort_udp_sockets(const std::set<GoneUdpBackend>& gone);
 

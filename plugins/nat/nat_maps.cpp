@@ -8,14 +8,15 @@
 #include <vector>
 
 #include <sluice/bpf/conntrack.h>
+#include <sluice/error.hpp>
 #include <sluice/maps.hpp>
 #include <sluice/unique_fd.hpp>
 
 namespace nat {
 
 [[noreturn]] void map_failure(const char* what, const char* map) {
-  throw std::runtime_error(std::string("nat: cannot ") + what + " an entry of " + map + ": " +
-                           std::strerror(errno));
+  throw sluice::Error(std::string("nat: cannot ") + what + " an entry of " + map + ": " +
+                      sluice::errno_text(errno));
 }
 
 void apply_port(const MapFds& maps, const PortEntries* old, const PortEntries* now) {

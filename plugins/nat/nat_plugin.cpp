@@ -125,13 +125,14 @@ class NatPlugin final : public sluice::Plugin {
     std::string pin_root = host.map_pin_dir();
     auto ct_size = pinned_ct_size(pin_root);
     if (!ct_size)
-      throw std::runtime_error("nat: the conntrack table " + pin_root + "/" SL_MAP_CONNTRACK +
-                               " is not pinned (the conntrack plugin must load first)");
+      throw sluice::Error("nat: the conntrack table " + pin_root + "/" SL_MAP_CONNTRACK +
+                              " is not pinned",
+                          "enable the conntrack plugin ([plugins] enabled): it must load first");
     LIBBPF_OPTS(bpf_object_open_opts, opts, .pin_root_path = pin_root.c_str());
     StageSkeleton stage(nat_stage__open_opts(&opts));
     if (!stage)
-      throw std::runtime_error("cannot open the nat stage BPF object: " +
-                               std::string(std::strerror(errno)));
+      throw sluice::Error("nat: cannot open the nat stage BPF object: " +
+                          sluice::errno_text(errno));
     bpf_map__set_max_entries(stage->maps.sl_conntrack, *ct_size);
     stage->rodata->nat_no_backend_reject = reject_ ? 1 : 0;
     stage->rodata->nat_hairpin_v4 = hairpin_v4_.words[0];

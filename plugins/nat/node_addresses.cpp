@@ -5,19 +5,16 @@
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
 #include <netinet/in.h>
-#include <poll.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
-#include <unistd.h>
 
 #include <bpf/bpf.h>
 
 #include <cerrno>
 #include <cstring>
 #include <set>
-#include <stdexcept>
 #include <vector>
 
+#include <sluice/error.hpp>
 #include <sluice/maps.hpp>
 
 #include "map_key.hpp"
@@ -27,8 +24,8 @@ namespace nat {
 
 namespace {
 
-[[noreturn]] void fail(const std::string& what) {
-  throw std::runtime_error("nat: " + what + ": " + std::strerror(errno));
+[[noreturn]] void fail(const std::string& what, const std::string& what_to_do = "") {
+  throw sluice::Error("nat: " + what + ": " + sluice::errno_text(errno), what_to_do);
 }
 
 using KeySet = std::set<nat_node_addr_key, BytewiseLess<nat_node_addr_key>>;
@@ -57,30 +54,13 @@ KeySet current_addresses() {
 
 }  // namespace
 
-NodeAddresses::NodeAddresses(int map_fd, std::function<void(const std::string&)> warn)
-    : warn_(std::move(warn)),
-      map_(fcntl(map_fd, F_DUPFD_CLOEXEC, 0)),
-      events_(socket(AF_NETLINK, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, NETLINK_ROUTE)),
-      stop_(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {
+NodeAddresses::NodeAddresses(int map_fd, sluice::Host& host)
+    : host_(host), map_(fcntl(map_fd, F_DUPFD_CLOEXEC, 0)) {
   if (!map_) fail("cannot duplicate the " NAT_MAP_NODE_ADDRS " map's fd");
-  if (!events_ || !stop_) fail("cannot open a netlink socket to watch the node's addresses");
-  sockaddr_nl local{};
-  local.nl_family = AF_NETLINK;
-  local.nl_groups = RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR;
-  if (bind(events_.get(), reinterpret_cast<sockaddr*>(&local), sizeof(local)) != 0)
-    fail("cannot watch the node's addresses (netlink)");
   // Subscribed first, then read: a change in between is not missed.
+  watch_ = host.watch_netlink(NETLINK_ROUTE, RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR,
+                              [this] { on_change(); });
   sync();
-  thread_ = std::thread([this] { watch(); });
-}
-
-NodeAddresses::~NodeAddresses() {
-  std::uint64_t one = 1;
-  if (write(stop_.get(), &one, sizeof(one)) < 0) {
-    // The thread then stops at the next address event or never; either way
-    // it must not outlive the object.
-  }
-  if (thread_.joinable()) thread_.join();
 }
 
 void NodeAddresses::sync() {
@@ -93,37 +73,20 @@ void NodeAddresses::sync() {
   std::uint8_t one = 1;
   for (const auto& k : want)
     if (bpf_map_update_elem(map_.get(), &k, &one, BPF_ANY) != 0)
-      fail("cannot write the " NAT_MAP_NODE_ADDRS " map (more than " +
-           std::to_string(NAT_MAX_NODE_ADDRS) + " addresses?)");
+      fail("cannot write the " NAT_MAP_NODE_ADDRS " map",
+           "the node may have more than " + std::to_string(NAT_MAX_NODE_ADDRS) +
+               " addresses, which connect-time node ports cannot all answer on");
   for (const auto& k : gone) bpf_map_delete_elem(map_.get(), &k);
 }
 
-void NodeAddresses::watch() {
-  char buffer[8192];
-  for (;;) {
-    pollfd fds[2] = {{events_.get(), POLLIN, 0}, {stop_.get(), POLLIN, 0}};
-    if (poll(fds, 2, -1) < 0) {
-      if (errno == EINTR) continue;
-      return;
-    }
-    if (fds[1].revents) return;
-    bool changed = false;
-    for (;;) {
-      ssize_t n = recv(events_.get(), buffer, sizeof(buffer), MSG_DONTWAIT);
-      if (n > 0 || (n < 0 && errno == ENOBUFS)) {
-        changed = true;
-        continue;
-      }
-      break;
-    }
-    if (!changed) continue;
-    try {
-      sync();
-    } catch (const std::exception& error) {
-      warn_(std::string(error.what()) +
-            "; node ports keep answering on the addresses known before, the next address "
-            "change tries again");
-    }
+void NodeAddresses::on_change() {
+  try {
+    sync();
+  } catch (const std::exception& error) {
+    host_.log(sluice::LogLevel::warn,
+              std::string(error.what()) +
+                  "; node ports keep answering on the addresses known before, the next address "
+                  "change tries again");
   }
 }
 

@@ -22,6 +22,7 @@
 #include <sluice/core/config.hpp>
 #include <sluice/core/dataplane.hpp>
 #include <sluice/core/error.hpp>
+#include <sluice/core/event_loop.hpp>
 #include <sluice/core/pipeline.hpp>
 #include <sluice/core/plugin_handle.hpp>
 
@@ -308,14 +309,28 @@ class TestHost final : public Host {
   void load_bpf(std::string_view what, const std::function<int()>& load) override {
     load_with_verifier_log(what, load);
   }
-  // Plugins log from their own threads too (conntrack's cleaner, nat's
-  // address watcher), as sluiced allows.
+  // Plugins may log from their own threads, as sluiced allows.
   void log(LogLevel level, std::string_view message) override {
     static const char* const names[] = {"debug", "info", "warn", "error"};
     static std::mutex appending;
     std::lock_guard lock(appending);
     *log_ += std::string(names[static_cast<int>(level)]) + ": " + std::string(message) + "\n";
   }
+  // The same loop as sluiced's, driven by the test (PluginUnderTest::run_*).
+  Subscription every(std::chrono::milliseconds interval, std::function<void()> callback) override {
+    return events.every(interval, std::move(callback),
+                        "the plugin's timer (every " + std::to_string(interval.count()) + " ms)");
+  }
+  Subscription watch_fd(int fd, std::function<void()> on_readable) override {
+    return events.watch_fd(fd, std::move(on_readable), "the plugin's fd watcher");
+  }
+  Subscription watch_netlink(int protocol, std::uint32_t groups,
+                             std::function<void()> on_change) override {
+    return events.watch_netlink(protocol, groups, std::move(on_change),
+                                "the plugin's netlink watcher");
+  }
+
+  EventLoop events{[this](const std::string& message) { log(LogLevel::error, message); }};
 
  private:
   std::string pin_dir_, map_pin_dir_;
@@ -340,6 +355,8 @@ struct PluginUnderTest::State {
       }
       plugin.reset();
     }
+    // What the plugin did not cancel goes before its library (the callbacks' code).
+    host.reset();
     if (handle) dlclose(handle);
   }
 };
@@ -354,6 +371,26 @@ std::vector<CliCommand> PluginUnderTest::cli_commands() const {
   return state_->plugin.cli_commands();
 }
 const std::string& PluginUnderTest::log() const { return state_->log; }
+
+std::size_t PluginUnderTest::run_timers() { return state_->host->events.fire_timers(); }
+
+std::size_t PluginUnderTest::run_events(std::chrono::milliseconds timeout) {
+  return state_->host->events.run_once(timeout);
+}
+
+bool PluginUnderTest::run_events_until(const std::function<bool()>& done,
+                                       std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!done()) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return done();
+    state_->host->events.run_once(std::min(left, std::chrono::milliseconds(100)));
+  }
+  return true;
+}
+
+std::size_t PluginUnderTest::subscriptions() const { return state_->host->events.size(); }
 
 ChainStage PluginUnderTest::chain_stage(std::string_view stage) const {
   for (const auto& spec : state_->stages)

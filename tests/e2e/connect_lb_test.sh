@@ -7,7 +7,8 @@
 # UDP replies come from the service address; conntrack holds plain flows to
 # the backends (nothing NATed twice). A restart and a SIGHUP keep the same
 # pinned links with new programs and lose no datagram of a stream sent
-# meanwhile; "tcp" leaves UDP alone; moving to the default cgroup (the root)
+# meanwhile; a node port answers on an address the node gains after sluiced
+# started (and stops when it is removed); "tcp" leaves UDP alone; moving to the default cgroup (the root)
 # balances every process of the node's namespace; "off" detaches everything
 # (the node's own traffic is not load-balanced, workloads still are, through
 # the tc nat stage); --cleanup detaches the links.
@@ -62,6 +63,12 @@ backends = [{ ip = "10.65.2.2" }, { ip = "10.64.0.2" }]
 name = "dns"
 cluster_ip = "198.18.0.53"
 ports = [{ port = 53, protocol = "udp", target_port = 5353 }]
+backends = [{ ip = "10.65.2.2" }, { ip = "10.64.0.2" }]
+
+[[service]]
+name = "np"
+cluster_ip = "198.18.0.20"
+ports = [{ port = 80, protocol = "tcp", target_port = 8080, node_port = 30080 }]
 backends = [{ ip = "10.65.2.2" }, { ip = "10.64.0.2" }]
 
 [[service]]
@@ -133,6 +140,31 @@ in_node $echo_py ask 198.18.0.10 80 1 >"$WORK/outside"
 grep -q "unreachable" "$WORK/outside" \
   || { cat "$WORK/outside"; fail "a process outside the configured cgroup was balanced"; }
 echo "ok: a process outside the cgroup is left alone: $(cat "$WORK/outside")"
+
+# ---- a node port follows an address the node gains after sluiced started ------
+# (nat_node_addrs is kept by a netlink subscription on sluiced's event loop)
+in_test_cgroup $echo_py ask 198.18.1.1 30080 1 >"$WORK/np-before"
+grep -q '^error' "$WORK/np-before" \
+  || { cat "$WORK/np-before"; fail "198.18.1.1:30080 answered before the node had the address"; }
+ip -n "$NS_NODE" addr add 198.18.1.1/32 dev lo
+np_ok=
+for _ in $(seq 20); do
+  in_test_cgroup $echo_py ask-peer 198.18.1.1 30080 4 >"$WORK/np-added"
+  [[ $(count ' peer 198.18.1.1:30080$' "$WORK/np-added") == 4 ]] && { np_ok=1; break; }
+  sleep 0.1
+done
+[[ -n $np_ok ]] || { cat "$WORK/np-added"; fail "the node port did not answer on an address added after sluiced started"; }
+grep -qE '^(w2|ext) ' "$WORK/np-added" || { cat "$WORK/np-added"; fail "no backend answered on the node port"; }
+echo "ok: node port on an address added after the start: $(sort "$WORK/np-added" | uniq -c | tr -s ' \n' ' ')"
+ip -n "$NS_NODE" addr del 198.18.1.1/32 dev lo
+np_gone=
+for _ in $(seq 20); do
+  in_test_cgroup $echo_py ask 198.18.1.1 30080 1 >"$WORK/np-removed"
+  grep -q '^error' "$WORK/np-removed" && { np_gone=1; break; }
+  sleep 0.1
+done
+[[ -n $np_gone ]] || { cat "$WORK/np-removed"; fail "the node port still answered on a removed address"; }
+echo "ok: and no longer once it is removed"
 
 # ---- pinned links --------------------------------------------------------------
 assert_eq 8 "$(ls "$links" | wc -l)" "pinned links"

@@ -4,7 +4,8 @@
 # established packets are redirected by the conntrack stage (counted as
 # "redirected" on both workload ingresses), a daemon restart in the middle of
 # the open connection does not disturb it, its teardown leaves the entry
-# CLOSED, and `sluicectl conntrack remove` deletes it.
+# CLOSED, and `sluicectl conntrack remove` deletes it. With clean_interval = 1
+# the cleaner's timer removes an idle UDP flow by itself once it expired.
 source "$(dirname "$0")/lib.sh"
 e2e_init conntrack
 
@@ -128,5 +129,35 @@ ctl conntrack dump
 assert_eq 1 "$(ctl -o json conntrack remove tcp 10.65.1.2 | python3 -c 'import json,sys; print(json.load(sys.stdin)["removed"])')" \
   "entries removed by conntrack remove tcp 10.65.1.2"
 assert_eq "" "$(flow_json)" "entry after remove"
+
+# The cleaner runs by itself every clean_interval (a timer on sluiced's event
+# loop): a UDP flow idle past its timeout disappears without anyone asking.
+write_config '["conntrack"]' '[plugins.conntrack]
+fast_path = true
+clean_interval = 1
+[plugins.conntrack.timeouts]
+udp = 2'
+reload_daemon
+udp_flow() {
+  ctl -o json conntrack dump | python3 -c '
+import json, sys
+print(sum(1 for f in json.load(sys.stdin) if f["proto"] == "UDP" and f["src"] == "10.65.1.2"
+          and f["dst"] == "10.65.2.2" and f["dport"] == 9999))'
+}
+ip netns exec "$NS_W1" python3 -c 'import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("10.65.1.2", 40999)); s.sendto(b"x", ("10.65.2.2", 9999))'
+sent=$(date +%s.%N)
+assert_eq 1 "$(udp_flow)" "UDP entries right after the datagram"
+gone_after=
+for _ in $(seq 40); do
+  sleep 0.25
+  if [[ $(udp_flow) == 0 ]]; then gone_after=$(python3 -c "import time; print(round(time.time() - $sent, 2))"); break; fi
+done
+[[ -n $gone_after ]] || { ctl conntrack dump; fail "the cleaner did not remove an expired UDP entry within 10 s (clean_interval = 1, udp = 2)"; }
+python3 -c "import sys; sys.exit(0 if $gone_after >= 1.5 else 1)" \
+  || fail "the UDP entry went after ${gone_after}s, before its 2 s timeout"
+! grep -q "cleaner run failed" "$WORK/daemon.log" || fail "the daemon logged a failed cleaner run"
+echo "ok: the cleaner's timer removed the idle UDP entry ${gone_after}s after its datagram"
 stop_daemon
 echo PASS

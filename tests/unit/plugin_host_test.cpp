@@ -4,7 +4,11 @@
 
 #include <filesystem>
 
+#include <spdlog/sinks/ringbuffer_sink.h>
+#include <spdlog/spdlog.h>
+
 #include "sluice/core/error.hpp"
+#include "sluice/core/node_host.hpp"
 #include "sluice/core/plugin_host.hpp"
 #include "plugins/minor_fixture.hpp"
 
@@ -21,6 +25,9 @@ class NullHost final : public Host {
   std::string map_pin_dir() const override { return "/nonexistent/maps"; }
   void load_bpf(std::string_view, const std::function<int()>& load) override { load(); }
   void log(LogLevel, std::string_view) override {}
+  Subscription every(std::chrono::milliseconds, std::function<void()>) override { return {}; }
+  Subscription watch_fd(int, std::function<void()>) override { return {}; }
+  Subscription watch_netlink(int, std::uint32_t, std::function<void()>) override { return {}; }
 };
 
 NodeConfig config_with(const std::string& plugins_toml) {
@@ -234,4 +241,55 @@ TEST(PluginHostTest, StagesCrossElementByElement) {
   EXPECT_EQ(stages[0].name, "good");
   EXPECT_EQ(stages[0].program, "good_prog");
   EXPECT_EQ(stages[0].order, 7);
+}
+
+namespace {
+// Captures what spdlog's default logger says while it lives.
+struct CapturedLog {
+  std::shared_ptr<spdlog::sinks::ringbuffer_sink_mt> sink =
+      std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(64);
+  std::shared_ptr<spdlog::logger> previous = spdlog::default_logger();
+  CapturedLog() { spdlog::set_default_logger(std::make_shared<spdlog::logger>("test", sink)); }
+  ~CapturedLog() { spdlog::set_default_logger(previous); }
+  std::string text() const {
+    std::string out;
+    for (const auto& line : sink->last_formatted()) out += line;
+    return out;
+  }
+};
+}  // namespace
+
+// A plugin's timer runs on the host's loop; what it throws is logged naming
+// the plugin; shutdown cancels it although the plugin still holds its handle.
+TEST(PluginHostTest, APluginsTimerIsNamedWhenItFailsAndCancelledAtShutdown) {
+  CapturedLog log;
+  NodeConfig cfg = config_with("enabled = [\"timer_plugin\"]\n");
+  NodeHost host(cfg);
+  PluginHost plugins(cfg, host);
+  plugins.open_and_configure(false);
+  plugins.load_bpf();
+  ASSERT_EQ(plugins.plugins().at(0).state, PluginState::loaded) << plugins.plugins()[0].error;
+  EXPECT_EQ(host.events().size(), 1u);
+  EXPECT_EQ(host.events().fire_timers(), 1u);
+  EXPECT_NE(log.text().find("plugin 'timer_plugin': its timer (every 3600000 ms) failed: the "
+                            "fixture's timer failed; nothing to do"),
+            std::string::npos)
+      << log.text();
+  EXPECT_EQ(host.events().fire_timers(), 1u) << "a failing callback keeps its subscription";
+  plugins.shutdown(false);
+  EXPECT_EQ(host.events().size(), 0u);
+  EXPECT_EQ(host.events().fire_timers(), 0u);
+}
+
+TEST(PluginHostTest, APluginThatFailsToLoadLeavesNoTimerBehind) {
+  NodeConfig cfg =
+      config_with("enabled = [\"timer_plugin\"]\n[plugins.timer_plugin]\nfail_load = true\n");
+  NodeHost host(cfg);
+  PluginHost plugins(cfg, host);
+  plugins.open_and_configure(false);
+  plugins.load_bpf();
+  ASSERT_EQ(plugins.plugins().at(0).state, PluginState::failed);
+  EXPECT_NE(plugins.plugins()[0].error.find("the fixture's load failed"), std::string::npos)
+      << plugins.plugins()[0].error;
+  EXPECT_EQ(host.events().size(), 0u);
 }

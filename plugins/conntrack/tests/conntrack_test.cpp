@@ -298,6 +298,28 @@ TEST(Conntrack, CleanerRemovesExpiredAndKeepsFreshEntries) {
   EXPECT_TRUE(t.entries().empty());
 }
 
+// The plugin's own cleaner is a timer of the host's event loop (no thread):
+// the harness runs it when the test says so, and its metric counts what it removed.
+TEST(Conntrack, TheCleanerTimerRemovesExpiredEntries) {
+  Bed t("clean_interval = 3600\n[plugins.conntrack.timeouts]\nudp = 30\n");
+  t.run(udp(kA, kB, 1, 53));
+  t.run(udp(kA, kB, 2, 53));
+  for (auto [key, value] : t.entries()) {
+    if (!(key.proto == 17 && ntohs(key.port_a) == 1)) continue;
+    value.last_seen_ns -= 31'000'000'000ull;
+    ASSERT_EQ(bpf_map_update_elem(t.table, &key, &value, BPF_EXIST), 0);
+  }
+  EXPECT_EQ(t.plugin.subscriptions(), 1u) << "one timer, no thread";
+  EXPECT_EQ(t.plugin.run_events(std::chrono::milliseconds(0)), 0u) << "not due for an hour";
+  ASSERT_EQ(t.entries().size(), 2u);
+  EXPECT_EQ(t.plugin.run_timers(), 1u);
+  auto entries = t.entries();
+  ASSERT_EQ(entries.size(), 1u);
+  EXPECT_EQ(ntohs(entries.begin()->first.port_a), 2);
+  t.plugin.plugin().shutdown(false);
+  EXPECT_EQ(t.plugin.subscriptions(), 0u) << "shutdown cancels the timer";
+}
+
 TEST(Conntrack, CliDumpAndRemove) {
   Bed t;
   t.run(tcp(kA, kB, 42642, 8385, kTcpSyn));

@@ -135,7 +135,9 @@ class RateLimitPlugin final : public sluice::Plugin {
     map_pin_dir_ = host.map_pin_dir();
     LIBBPF_OPTS(bpf_object_open_opts, opts, .pin_root_path = map_pin_dir_.c_str());
     skel_.reset(ratelimit__open_opts(&opts));
-    if (!skel_) throw std::runtime_error("ratelimit: cannot open the BPF object");
+    if (!skel_)
+      throw sluice::Error("ratelimit: cannot open the BPF object: " + sluice::errno_text(errno),
+                          "reinstall ratelimit.so: the object is embedded in it");
     skel_->rodata->rl_rate = rate_;
     skel_->rodata->rl_burst = burst_;
     skel_->rodata->rl_fill_ns = burst_ * RL_TOKEN / rate_;
@@ -146,8 +148,8 @@ class RateLimitPlugin final : public sluice::Plugin {
     for (const auto& e : exemptions_)
       if (bpf_map__update_elem(skel_->maps.ratelimit_exempt, &e.key, sizeof(e.key), &one,
                                sizeof(one), BPF_ANY) != 0)
-        throw std::runtime_error("ratelimit: cannot add exemption " + e.text + ": " +
-                                 std::strerror(errno));
+        throw sluice::Error("ratelimit: cannot add exemption " + e.text + ": " +
+                            sluice::errno_text(errno));
     host.log(sluice::LogLevel::info,
              "ratelimit: " + std::to_string(rate_) + " packets/s per source, burst " +
                  std::to_string(burst_) + ", " + std::to_string(exemptions_.size()) +

@@ -12,6 +12,7 @@
 #include <string>
 
 #include <sluice/bpf/conntrack.h>
+#include <sluice/error.hpp>
 #include <sluice/unique_fd.hpp>
 
 namespace sluice {
@@ -32,10 +33,10 @@ inline void size_to_pinned_conntrack(bpf_map* declared, const std::string& map_p
                                      const std::string& plugin) {
   auto size = pinned_conntrack_size(map_pin_dir);
   if (!size)
-    throw std::runtime_error(plugin + ": the conntrack table " + map_pin_dir +
-                             "/" SL_MAP_CONNTRACK +
-                             " is not pinned (the conntrack plugin must load first: "
-                             "requires_plugins() = {\"conntrack\"})");
+    throw Error(plugin + ": the conntrack table " + map_pin_dir + "/" SL_MAP_CONNTRACK +
+                    " is not pinned",
+                "enable the conntrack plugin: it must load first (requires_plugins() = "
+                "{\"conntrack\"})");
   bpf_map__set_max_entries(declared, *size);
 }
 

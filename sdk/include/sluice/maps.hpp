@@ -21,6 +21,7 @@
 #include <bpf/libbpf.h>
 #include <linux/bpf.h>
 
+#include <sluice/error.hpp>
 #include <sluice/unique_fd.hpp>
 
 #include <cerrno>
@@ -36,9 +37,9 @@
 
 namespace sluice {
 
-struct MapError : std::runtime_error {
+struct MapError : Error {
   MapError(std::string path_, int error_, const std::string& message)
-      : std::runtime_error(message), path(std::move(path_)), error(error_) {}
+      : Error(message), path(std::move(path_)), error(error_) {}
   std::string path;
   int error;  // errno, or 0 for a layout mismatch
 };

@@ -7,6 +7,7 @@
 // define both.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -21,8 +22,10 @@
 
 #include <sluice/bpf/layout.h>
 #include <sluice/cli.hpp>
+#include <sluice/error.hpp>
 #include <sluice/metrics.hpp>
 #include <sluice/resources.hpp>
+#include <sluice/subscription.hpp>
 
 
 namespace sluice {
@@ -167,11 +170,42 @@ class Host {
   // restarts instead of created anew.
   virtual std::string map_pin_dir() const = 0;
   // Runs `load` (e.g. [&] { return my_bpf__load(skel); }) while capturing
-  // libbpf's output; a non-zero result throws std::runtime_error carrying
+  // libbpf's output; a non-zero result throws sluice::Error carrying
   // the verifier log, naming `what`.
   virtual void load_bpf(std::string_view what, const std::function<int()>& load) = 0;
-  // Safe to call from a plugin's own threads.
+  // Safe to call from any thread.
   virtual void log(LogLevel level, std::string_view message) = 0;
+
+  // ---- The event loop (sdk/ABI.md, "Timers and file descriptors") --------
+  // sluiced runs one event loop on its thread: the callbacks below run there,
+  // one at a time, on the same thread as load(), prepare()/commit()/
+  // reconcile() and write_metrics(), so a plugin needs no lock between them
+  // (and no thread of its own). A callback must not block; an exception it
+  // throws is logged naming the plugin and the subscription stays. Subscribe
+  // and cancel only on that thread (in load(), a callback, a resource
+  // change, shutdown()). Every call throws sluice::Error if the kernel
+  // refuses the timer, the fd or the socket.
+  //
+  // Appended at the end of Host: Host is implemented by the daemon (and the
+  // test harness) only, so a plugin built against this minor finds these
+  // slots in every daemon that accepts it.
+
+  // Runs `callback` every `interval` (> 0), the first time one interval from
+  // now. Runs late rather than twice when the loop was busy.
+  virtual Subscription every(std::chrono::milliseconds interval,
+                             std::function<void()> callback) = 0;
+  // Runs `on_readable` whenever `fd` is readable (level-triggered: read what
+  // is there, or it runs again at once). The plugin keeps owning `fd` and
+  // must cancel the subscription before closing it.
+  virtual Subscription watch_fd(int fd, std::function<void()> on_readable) = 0;
+  // Opens a netlink socket of `protocol` (NETLINK_ROUTE, ...) subscribed to
+  // the multicast `groups` (RTMGRP_* bits) in the daemon's network namespace
+  // and runs `on_change` after every batch of messages, which it drains (an
+  // overrun, ENOBUFS, counts as a change: messages were lost). Meant for
+  // "something changed: read the state again"; subscribe first, then read
+  // the state, and no change goes unseen. The subscription owns the socket.
+  virtual Subscription watch_netlink(int protocol, std::uint32_t groups,
+                                     std::function<void()> on_change) = 0;
 };
 
 class Plugin {

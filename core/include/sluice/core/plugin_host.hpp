@@ -27,6 +27,11 @@ std::string check_plugin_abi(const PluginAbiDescriptor& descriptor, const std::s
 
 enum class PluginState { failed, configured, loaded };
 
+// The Host one plugin sees: the daemon's, with the plugin's name on what its
+// callbacks throw and a record of its subscriptions, so they are cancelled
+// when it fails to load or shuts down, before its library goes.
+class PluginScopedHost;
+
 struct LoadedPlugin {
   std::string name;
   std::string path;
@@ -36,6 +41,7 @@ struct LoadedPlugin {
   std::string error;  // why it failed, naming the plugin
   std::vector<std::string> requires_plugins;
   std::vector<StageSpec> stages;
+  std::shared_ptr<PluginScopedHost> host;  // from load() on
   // Destroyed in reverse order: the plugin object before its library.
   std::optional<boost::dll::shared_library> library;
   PluginHandle plugin;

@@ -108,6 +108,21 @@ class PluginUnderTest {
   // What the plugin logged through Host::log and the libbpf output of its
   // load (joined lines).
   const std::string& log() const;
+
+  // Its timers and watched fds (Host::every, watch_fd, watch_netlink): the
+  // harness runs no thread, the test drives them.
+  // Runs every live timer's callback once, now, whatever its interval.
+  // Returns how many ran.
+  std::size_t run_timers();
+  // Waits up to `timeout` for a timer to expire or a watched fd to become
+  // readable and runs what is ready, once each, as sluiced's loop does.
+  // Returns how many callbacks ran (0: nothing was ready in time).
+  std::size_t run_events(std::chrono::milliseconds timeout);
+  // Runs events as they come until `done()` holds or `timeout` passed;
+  // returns done().
+  bool run_events_until(const std::function<bool()>& done, std::chrono::milliseconds timeout);
+  // Live subscriptions of the plugin.
+  std::size_t subscriptions() const;
   struct State;
 
  private:
