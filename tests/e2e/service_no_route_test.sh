@@ -31,10 +31,10 @@ grep -q '^error' "$WORK/answers" || { cat "$WORK/answers"; fail "a connection to
 echo "ok: the connection failed ($(head -1 "$WORK/answers"))"
 no_route=$(counter eth0 ingress no-route)
 no_backend=$(counter eth0 ingress no-backend)
-(( no_route > 0 )) || { ctl counters; fail "no-route was not counted on eth0 ingress"; }
+(( no_route > 0 )) || { ctl counters dump; fail "no-route was not counted on eth0 ingress"; }
 assert_eq 0 "$no_backend" "no-backend drops on eth0 ingress"
-ctl counters | grep -q 'no-route' || { ctl counters; fail "sluicectl counters does not show no-route"; }
-echo "ok: sluicectl counters shows no-route ($no_route packets), no no-backend"
+ctl counters dump | grep -q "no-route" || { ctl counters dump; fail "sluicectl counters dump does not show no-route"; }
+echo "ok: sluicectl counters dump shows no-route ($no_route packets), no no-backend"
 
 # The node learns a route to the backend (via the external host, which
 # holds it): the next connection is source-NATed to the node and answered.
