@@ -464,8 +464,8 @@ struct sl_ct_nat_tuple {
 /* For a source NAT whose address is shared by many flows (the node's): the
  * post-NAT tuple must be free, never another flow's. The flow's own source
  * port is tried first, then `tries - 1` others in [min, min + span) picked
- * from `hash` (at most SL_CT_PORT_TRIES_MAX in all: the search is one
- * bounded loop). */
+ * from `hash` (at most SL_CT_PORT_TRIES_MAX in all). tries = 0: no search,
+ * the entry replaces whatever holds its key. */
 #define SL_CT_PORT_TRIES_MAX 16
 struct sl_ct_port_search {
 	__u32 hash;
