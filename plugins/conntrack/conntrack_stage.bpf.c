@@ -3,8 +3,10 @@
  * flow up in sl_conntrack, creates a NORMAL entry for a new flow, follows the
  * TCP handshake and teardown per leg, counts packets and bytes per leg, and
  * leaves its result in ctx->scratch[SL_CT_SCRATCH] for the stages after it
- * (encoding in <sluice/bpf/conntrack.h>). It drops only when the table is
- * full and table_full = "drop-new"; existing flows are never affected.
+ * (encoding in <sluice/bpf/conntrack.h>). It drops only a new flow it cannot
+ * track: the table full and table_full = "drop-new" (conntrack-table-full),
+ * or the kernel refusing the entry otherwise (conntrack-insert-failed);
+ * existing flows are never affected.
  *
  * Votes (the chain protocol, sdk/ABI.md; fast_path = true): a packet of an
  * established flow that its real peer has answered is voted established
@@ -265,7 +267,7 @@ static __always_inline __u64 ct_checked(struct __sk_buff *skb, struct sl_pkt_ctx
 	return result;
 }
 
-/* *drop: set to the reason when the packet must be dropped. */
+/* *drop: 0, or the reason to drop the packet for. */
 static __always_inline __u64 ct_track(struct __sk_buff *skb, struct sl_pkt_ctx *ctx, __u32 *drop,
 				      int *vote)
 {
@@ -370,6 +372,14 @@ static __always_inline __u64 ct_track(struct __sk_buff *skb, struct sl_pkt_ctx *
 		return ct_result(((v->flags & SL_CT_F_BA) ? 1 : 0) == leg_ba ? SL_CT_ESTABLISHED
 									       : SL_CT_REPLY,
 				 proto, v, leg_ba, via_fwd);
+	}
+	if (sl_ct_write_of(err) == SL_CT_WRITE_FAILED) {
+		/* Not for want of room (the table is preallocated, so hardly
+		 * ever): no table_full rule covers it, and an untracked first
+		 * packet would let the flow skip what needs its entry. */
+		SL_DEBUG(ctx, "CT: the kernel refused a new entry (%ld)", err);
+		*drop = SL_R_CT_INSERT_FAILED;
+		return sl_ct_result_make(SL_CT_UNTRACKED, 0, 0, 0, 0);
 	}
 	if (err) {
 		/* -E2BIG: the table is full. Existing flows are unaffected. */

@@ -12,7 +12,8 @@ UDP_STREAM=$E2E_BUILD/bin/udp_stream
 source "$E2E_REPO/tools/lab/topology.sh"
 
 e2e_init() { # <short test name>
-  E2E_ID=$(printf 'sle%x%04x' $$ $RANDOM)
+  # E2E_ID_PREFIX: whose tests these are, when several people share a machine.
+  E2E_ID=$(printf '%s%x%04x' "${E2E_ID_PREFIX:-sle}" $$ $RANDOM)
   NS_NODE=$E2E_ID-node NS_W1=$E2E_ID-w1 NS_W2=$E2E_ID-w2 NS_EXT=$E2E_ID-ext
   INSTANCE=$E2E_ID
   WORK=$(mktemp -d "/tmp/sluice-e2e-$1.XXXXXX")

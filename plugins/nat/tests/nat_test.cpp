@@ -106,10 +106,11 @@ struct Bed {
   // packet the nat stage hands on, not at where it is redirected. The made-up
   // packets "arrive" on lo from addresses routed elsewhere, so conntrack's
   // workload source check is off (conntrack_test.cpp and e2e.source_check test it).
-  explicit Bed(const std::string& nat_body = "", bool fast_path = false)
+  explicit Bed(const std::string& nat_body = "", bool fast_path = false,
+               const std::string& ct_body = "")
       : ct(bed.load_plugin(CONNTRACK_PLUGIN, std::string("[plugins.conntrack]\nfast_path = ") +
                                                  (fast_path ? "true" : "false") +
-                                                 "\nworkload_source_check = false\n")),
+                                                 "\nworkload_source_check = false\n" + ct_body)),
         nat(bed.load_plugin(NAT_PLUGIN,
                             "[plugins.nat]\nconnect_time_lb = \"off\"\n" + nat_body)) {
     std::vector<int> chain = {ct.stage_fd("conntrack"), nat.stage_fd("nat")};
@@ -1297,11 +1298,82 @@ TEST(Nat, ExternalClientOfARemoteBackendIsSourceNatedToTheNode) {
   in_routed_netns(
       [&] {
         RunResult r = t.run(tcp("198.51.100.9", "192.168.1.10", 40001, 30080), TC_ACT_SHOT);
-        EXPECT_EQ(r.reason, SL_R_NO_BACKEND);
+        // The service has its backend: what is missing is the way to it.
+        EXPECT_EQ(r.reason, SL_R_NO_ROUTE) << reason_name(r.reason);
+        EXPECT_EQ(t.bed.counter(SL_R_NO_BACKEND).packets, 0u);
         r = t.run(tcp("198.51.100.7", "192.168.1.10", 40000, 30080, kTcpAck), TC_ACT_SHOT);
         EXPECT_EQ(r.reason, SL_R_NO_ROUTE) << reason_name(r.reason);
       },
       false);
+}
+
+// Drops a source NAT to the node can meet, each counted under its own cause:
+// the node's tuples towards the backend all taken, a conntrack table without
+// room for the NAT entries, an SCTP port that would have to change.
+const char* kRemoteNodePort =
+    "[[service]]\nname = \"np\"\ncluster_ip = \"10.96.0.30\"\n"
+    "ports = [{ port = 80, target_port = 8080, node_port = 30080 }]\n"
+    "backends = [{ ip = \"10.65.0.2\", node = \"other\" }]\n";
+
+TEST(Nat, SourceNatWithEverySourcePortTakenDropsAsSnatPortsExhausted) {
+  Bed t;
+  t.apply({{"/state/np.toml", kRemoteNodePort}});
+  t.bed.load_entry(SL_ROLE_DATA);
+  // Every tuple node:port -> backend:8080 the port search may pick is
+  // another flow's (the client's own port 40000 lies in the range too).
+  sl_ct_value taken{};
+  taken.type = SL_CT_TYPE_NORMAL;
+  __be32 node[4] = {inet_addr("10.64.0.1")}, be[4] = {inet_addr(kBackend1)};
+  for (std::uint32_t port = 32768; port < 32768 + 28232; ++port) {
+    sl_ct_key key{};
+    sl_ct_key_fill(&key, 4, IPPROTO_TCP, node, be, htons(static_cast<std::uint16_t>(port)),
+                   htons(8080));
+    ASSERT_EQ(bpf_map_update_elem(t.table, &key, &taken, BPF_ANY), 0) << port;
+  }
+  in_routed_netns([&] {
+    RunResult r = t.run(tcp("198.51.100.7", "192.168.1.10", 40000, 30080), TC_ACT_SHOT);
+    EXPECT_EQ(r.reason, SL_R_SNAT_PORTS_EXHAUSTED) << reason_name(r.reason);
+    EXPECT_EQ(t.bed.counter(SL_R_SNAT_PORTS_EXHAUSTED).packets, 1u);
+    EXPECT_EQ(t.bed.counter(SL_R_CT_TABLE_FULL).packets, 0u);
+  });
+}
+
+TEST(Nat, AConntrackTableWithoutRoomForTheNatEntriesDropsAsTableFull) {
+  // One entry: the flow conntrack opens for the SYN fills it.
+  Bed t("", false, "table_size = 1\n");
+  t.apply({{"/state/a.toml", service("a", kVip, 80, backend(kBackend1))}});
+  RunResult r = t.run(tcp(kClient, kVip, 40000, 80), TC_ACT_SHOT);
+  EXPECT_EQ(r.reason, SL_R_CT_TABLE_FULL) << reason_name(r.reason);
+  EXPECT_EQ(t.bed.counter(SL_R_CT_TABLE_FULL).packets, 1u);
+}
+
+TEST(Nat, SourceNatThatWouldChangeAnSctpPortDropsAsSctpPortChange) {
+  Bed t;
+  t.apply({{"/state/sctp.toml",
+            "[[service]]\nname = \"sig\"\ncluster_ip = \"10.96.0.40\"\n"
+            "external_ips = [\"192.168.1.10\"]\n"
+            "ports = [{ port = 3868, protocol = \"sctp\" }]\n"
+            "backends = [{ ip = \"10.65.0.2\", node = \"other\" }]\n"}});
+  t.bed.load_entry(SL_ROLE_DATA);
+  auto sctp = [](const char* src, std::uint16_t sport) {
+    Bytes l4 = {static_cast<std::uint8_t>(sport >> 8), static_cast<std::uint8_t>(sport), 0x0f,
+                0x1c, 0x11, 0x22, 0x33, 0x44, 0xde, 0xad, 0xbe, 0xef};
+    l4.resize(l4.size() + 20, 0x01);
+    return PacketBuilder().ipv4(src, "192.168.1.10").ip_proto(IPPROTO_SCTP).payload(l4).build();
+  };
+  in_routed_netns([&] {
+    // The first client keeps its port on the node's address...
+    RunResult r = t.run(sctp("198.51.100.7", 5000), TC_ACT_REDIRECT);
+    EXPECT_EQ(ip4(r.out, 14 + 12), inet_addr("10.64.0.1"));
+    // ...a second one with the same port would need another: SCTP cannot.
+    r = t.run(sctp("198.51.100.8", 5000), TC_ACT_SHOT);
+    EXPECT_EQ(r.reason, SL_R_NAT_SCTP_PORT) << reason_name(r.reason);
+    EXPECT_EQ(t.bed.counter(SL_R_NAT_SCTP_PORT).packets, 1u);
+    // Nothing of the refused flow stays behind: one pair, the first's.
+    std::size_t nat_rev = 0;
+    for (const auto& [k, v] : t.ct_entries()) nat_rev += v.type == SL_CT_TYPE_NAT_REV;
+    EXPECT_EQ(nat_rev, 1u);
+  });
 }
 
 // target_port given as a name: each backend's port comes from the

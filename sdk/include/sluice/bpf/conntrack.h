@@ -52,6 +52,12 @@
  *   bits 32..63  the entry's flags (SL_CT_F_*)
  *
  * Read it with sl_ct_result_verdict(ctx->scratch[0]) etc.
+ *
+ * ---- Writing ---------------------------------------------------------------------
+ * Entries are written only through this header: the conntrack stage makes
+ * NORMAL ones, sl_ct_create_nat_pair() the NAT_FWD / NAT_REV pair of a NAT
+ * flow, sl_ct_forget_new_flow() / sl_ct_delete() remove them; failures come
+ * back as enum sl_ct_write, whose drop reason is sl_ct_write_reason().
  */
 #ifndef SLUICE_BPF_CONNTRACK_H
 #define SLUICE_BPF_CONNTRACK_H
@@ -282,6 +288,7 @@ SL_CT_INLINE int sl_ct_key_fill(struct sl_ct_key *key, __u8 family, __u8 proto,
 #ifdef __bpf__
 /* ---- BPF side: the map and lookups ------------------------------------------------ */
 #include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -391,6 +398,213 @@ static __always_inline void sl_ct_approve(const struct sl_pkt_ctx *ctx)
 	__u32 *flags = &v->legs[sl_ct_result_has(r, SL_CT_RES_LEG_BA) ? 1 : 0].flags;
 	if (!(*flags & SL_CT_LEG_APPROVED))
 		*flags |= SL_CT_LEG_APPROVED; /* as conntrack updates legs: one writer per leg at a time */
+}
+
+/* ---- writing entries ---------------------------------------------------------------
+ * Only conntrack's own code writes the table's entries; a stage that needs
+ * entries of its own kind (nat's NAT pairs) asks for them here, so their
+ * layout, the orientation of keys and the meaning of a refusal stay in one
+ * place. */
+
+/* What became of a write to the table. */
+enum sl_ct_write {
+	SL_CT_WRITE_OK = 0,
+	SL_CT_WRITE_TAKEN = 1,      /* exclusive write: the key is another flow's */
+	SL_CT_WRITE_TABLE_FULL = 2, /* no room (-E2BIG) */
+	SL_CT_WRITE_FAILED = 3,     /* the kernel refused for another reason */
+};
+
+static __always_inline enum sl_ct_write sl_ct_write_of(long err)
+{
+	if (!err)
+		return SL_CT_WRITE_OK;
+	if (err == -17 /* EEXIST */)
+		return SL_CT_WRITE_TAKEN;
+	if (err == -7 /* E2BIG */)
+		return SL_CT_WRITE_TABLE_FULL;
+	return SL_CT_WRITE_FAILED;
+}
+
+/* The drop reason of a failed write (a taken key is the caller's to name:
+ * for a source NAT it means its ports are exhausted). */
+static __always_inline __u32 sl_ct_write_reason(enum sl_ct_write w)
+{
+	return w == SL_CT_WRITE_TABLE_FULL ? SL_R_CT_TABLE_FULL : SL_R_CT_INSERT_FAILED;
+}
+
+static __always_inline void sl_ct_delete(const struct sl_ct_key *key)
+{
+	bpf_map_delete_elem(&sl_conntrack, key);
+}
+
+/* Forgets the flow conntrack opened for this packet (verdict SL_CT_NEW, a
+ * NORMAL entry), for a stage that refuses the flow's first packet: a retry
+ * must be a new flow again, not an established one that skips the stage. */
+static __always_inline void sl_ct_forget_new_flow(const struct sl_pkt_ctx *ctx)
+{
+	struct sl_ct_key key;
+	struct sl_ct_value *v;
+
+	if (sl_ct_result_verdict(ctx->scratch[SL_CT_SCRATCH]) != SL_CT_NEW)
+		return;
+	sl_ct_key_from_ctx(&key, ctx);
+	v = bpf_map_lookup_elem(&sl_conntrack, &key);
+	if (v && v->type == SL_CT_TYPE_NORMAL)
+		sl_ct_delete(&key);
+}
+
+/* A flow's tuple after NAT: its NAT_REV entry's key. */
+struct sl_ct_nat_tuple {
+	__be32 saddr[4];
+	__be32 daddr[4];
+	__be16 sport;
+	__be16 dport;
+};
+
+/* For a source NAT whose address is shared by many flows (the node's): the
+ * post-NAT tuple must be free, never another flow's. The flow's own source
+ * port is tried first, then `tries - 1` others in [min, min + span) picked
+ * from `hash` (at most SL_CT_PORT_TRIES_MAX in all). tries = 0: no search,
+ * the entry replaces whatever holds its key. */
+#define SL_CT_PORT_TRIES_MAX 16
+struct sl_ct_port_search {
+	__u32 hash;
+	__u32 min;
+	__u32 span;
+	__u32 tries;
+};
+
+/* Where sl_ct_create_nat_pair() builds the entries: a value's worth and a
+ * key's outside the stack (a slot of the caller's per-CPU array), as the
+ * stack cannot spare them and, for the verifier, memory it does not track
+ * makes every try of the port search end in the same state. */
+struct sl_ct_room {
+	struct sl_ct_key key;
+	struct sl_ct_value value;
+};
+
+/* One try of the port search (a bpf_loop() callback: the verifier walks it
+ * once, not once per try with all that follows). */
+struct sl_ct_port_try {
+	struct sl_ct_room *room;
+	struct sl_ct_port_search search;
+	__be32 saddr[4];
+	__be32 daddr[4];
+	__be16 sport;
+	__be16 dport;
+	__u8 family;
+	__u8 proto;
+	int post_ba;
+	long err;
+};
+
+static long sl_ct_port_try_one(__u64 i, void *data)
+{
+	struct sl_ct_port_try *t = data;
+	__be16 sport = t->sport;
+
+	if (i) {
+		sport = bpf_htons(t->search.min + (t->search.hash + (__u32)i * 7919u) % t->search.span);
+		/* Addresses differ, so the orientation cannot change. */
+		if (sl_ct_key_fill(&t->room->key, t->family, t->proto, t->saddr, t->daddr, sport,
+				   t->dport) != t->post_ba)
+			return 0;
+	}
+	t->err = bpf_map_update_elem(&sl_conntrack, &t->room->key, &t->room->value, BPF_NOEXIST);
+	return t->err == -17 /* EEXIST: taken, try the next */ ? 0 : 1;
+}
+
+/* Makes the packet's flow a NAT flow: a NAT_REV entry on the post-NAT tuple
+ * `post`, which holds the state (that of the NORMAL entry conntrack made for
+ * the pre-NAT tuple, if there is one; else this packet's), ct_flags and the
+ * original addresses and ports; and the pre-NAT tuple's entry becomes a
+ * NAT_FWD stub naming it.
+ *
+ * search.tries == 0: the NAT_REV entry replaces whatever holds its key (a
+ * destination NAT's tuple is the client's own: an entry there is this
+ * flow's leftover). Otherwise the tuple must be free: the source port is
+ * searched as described above and post->sport tells the one taken;
+ * SL_CT_WRITE_TAKEN when none was free.
+ *
+ * *rev_ba: whether `post` is B->A in the NAT_REV key (for
+ * sl_ct_result_now_nat()). Nothing is left behind when the result is not
+ * SL_CT_WRITE_OK. */
+static __always_inline enum sl_ct_write
+sl_ct_create_nat_pair(const struct sl_pkt_ctx *ctx, struct sl_ct_nat_tuple *post, __u32 ct_flags,
+		      const struct sl_ct_port_search search, struct sl_ct_room *room, int *rev_ba)
+{
+	struct sl_ct_key fwd_key;
+	__u8 family = ctx->l3_proto == 0x86DD ? 6 : 4;
+	int pre_ba = sl_ct_key_from_ctx(&fwd_key, ctx);
+	int post_ba = sl_ct_key_fill(&room->key, family, ctx->ip_proto, post->saddr, post->daddr,
+				     post->sport, post->dport);
+	struct sl_ct_value *normal = bpf_map_lookup_elem(&sl_conntrack, &fwd_key);
+	__u64 now = bpf_ktime_get_ns();
+	struct sl_ct_value *rev = &room->value;
+	enum sl_ct_write w;
+
+	*rev_ba = post_ba;
+	__builtin_memset(rev, 0, sizeof(*rev));
+	rev->created_ns = now;
+	rev->last_seen_ns = now;
+	if (normal && normal->type == SL_CT_TYPE_NORMAL) {
+		rev->created_ns = normal->created_ns;
+		rev->flags = normal->flags & ~SL_CT_F_BA;
+		rev->legs[post_ba & 1] = normal->legs[pre_ba & 1];
+		rev->legs[!post_ba] = normal->legs[!pre_ba];
+	} else {
+		struct sl_ct_leg *leg = &rev->legs[post_ba & 1];
+
+		leg->packets = 1;
+		leg->bytes = ctx->pkt_len;
+		leg->ifindex = ctx->ifindex;
+		if (ctx->ip_proto == 6 /* TCP */ && (ctx->tcp_flags & 0x02 /* SYN */))
+			leg->flags = SL_CT_LEG_SYN;
+	}
+	rev->type = SL_CT_TYPE_NAT_REV;
+	rev->flags |= ct_flags | (post_ba ? SL_CT_F_BA : 0);
+	__builtin_memcpy(rev->orig_dst, ctx->daddr, sizeof(rev->orig_dst));
+	__builtin_memcpy(rev->orig_src, ctx->saddr, sizeof(rev->orig_src));
+	rev->orig_dport = ctx->dport;
+	rev->orig_sport = ctx->sport;
+	if (search.tries) {
+		struct sl_ct_port_try t = {.room = room,
+					   .search = search,
+					   .sport = post->sport,
+					   .dport = post->dport,
+					   .family = family,
+					   .proto = ctx->ip_proto,
+					   .post_ba = post_ba,
+					   .err = -17 /* EEXIST */};
+
+		__builtin_memcpy(t.saddr, post->saddr, sizeof(t.saddr));
+		__builtin_memcpy(t.daddr, post->daddr, sizeof(t.daddr));
+		bpf_loop(search.tries < SL_CT_PORT_TRIES_MAX ? search.tries : SL_CT_PORT_TRIES_MAX,
+			 sl_ct_port_try_one, &t, 0);
+		w = sl_ct_write_of(t.err);
+		/* The port the key holds: the post-NAT source's side. */
+		post->sport = post_ba ? room->key.port_b : room->key.port_a;
+	} else {
+		w = sl_ct_write_of(bpf_map_update_elem(&sl_conntrack, &room->key, rev, BPF_ANY));
+	}
+	if (w != SL_CT_WRITE_OK)
+		return w;
+
+	/* The same room, now for the stub. */
+	struct sl_ct_value *fwd = rev;
+	__u64 created = rev->created_ns;
+
+	__builtin_memset(fwd, 0, sizeof(*fwd));
+	fwd->created_ns = created;
+	fwd->last_seen_ns = now;
+	fwd->type = SL_CT_TYPE_NAT_FWD;
+	fwd->flags = (pre_ba ? SL_CT_F_BA : 0) | ct_flags;
+	fwd->rev_key = room->key;
+	fwd->nat_sport = post->sport;
+	w = sl_ct_write_of(bpf_map_update_elem(&sl_conntrack, &fwd_key, fwd, BPF_ANY));
+	if (w != SL_CT_WRITE_OK)
+		sl_ct_delete(&room->key);
+	return w;
 }
 #endif /* __bpf__ */
 
