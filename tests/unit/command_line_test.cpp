@@ -153,15 +153,6 @@ namespace {
 
 const std::string kFixtureDir = SLUICE_TEST_PLUGIN_DIR;
 
-std::vector<CliCommand> builtin_commands(ctl::Context& context) {
-  std::vector<CliCommand> all;
-  for (auto group : {ctl::version_commands, ctl::ifstate_commands, ctl::counters_commands,
-                     ctl::log_level_commands, ctl::plugins_commands, ctl::monitor_commands,
-                     ctl::routes_commands})
-    for (auto& command : group(context)) all.push_back(std::move(command));
-  return all;
-}
-
 const CliCommand& command_at(const std::vector<CliCommand>& commands,
                              const std::vector<std::string>& path) {
   auto it = std::find_if(commands.begin(), commands.end(),
@@ -195,7 +186,7 @@ std::string parse_result(const CliCommand& command, const std::vector<std::strin
 
 TEST(CommandLine, PluginCommandParsesAsTheBuiltInOneDeclaringTheSameOptions) {
   ctl::Context context;
-  std::vector<CliCommand> builtins = builtin_commands(context);
+  std::vector<CliCommand> builtins = ctl::builtin_commands(context);
   for (const auto& command : builtins)
     EXPECT_EQ(cli_declaration_problem(command), "") << command.path[0];
   const CliCommand& counters_dump = command_at(builtins, {"counters", "dump"});
@@ -236,7 +227,7 @@ TEST(CommandLine, PluginCommandParsesAsTheBuiltInOneDeclaringTheSameOptions) {
 
 TEST(CommandLine, BuiltInSynopsesAreMadeFromTheirOptions) {
   ctl::Context context;
-  std::vector<CliCommand> builtins = builtin_commands(context);
+  std::vector<CliCommand> builtins = ctl::builtin_commands(context);
   EXPECT_EQ(cli_synopsis(command_at(builtins, {"counters", "flush"})),
             "counters flush [--iface NAME]");
   EXPECT_EQ(cli_synopsis(command_at(builtins, {"log-level"})), "log-level [off|info|debug]");

@@ -70,4 +70,13 @@ std::vector<CliCommand> plugins_commands(Context& context);
 std::vector<CliCommand> monitor_commands(Context& context);
 std::vector<CliCommand> routes_commands(Context& context);
 
+// Every built-in command, in the order of `sluicectl --help`.
+inline std::vector<CliCommand> builtin_commands(Context& context) {
+  std::vector<CliCommand> all;
+  for (auto group : {version_commands, ifstate_commands, counters_commands, log_level_commands,
+                     plugins_commands, monitor_commands, routes_commands})
+    for (auto& command : group(context)) all.push_back(std::move(command));
+  return all;
+}
+
 }  // namespace sluice::ctl

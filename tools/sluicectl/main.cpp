@@ -57,14 +57,6 @@ po::options_description global_options() {
   return options;
 }
 
-std::vector<CliCommand> all_commands(Context& context) {
-  std::vector<CliCommand> all;
-  for (auto group : {version_commands, ifstate_commands, counters_commands, log_level_commands,
-                     plugins_commands, monitor_commands, routes_commands})
-    for (auto& spec : group(context)) all.push_back(std::move(spec));
-  return all;
-}
-
 std::string path_text(const std::vector<std::string>& path) { return join(path, " "); }
 
 bool starts_with(const std::vector<std::string>& path, const std::vector<std::string>& prefix) {
@@ -274,7 +266,7 @@ int run_plugin_command(const GlobalSettings& settings, const std::vector<CliComm
 
 int run(int argc, char** argv) {
   Context context;
-  const auto commands = all_commands(context);
+  const auto commands = builtin_commands(context);
   const auto style = po::command_line_style::default_style &
                      ~po::command_line_style::allow_guessing;
 
