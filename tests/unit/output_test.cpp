@@ -43,12 +43,16 @@ TEST(Output, JsonKeepsKeyOrderAndTheIndentedLayout) {
             "  ]\n"
             "}\n");
   EXPECT_EQ(sluice::output::json_text(Json::object()), "{}");
+  // One line (monitor's stream), with the separators sluicectl always used.
+  EXPECT_EQ(sluice::output::json_text(doc, -1),
+            "{\"zeta\": 1, \"alpha\": [], \"counts\": [18446744073709551615, -3], "
+            "\"rows\": [{\"name\": \"cali1\", \"up\": true, \"peer\": null}]}");
 }
 
 TEST(Output, JsonEscapesControlCharactersAndReplacesBrokenUtf8) {
   Json doc = Json::object();
   doc["text"] = std::string("a\"b\\c\n\x01 \xc3\xa9");
-  EXPECT_EQ(sluice::output::json_text(doc, -1), "{\"text\":\"a\\\"b\\\\c\\n\\u0001 \xc3\xa9\"}");
+  EXPECT_EQ(sluice::output::json_text(doc, -1), "{\"text\": \"a\\\"b\\\\c\\n\\u0001 \xc3\xa9\"}");
   doc["text"] = std::string("eth\xff");
-  EXPECT_EQ(sluice::output::json_text(doc, -1), "{\"text\":\"eth\xef\xbf\xbd\"}");
+  EXPECT_EQ(sluice::output::json_text(doc, -1), "{\"text\": \"eth\xef\xbf\xbd\"}");
 }

@@ -43,10 +43,24 @@ class Table {
 using Json = nlohmann::ordered_json;
 
 // The document, indented (indent >= 0) or on one line (indent < 0, for
-// streams such as `monitor`). Text that is not valid UTF-8 (an interface
-// name from the kernel) is written with U+FFFD instead of failing.
+// streams such as `monitor`: {"a": 1, "b": [2, 3]}, as sluicectl always
+// wrote it). Text that is not valid UTF-8 (an interface name from the
+// kernel) is written with U+FFFD instead of failing.
 inline std::string json_text(const Json& doc, int indent = 2) {
-  return doc.dump(indent, ' ', false, Json::error_handler_t::replace);
+  std::string text = doc.dump(indent < 0 ? 0 : indent, ' ', false, Json::error_handler_t::replace);
+  if (indent >= 0) return text;
+  // With indent 0 every raw newline is layout (strings escape theirs):
+  // ",\n" becomes ", ", the others (after an opening, before a closing
+  // bracket) go.
+  std::string line;
+  line.reserve(text.size());
+  for (char c : text) {
+    if (c != '\n')
+      line += c;
+    else if (!line.empty() && line.back() == ',')
+      line += ' ';
+  }
+  return line;
 }
 // Prints the document and a newline: what `-o json` of a command prints.
 inline void print(std::ostream& out, const Json& doc) { out << json_text(doc) << "\n"; }
