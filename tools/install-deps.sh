@@ -5,7 +5,7 @@ packages=(
   g++ cmake ninja-build pkg-config clang bpftool
   libbpf-dev libelf-dev zlib1g-dev
   libboost-dev libboost-program-options-dev libboost-filesystem-dev
-  libtomlplusplus-dev libspdlog-dev libfmt-dev libnl-3-dev libnl-route-3-dev
+  libtomlplusplus-dev libspdlog-dev libfmt-dev nlohmann-json3-dev libnl-3-dev libnl-route-3-dev
   libgtest-dev googletest
   iproute2 iputils-ping util-linux procps python3
   # kube-proxy's rulesets as the baseline of tools/bench/kubeproxy_bench.sh

@@ -25,16 +25,8 @@ namespace ct {
 
 using sluice::output::Json;
 
-int run_dump(const sluice::CliContext& context) {
-  bool raw = false;
-  for (const auto& arg : context.args) {
-    if (arg == "--raw") {
-      raw = true;
-    } else {
-      *context.err << "conntrack dump: unknown argument '" << arg << "' (usage: conntrack dump [--raw])\n";
-      return sluice::kCliUsage;
-    }
-  }
+int run_dump(const sluice::CliContext& context, const sluice::CliValues& values) {
+  const bool raw = values.flag("raw");
   Fd fd;
   if (int rc = open_table(context, fd)) return rc;
   std::vector<Entry> entries = read_entries(fd.get());
@@ -43,7 +35,7 @@ int run_dump(const sluice::CliContext& context) {
     Json out = Json::array();
     for (const auto& e : entries)
       if (raw || e.value.type != SL_CT_TYPE_NAT_FWD) out.push_back(entry_json(e, now));
-    *context.out << out.dump() << "\n";
+    sluice::output::print(*context.out, out);
     return sluice::kCliOk;
   }
   std::size_t shown = 0;
@@ -69,11 +61,7 @@ int run_dump(const sluice::CliContext& context) {
   return sluice::kCliOk;
 }
 
-int run_stats(const sluice::CliContext& context) {
-  if (!context.args.empty()) {
-    *context.err << "conntrack stats: takes no arguments\n";
-    return sluice::kCliUsage;
-  }
+int run_stats(const sluice::CliContext& context, const sluice::CliValues&) {
   Fd fd;
   if (int rc = open_table(context, fd)) return rc;
   std::vector<Entry> entries = read_entries(fd.get());
@@ -108,7 +96,7 @@ int run_stats(const sluice::CliContext& context) {
     out["created_total"] = static_cast<unsigned long long>(stats.created);
     out["table_full_dropped_total"] = static_cast<unsigned long long>(stats.full_dropped);
     out["table_full_passed_total"] = static_cast<unsigned long long>(stats.full_passed);
-    *context.out << out.dump() << "\n";
+    sluice::output::print(*context.out, out);
     return sluice::kCliOk;
   }
   char fill[32];
@@ -126,12 +114,9 @@ int run_stats(const sluice::CliContext& context) {
   return sluice::kCliOk;
 }
 
-int run_remove(const sluice::CliContext& context) {
-  const auto& args = context.args;
-  if (args.size() < 2 || args.size() > 3) {
-    *context.err << "usage: conntrack remove <proto|any> <ip> [ip]\n";
-    return sluice::kCliUsage;
-  }
+int run_remove(const sluice::CliContext& context, const sluice::CliValues& values) {
+  std::vector<std::string> args = {values.text("proto"), values.text("ip")};
+  if (values.has("peer")) args.push_back(values.text("peer"));
   std::optional<int> proto = parse_proto(args[0]);
   if (!proto) {
     *context.err << "conntrack remove: '" << args[0]
@@ -168,23 +153,16 @@ int run_remove(const sluice::CliContext& context) {
   if (context.json()) {
     Json out = Json::object();
     out["removed"] = static_cast<unsigned long long>(removed);
-    *context.out << out.dump() << "\n";
+    sluice::output::print(*context.out, out);
   } else {
     *context.out << "removed " << removed << " entr" << (removed == 1 ? "y" : "ies") << "\n";
   }
   return sluice::kCliOk;
 }
 
-int run_clean(const sluice::CliContext& context, const Settings& settings) {
-  bool all = false;
-  for (const auto& arg : context.args) {
-    if (arg == "--all") {
-      all = true;
-    } else {
-      *context.err << "conntrack clean: unknown argument '" << arg << "' (usage: conntrack clean [--all])\n";
-      return sluice::kCliUsage;
-    }
-  }
+int run_clean(const sluice::CliContext& context, const sluice::CliValues& values,
+              const Settings& settings) {
+  const bool all = values.flag("all");
   std::optional<std::uint32_t> size = pinned_size(context.map_pin_dir);
   if (!size) {
     *context.err << "conntrack: cannot open " << table_pin(context.map_pin_dir) << ": "
@@ -208,7 +186,7 @@ int run_clean(const sluice::CliContext& context, const Settings& settings) {
     Json out = Json::object();
     out["scanned"] = result.scanned;
     out["removed"] = result.deleted;
-    *context.out << out.dump() << "\n";
+    sluice::output::print(*context.out, out);
   } else {
     *context.out << "removed " << result.deleted << " of " << result.scanned
                  << (all ? " entries\n" : " entries (expired)\n");
@@ -219,7 +197,8 @@ int run_clean(const sluice::CliContext& context, const Settings& settings) {
 std::vector<sluice::CliCommand> conntrack_cli_commands(const Settings& settings) {
 sluice::CliCommand dump;
 dump.path = {"conntrack", "dump"};
-dump.arguments = "[--raw]";
+dump.options = {{"raw", sluice::CliValueKind::flag,
+                 "every entry as stored, with its key, type, flags and both legs"}};
 dump.summary = "list tracked connections";
 dump.description =
     "Prints one line per connection from the pinned sl_conntrack table, opener first:\n"
@@ -250,7 +229,12 @@ stats.run = run_stats;
 
 sluice::CliCommand remove;
 remove.path = {"conntrack", "remove"};
-remove.arguments = "<proto|any> <ip> [ip]";
+remove.options = {
+    {"proto", sluice::CliValueKind::text, "tcp, udp, icmp, icmpv6, sctp, a number, or any", "",
+     "proto|any", true, true},
+    {"ip", sluice::CliValueKind::text, "an address of the entries", "", "ip", true, true},
+    {"peer", sluice::CliValueKind::text, "the other address (only entries between the two)", "",
+     "ip", true, false}};
 remove.summary = "delete the entries of one address, or of a pair of addresses";
 remove.description =
     "Deletes every entry of protocol <proto> (tcp, udp, icmp, icmpv6, sctp, a number, or\n"
@@ -265,15 +249,15 @@ remove.run = run_remove;
 
 sluice::CliCommand clean;
 clean.path = {"conntrack", "clean"};
-clean.arguments = "[--all]";
+clean.options = {{"all", sluice::CliValueKind::flag, "remove every entry, not only the expired ones"}};
 clean.summary = "run the cleaner now (expired entries), or empty the table";
 clean.description =
     "Runs one pass of the conntrack cleaner, with the timeouts of the configuration,\n"
     "and prints how many entries it removed. --all removes every entry.\n"
     "\n"
     "JSON: {scanned, removed}";
-clean.run = [settings](const sluice::CliContext& context) {
-  return run_clean(context, settings);
+clean.run = [settings](const sluice::CliContext& context, const sluice::CliValues& values) {
+  return run_clean(context, values, settings);
 };
 return {dump, stats, remove, clean};
 }

@@ -260,11 +260,6 @@ int run_log_stats(const sluice::CliContext& context, log_mode configured_mode) {
   using sluice::output::Json;
   using sluice::output::Table;
   std::ostream& out = *context.out;
-  if (!context.args.empty()) {
-    *context.err << "sluicectl: log stats takes no arguments (got '" << context.args.front()
-                 << "')\nTry 'sluicectl log stats --help'.\n";
-    return sluice::kCliUsage;
-  }
   MapFd stats_fd = open_pinned_map(context.map_pin_dir, LOG_MAP_STATS, sizeof(log_stats));
   LogTotals totals = read_log_totals(stats_fd.get());
 
@@ -297,7 +292,7 @@ int run_log_stats(const sluice::CliContext& context, log_mode configured_mode) {
       doc["rules"] = nullptr;
       doc["rules_note"] = rules_note;
     }
-    out << doc.dump() << "\n";
+    sluice::output::print(out, doc);
     return sluice::kCliOk;
   }
   Table table({{"WHAT"}, {"VALUE"}});
@@ -425,7 +420,9 @@ class LogPlugin final : public sluice::Plugin {
         "  sluicectl log stats\n"
         "  sluicectl log stats -o json";
     log_mode mode = mode_;
-    stats.run = [mode](const sluice::CliContext& context) { return run_log_stats(context, mode); };
+    stats.run = [mode](const sluice::CliContext& context, const sluice::CliValues&) {
+      return run_log_stats(context, mode);
+    };
     return {stats};
   }
 

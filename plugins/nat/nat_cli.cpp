@@ -105,17 +105,8 @@ std::string backend_line(std::uint32_t id, std::uint32_t ordinal,
   return line;
 }
 
-int run_dump(const sluice::CliContext& context) {
-  bool group = false;
-  for (const auto& arg : context.args) {
-    if (arg == "--group-by-service") {
-      group = true;
-    } else {
-      *context.err << "nat dump: unknown argument '" << arg
-                   << "' (usage: nat dump [--group-by-service])\n";
-      return sluice::kCliUsage;
-    }
-  }
+int run_dump(const sluice::CliContext& context, const sluice::CliValues& values) {
+  const bool group = values.flag("group-by-service");
   CliMaps maps;
   if (int rc = open_maps(context, maps)) return rc;
   std::vector<std::pair<nat_fe_key, nat_fe_value>> frontends;
@@ -174,7 +165,7 @@ int run_dump(const sluice::CliContext& context) {
         f["backends"] = std::move(bes);
         out.push_back(std::move(f));
       }
-      *context.out << out.dump() << "\n";
+      sluice::output::print(*context.out, out);
       return sluice::kCliOk;
     }
     for (const auto& [k, v] : frontends) {
@@ -209,15 +200,11 @@ int run_dump(const sluice::CliContext& context) {
       *context.out << "  " << frontend_line(frontends[n].first, frontends[n].second) << "\n";
     for (const auto& [i, b] : backend_list(first)) *context.out << backend_line(id, i, b) << "\n";
   }
-  if (context.json()) *context.out << out.dump() << "\n";
+  if (context.json()) sluice::output::print(*context.out, out);
   return sluice::kCliOk;
 }
 
-int run_aff(const sluice::CliContext& context) {
-  if (!context.args.empty()) {
-    *context.err << "nat aff: unexpected argument '" << context.args[0] << "'\n";
-    return sluice::kCliUsage;
-  }
+int run_aff(const sluice::CliContext& context, const sluice::CliValues&) {
   CliMaps maps;
   if (int rc = open_maps(context, maps)) return rc;
   std::uint64_t now = sluice::monotonic_ns();
@@ -245,7 +232,7 @@ int run_aff(const sluice::CliContext& context) {
                  << ") -> " << endpoint_text(v.backend.family, v.backend.addr, v.backend.port)
                  << " ordinal " << v.ordinal << " last used " << ago << " ago\n";
   });
-  if (context.json()) *context.out << out.dump() << "\n";
+  if (context.json()) sluice::output::print(*context.out, out);
   return sluice::kCliOk;
 }
 
@@ -253,7 +240,8 @@ int run_aff(const sluice::CliContext& context) {
 std::vector<sluice::CliCommand> nat_cli_commands() {
 sluice::CliCommand dump;
 dump.path = {"nat", "dump"};
-dump.arguments = "[--group-by-service]";
+dump.options = {{"group-by-service", sluice::CliValueKind::flag,
+                 "one block per service port: its frontends, then its backends once"}};
 dump.summary = "list service frontends and their backends";
 dump.description =
     "Prints every frontend of the pinned nat_frontends map as calico-bpf does, then its\n"

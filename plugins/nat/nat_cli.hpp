@@ -23,8 +23,8 @@ std::string frontend_line(const nat_fe_key& k, const nat_fe_value& v);
 std::string backend_line(std::uint32_t id, std::uint32_t ordinal,
                          const std::optional<nat_be_value>& v);
 
-int run_dump(const sluice::CliContext& context);
-int run_aff(const sluice::CliContext& context);
+int run_dump(const sluice::CliContext& context, const sluice::CliValues& values);
+int run_aff(const sluice::CliContext& context, const sluice::CliValues& values);
 
 // The commands, with their --help texts.
 std::vector<sluice::CliCommand> nat_cli_commands();

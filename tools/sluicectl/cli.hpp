@@ -1,11 +1,11 @@
-// The command framework of sluicectl: what every command gets (Context) and
-// how a command describes itself (CommandSpec). Each command group lives in
+// The command framework of sluicectl: what every built-in command gets
+// (Context) and how commands are declared (sluice::CliCommand, as plugins
+// declare theirs). Each command group lives in
 // its own source file and returns its specs; main.cpp only dispatches.
 #pragma once
 
-#include <boost/program_options.hpp>
-
 #include <functional>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -14,8 +14,6 @@
 #include "sluice/core/config.hpp"
 
 namespace sluice::ctl {
-
-namespace po = boost::program_options;
 
 // Exit codes, as documented in `sluicectl --help`.
 inline constexpr int kExitOk = 0;
@@ -29,33 +27,56 @@ struct CtlError : std::runtime_error {
   int exit_code;
 };
 
-struct Context {
-  NodeConfig config;
-  bool config_loaded = false;
-  std::string config_error;  // why config_loaded is false (config_optional commands)
+// What the built-in commands share beyond CliContext: the node
+// configuration, loaded by main before the command runs.
+class Context {
+ public:
   OutputFormat format = OutputFormat::table;
   bool json() const { return format == OutputFormat::json; }
+
+  // The node configuration; throws CtlError (exit 2) naming what is wrong
+  // with it when it could not be loaded.
+  const NodeConfig& config() const {
+    if (!config_) throw CtlError("invalid configuration: " + config_error_, kExitUsage);
+    return *config_;
+  }
+  bool config_loaded() const { return config_.has_value(); }
+  const std::string& config_error() const { return config_error_; }  // when not loaded
+
+  void set_config(NodeConfig config) { config_ = std::move(config); }
+  void set_config_error(std::string error) { config_error_ = std::move(error); }
+
+ private:
+  std::optional<NodeConfig> config_;
+  std::string config_error_;
 };
 
-struct CommandSpec {
-  std::vector<std::string> path;  // e.g. {"counters", "dump"}
-  std::string arguments;          // synopsis after the path, e.g. "[--iface NAME]"
-  std::string summary;            // one line for the command list
-  std::string description;        // the body of `sluicectl <path> --help`
-  // Adds the command's own options and positional arguments (may be empty).
-  std::function<void(po::options_description&, po::positional_options_description&)>
-      add_options;
-  std::function<int(Context&, const po::variables_map&)> run;
-  // Runs even when the default configuration file cannot be loaded.
-  bool config_optional = false;
-};
+// Built-in commands are sluice::CliCommand, as plugin commands are: options
+// declared as CliOption, parsed by sluice/core/command_line.hpp. Their run
+// functions also get sluicectl's Context.
+using BuiltinRun = int (*)(Context&, const CliValues&);
+inline CliRun builtin(Context& context, BuiltinRun run) {
+  return [&context, run](const CliContext&, const CliValues& values) {
+    return run(context, values);
+  };
+}
 
-std::vector<CommandSpec> version_commands();
-std::vector<CommandSpec> ifstate_commands();
-std::vector<CommandSpec> counters_commands();
-std::vector<CommandSpec> log_level_commands();
-std::vector<CommandSpec> plugins_commands();
-std::vector<CommandSpec> monitor_commands();
-std::vector<CommandSpec> routes_commands();
+// Each group of commands; the run functions refer to `context`.
+std::vector<CliCommand> version_commands(Context& context);
+std::vector<CliCommand> ifstate_commands(Context& context);
+std::vector<CliCommand> counters_commands(Context& context);
+std::vector<CliCommand> log_level_commands(Context& context);
+std::vector<CliCommand> plugins_commands(Context& context);
+std::vector<CliCommand> monitor_commands(Context& context);
+std::vector<CliCommand> routes_commands(Context& context);
+
+// Every built-in command, in the order of `sluicectl --help`.
+inline std::vector<CliCommand> builtin_commands(Context& context) {
+  std::vector<CliCommand> all;
+  for (auto group : {version_commands, ifstate_commands, counters_commands, log_level_commands,
+                     plugins_commands, monitor_commands, routes_commands})
+    for (auto& command : group(context)) all.push_back(std::move(command));
+  return all;
+}
 
 }  // namespace sluice::ctl

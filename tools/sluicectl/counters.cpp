@@ -13,24 +13,14 @@ namespace {
 
 int counters_fd(PinnedMaps& maps) { return maps.fd(SL_MAP_COUNTERS, sizeof(sl_counter)); }
 
-void add_iface_option(po::options_description& options, po::positional_options_description&) {
-  options.add_options()("iface,i", po::value<std::string>()->value_name("NAME"),
-                        "only this interface (as named in `sluicectl ifstate dump`)");
-}
+const CliOption kIfaceOption{"iface,i", CliValueKind::text,
+                             "only this interface (as named in `sluicectl ifstate dump`)", "",
+                             "NAME"};
 
-void add_dump_options(po::options_description& options, po::positional_options_description& p) {
-  add_iface_option(options, p);
-  options.add_options()("describe,d", "add a column with each reason's description");
-}
-
-std::string iface_option(const po::variables_map& vm) {
-  return vm.count("iface") ? vm["iface"].as<std::string>() : std::string();
-}
-
-int run_counters_dump(Context& context, const po::variables_map& vm) {
-  PinnedMaps maps(context.config);
+int run_counters_dump(Context& context, const CliValues& values) {
+  PinnedMaps maps(context.config());
   maps.require_compatible();
-  auto interfaces = select_interfaces(maps, iface_option(vm));
+  auto interfaces = select_interfaces(maps, values.text_or("iface", ""));
   auto rows = read_counters(counters_fd(maps), maps.path(SL_MAP_COUNTERS), interfaces);
 
   if (context.json()) {
@@ -48,7 +38,7 @@ int run_counters_dump(Context& context, const po::variables_map& vm) {
       entry["bytes"] = row.total.bytes;
       out.push_back(std::move(entry));
     }
-    std::cout << out.dump() << "\n";
+    sluice::output::print(std::cout, out);
     return kExitOk;
   }
   if (rows.empty()) {
@@ -56,7 +46,7 @@ int run_counters_dump(Context& context, const po::variables_map& vm) {
                                      : "no packets counted yet\n");
     return kExitOk;
   }
-  bool describe = vm.count("describe") > 0;
+  bool describe = values.flag("describe");
   std::vector<Table::Column> columns = {{"INTERFACE"},
                                         {"HOOK"},
                                         {"REASON"},
@@ -86,7 +76,7 @@ std::string owner_range(unsigned id) {
 }
 
 // Reads no map: the list is compiled in, so it works without sluiced or bpffs.
-int run_counters_reasons(Context& context, const po::variables_map&) {
+int run_counters_reasons(Context& context, const CliValues&) {
   if (context.json()) {
     Json out = Json::array();
     for (const auto& reason : known_reasons()) {
@@ -98,7 +88,7 @@ int run_counters_reasons(Context& context, const po::variables_map&) {
       entry["description"] = reason.description;
       out.push_back(std::move(entry));
     }
-    std::cout << out.dump() << "\n";
+    sluice::output::print(std::cout, out);
     return kExitOk;
   }
   Table table({{"ID", Table::Align::right}, {"REASON"}, {"VERDICT"}, {"OWNER"}, {"DESCRIPTION"}});
@@ -109,10 +99,10 @@ int run_counters_reasons(Context& context, const po::variables_map&) {
   return kExitOk;
 }
 
-int run_counters_flush(Context& context, const po::variables_map& vm) {
-  PinnedMaps maps(context.config);
+int run_counters_flush(Context& context, const CliValues& values) {
+  PinnedMaps maps(context.config());
   maps.require_compatible();
-  auto interfaces = select_interfaces(maps, iface_option(vm));
+  auto interfaces = select_interfaces(maps, values.text_or("iface", ""));
   int fd = counters_fd(maps);
   std::vector<std::string> flushed;
   for (const auto& iface : interfaces) {
@@ -124,7 +114,7 @@ int run_counters_flush(Context& context, const po::variables_map& vm) {
     Json names = Json::array();
     for (auto& name : flushed) names.push_back(name);
     out["flushed"] = std::move(names);
-    std::cout << out.dump() << "\n";
+    sluice::output::print(std::cout, out);
   } else {
     std::cout << "zeroed the counters of " << flushed.size() << " interface(s)"
               << (flushed.empty() ? "" : ": " + join(flushed, ", ")) << "\n";
@@ -134,10 +124,9 @@ int run_counters_flush(Context& context, const po::variables_map& vm) {
 
 }  // namespace
 
-std::vector<CommandSpec> counters_commands() {
-  CommandSpec dump;
+std::vector<CliCommand> counters_commands(Context& context) {
+  CliCommand dump;
   dump.path = {"counters", "dump"};
-  dump.arguments = "[--iface NAME] [--describe]";
   dump.summary = "packets and bytes per interface, hook and reason";
   dump.description =
       "Prints Sluice's counters, summed over all CPUs: for every managed interface and\n"
@@ -156,12 +145,12 @@ std::vector<CommandSpec> counters_commands() {
       "  sluicectl counters dump\n"
       "  sluicectl counters dump --describe\n"
       "  sluicectl counters dump --iface cali1 -o json";
-  dump.add_options = add_dump_options;
-  dump.run = run_counters_dump;
+  dump.options = {kIfaceOption,
+                  {"describe,d", CliValueKind::flag, "add a column with each reason's description"}};
+  dump.run = builtin(context, run_counters_dump);
 
-  CommandSpec flush;
+  CliCommand flush;
   flush.path = {"counters", "flush"};
-  flush.arguments = "[--iface NAME]";
   flush.summary = "zero the counters";
   flush.description =
       "Sets the counters of every managed interface (or of --iface NAME) to zero,\n"
@@ -170,9 +159,9 @@ std::vector<CommandSpec> counters_commands() {
       "Examples:\n"
       "  sluicectl counters flush\n"
       "  sluicectl counters flush --iface eth0";
-  flush.add_options = add_iface_option;
-  flush.run = run_counters_flush;
-  CommandSpec reasons;
+  flush.options = {kIfaceOption};
+  flush.run = builtin(context, run_counters_flush);
+  CliCommand reasons;
   reasons.path = {"counters", "reasons"};
   reasons.summary = "the reasons packets are counted under";
   reasons.description =
@@ -186,8 +175,7 @@ std::vector<CommandSpec> counters_commands() {
       "Examples:\n"
       "  sluicectl counters reasons\n"
       "  sluicectl counters reasons -o json";
-  reasons.run = run_counters_reasons;
-  reasons.config_optional = true;
+  reasons.run = builtin(context, run_counters_reasons);
   return {dump, flush, reasons};
 }
 

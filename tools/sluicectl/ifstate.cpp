@@ -56,8 +56,8 @@ AttachedPrograms query_attached(const ManagedInterface& iface) {
   return out;
 }
 
-int run_ifstate_dump(Context& context, const po::variables_map&) {
-  PinnedMaps maps(context.config);
+int run_ifstate_dump(Context& context, const CliValues&) {
+  PinnedMaps maps(context.config());
   maps.require_compatible();
   auto interfaces = read_interfaces(maps);
 
@@ -105,7 +105,7 @@ int run_ifstate_dump(Context& context, const po::variables_map&) {
   }
 
   if (context.json()) {
-    std::cout << json.dump() << "\n";
+    sluice::output::print(std::cout, json);
   } else if (interfaces.empty()) {
     std::cout << "no managed interfaces (sl_ifstate is empty): sluiced found none matching "
                  "[interfaces] yet\n";
@@ -121,8 +121,8 @@ int run_ifstate_dump(Context& context, const po::variables_map&) {
 
 }  // namespace
 
-std::vector<CommandSpec> ifstate_commands() {
-  CommandSpec dump;
+std::vector<CliCommand> ifstate_commands(Context& context) {
+  CliCommand dump;
   dump.path = {"ifstate", "dump"};
   dump.summary = "managed interfaces and the filters attached to them";
   dump.description =
@@ -144,7 +144,7 @@ std::vector<CommandSpec> ifstate_commands() {
       "Examples:\n"
       "  sluicectl ifstate dump\n"
       "  nsenter --net=/run/netns/node1 sluicectl -o json ifstate dump";
-  dump.run = run_ifstate_dump;
+  dump.run = builtin(context, run_ifstate_dump);
   return {dump};
 }
 

@@ -29,18 +29,18 @@ sl_settings read_settings(PinnedMaps& maps) {
   return settings;
 }
 
-int run_log_level(Context& context, const po::variables_map& vm) {
-  PinnedMaps maps(context.config);
+int run_log_level(Context& context, const CliValues& values) {
+  PinnedMaps maps(context.config());
   maps.require_compatible();
   sl_settings settings = read_settings(maps);
   std::string previous = level_text(settings.log_level);
 
-  if (!vm.count("level")) {
+  if (!values.has("level")) {
     if (context.json()) {
       Json out = Json::object();
       out["log_level"] = previous;
       out["trace_pipe"] = kTracePipe;
-      std::cout << out.dump() << "\n";
+      sluice::output::print(std::cout, out);
     } else {
       std::cout << "log level: " << previous << "\n";
       if (settings.log_level != SL_LOG_OFF)
@@ -49,7 +49,7 @@ int run_log_level(Context& context, const po::variables_map& vm) {
     return kExitOk;
   }
 
-  std::string wanted = vm["level"].as<std::string>();
+  std::string wanted = values.text("level");
   auto level = log_level_from_name(wanted);
   if (!level)
     throw CtlError("unknown log level '" + wanted + "' (use off, info or debug)", kExitUsage);
@@ -74,7 +74,7 @@ int run_log_level(Context& context, const po::variables_map& vm) {
     out["log_level"] = log_level_name(*level);
     out["previous"] = previous;
     out["trace_pipe"] = kTracePipe;
-    std::cout << out.dump() << "\n";
+    sluice::output::print(std::cout, out);
   } else {
     std::cout << "log level: " << log_level_name(*level) << " (was " << previous << ")\n";
     if (*level != SL_LOG_OFF)
@@ -88,10 +88,9 @@ int run_log_level(Context& context, const po::variables_map& vm) {
 
 }  // namespace
 
-std::vector<CommandSpec> log_level_commands() {
-  CommandSpec log_level;
+std::vector<CliCommand> log_level_commands(Context& context) {
+  CliCommand log_level;
   log_level.path = {"log-level"};
-  log_level.arguments = "[off|info|debug]";
   log_level.summary = "show or set the BPF trace log level";
   log_level.description =
       "Without an argument, prints the log level of Sluice's BPF programs. With one,\n"
@@ -111,13 +110,10 @@ std::vector<CommandSpec> log_level_commands() {
       "Examples:\n"
       "  sluicectl log-level\n"
       "  sluicectl log-level debug && cat /sys/kernel/tracing/trace_pipe";
-  log_level.add_options = [](po::options_description& options,
-                             po::positional_options_description& positional) {
-    options.add_options()("level", po::value<std::string>()->value_name("LEVEL"),
-                          "off, info or debug (may be given without --level)");
-    positional.add("level", 1);
-  };
-  log_level.run = run_log_level;
+  log_level.options = {{"level", CliValueKind::text,
+                        "off, info or debug (may be given without --level)", "",
+                        "off|info|debug", /*positional=*/true}};
+  log_level.run = builtin(context, run_log_level);
   return {log_level};
 }
 

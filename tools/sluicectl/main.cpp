@@ -4,6 +4,7 @@
 // (`sluicectl counters dump -o json` as well as `sluicectl -o json counters
 // dump`): the first pass takes the global options and the command words, the
 // second parses what is left with the chosen command's own options.
+#include <boost/program_options.hpp>
 #include <bpf/libbpf.h>
 #include <spdlog/spdlog.h>
 
@@ -13,11 +14,13 @@
 #include <optional>
 
 #include "cli.hpp"
+#include "sluice/core/command_line.hpp"
 #include "plugin_commands.hpp"
 #include "sluice/core/config.hpp"
 
 using namespace sluice;
 using namespace sluice::ctl;
+namespace po = boost::program_options;
 
 namespace {
 
@@ -54,34 +57,20 @@ po::options_description global_options() {
   return options;
 }
 
-std::vector<CommandSpec> all_commands() {
-  std::vector<CommandSpec> all;
-  for (auto group : {version_commands, ifstate_commands, counters_commands, log_level_commands,
-                     plugins_commands, monitor_commands, routes_commands})
-    for (auto& spec : group()) all.push_back(std::move(spec));
-  return all;
-}
-
 std::string path_text(const std::vector<std::string>& path) { return join(path, " "); }
 
 bool starts_with(const std::vector<std::string>& path, const std::vector<std::string>& prefix) {
   return prefix.size() <= path.size() && std::equal(prefix.begin(), prefix.end(), path.begin());
 }
 
-void print_command_list(std::ostream& out, const std::vector<CommandSpec>& commands,
+void print_command_list(std::ostream& out, const std::vector<CliCommand>& commands,
                         const std::vector<std::string>& prefix) {
   out << "Commands:\n";
   Table table({{""}, {""}});
   for (const auto& spec : commands)
     if (starts_with(spec.path, prefix))
-      table.add_row({"  " + path_text(spec.path) +
-                         (spec.arguments.empty() ? "" : " " + spec.arguments),
-                     spec.summary});
+      table.add_row({"  " + cli_synopsis(spec), spec.summary});
   table.print(out, /*with_header=*/false);
-}
-
-std::string command_synopsis(const std::vector<std::string>& path, const std::string& arguments) {
-  return path_text(path) + (arguments.empty() ? "" : " " + arguments);
 }
 
 // "Plugin commands (from <plugin>):" sections, one per plugin, for the
@@ -99,13 +88,12 @@ void print_plugin_command_lists(std::ostream& out, const PluginCommands* plugins
     Table table({{""}, {""}});
     for (const auto& entry : plugins->commands())
       if (entry.plugin == plugin && starts_with(entry.command.path, prefix))
-        table.add_row({"  " + command_synopsis(entry.command.path, entry.command.arguments),
-                       entry.command.summary});
+        table.add_row({"  " + cli_synopsis(entry.command), entry.command.summary});
     table.print(out, /*with_header=*/false);
   }
 }
 
-void print_overview(std::ostream& out, const std::vector<CommandSpec>& commands,
+void print_overview(std::ostream& out, const std::vector<CliCommand>& commands,
                     const PluginCommands* plugins) {
   out << kOverview << "\n";
   print_command_list(out, commands, {});
@@ -113,7 +101,7 @@ void print_overview(std::ostream& out, const std::vector<CommandSpec>& commands,
   out << "\n" << global_options() << "\n" << kFooter;
 }
 
-void print_group_help(std::ostream& out, const std::vector<CommandSpec>& commands,
+void print_group_help(std::ostream& out, const std::vector<CliCommand>& commands,
                       const std::vector<std::string>& group) {
   out << "Usage: sluicectl [GLOBAL OPTIONS] " << path_text(group) << " SUBCOMMAND\n\n";
   print_command_list(out, commands, group);
@@ -121,19 +109,29 @@ void print_group_help(std::ostream& out, const std::vector<CommandSpec>& command
       << " SUBCOMMAND --help' for details.\n";
 }
 
-void print_command_help(std::ostream& out, const CommandSpec& spec,
-                        const po::options_description& own) {
-  out << "Usage: sluicectl [GLOBAL OPTIONS] " << path_text(spec.path)
-      << (spec.arguments.empty() ? "" : " " + spec.arguments) << "\n\n"
-      << spec.description << "\n";
-  if (!own.options().empty()) out << "\n" << own;
+// `sluicectl <command> --help`, for built-in and plugin commands alike;
+// `plugin` names the plugin a command comes from.
+void print_command_help(std::ostream& out, const CliCommand& command,
+                        const std::string& plugin = {}) {
+  out << cli_command_help(command);
+  if (!plugin.empty()) out << "\n(a command of the plugin '" << plugin << "')\n";
   out << "\n" << global_options() << "\n" << kFooter;
 }
 
+// The words pass 1 did not take, minus the command's path: its own.
+std::vector<std::string> own_arguments(const po::parsed_options& parsed, const CliCommand& command) {
+  std::vector<std::string> args = po::collect_unrecognized(parsed.options, po::include_positional);
+  for (const auto& word : command.path) {
+    auto it = std::find(args.begin(), args.end(), word);
+    if (it != args.end()) args.erase(it);
+  }
+  return args;
+}
+
 // The command whose path is the longest prefix of `words`.
-const CommandSpec* find_command(const std::vector<CommandSpec>& commands,
+const CliCommand* find_command(const std::vector<CliCommand>& commands,
                                 const std::vector<std::string>& words) {
-  const CommandSpec* best = nullptr;
+  const CliCommand* best = nullptr;
   for (const auto& spec : commands)
     if (starts_with(words, spec.path) && (!best || spec.path.size() > best->path.size()))
       best = &spec;
@@ -141,9 +139,9 @@ const CommandSpec* find_command(const std::vector<CommandSpec>& commands,
 }
 
 // True when `words` names a group of commands (e.g. "counters").
-bool is_group(const std::vector<CommandSpec>& commands, const std::vector<std::string>& words) {
+bool is_group(const std::vector<CliCommand>& commands, const std::vector<std::string>& words) {
   if (words.empty()) return false;
-  return std::any_of(commands.begin(), commands.end(), [&](const CommandSpec& spec) {
+  return std::any_of(commands.begin(), commands.end(), [&](const CliCommand& spec) {
     return spec.path.size() > words.size() && starts_with(spec.path, words);
   });
 }
@@ -181,7 +179,7 @@ struct GlobalSettings {
 // Loads the plugins for the overview (`sluicectl --help`); quiet when the
 // configuration cannot be read: the built-in commands are listed anyway.
 std::unique_ptr<PluginCommands> plugins_for_overview(const GlobalSettings& settings,
-                                                     const std::vector<CommandSpec>& builtins,
+                                                     const std::vector<CliCommand>& builtins,
                                                      NodeConfig& config) {
   try {
     config = load_config(settings.config_path);
@@ -193,7 +191,7 @@ std::unique_ptr<PluginCommands> plugins_for_overview(const GlobalSettings& setti
 
 // Everything that is not a built-in command: a plugin's command, its help,
 // the help of a plugin's group, or an unknown command.
-int run_plugin_command(const GlobalSettings& settings, const std::vector<CommandSpec>& builtins,
+int run_plugin_command(const GlobalSettings& settings, const std::vector<CliCommand>& builtins,
                        const std::vector<std::string>& words, bool help,
                        const po::parsed_options& parsed) {
   NodeConfig config;
@@ -240,30 +238,18 @@ int run_plugin_command(const GlobalSettings& settings, const std::vector<Command
   const CliCommand& command = found->command;
   const std::string name = path_text(command.path);
   if (help) {
-    std::cout << "Usage: sluicectl [GLOBAL OPTIONS] "
-              << command_synopsis(command.path, command.arguments) << "\n\n"
-              << command.description << "\n\n(a command of the plugin '" << found->plugin
-              << "')\n\n"
-              << global_options() << "\n"
-              << kFooter;
+    print_command_help(std::cout, command, found->plugin);
     return kExitOk;
-  }
-  // What pass 1 did not take, minus the command words: the command's own.
-  std::vector<std::string> args = po::collect_unrecognized(parsed.options, po::include_positional);
-  for (const auto& word : command.path) {
-    auto it = std::find(args.begin(), args.end(), word);
-    if (it != args.end()) args.erase(it);
   }
   CliContext context;
   context.config_path = config.file;
   context.pin_dir = config.pin_dir();
   context.map_pin_dir = config.map_pin_dir();
   context.format = settings.format;
-  context.args = std::move(args);
   context.out = &std::cout;
   context.err = &std::cerr;
   try {
-    int rc = command.run(context);
+    int rc = run_cli_command(command, own_arguments(parsed, command), context);
     std::cout.flush();
     return rc;
   } catch (const std::exception& error) {
@@ -279,7 +265,8 @@ int run_plugin_command(const GlobalSettings& settings, const std::vector<Command
 }
 
 int run(int argc, char** argv) {
-  const auto commands = all_commands();
+  Context context;
+  const auto commands = builtin_commands(context);
   const auto style = po::command_line_style::default_style &
                      ~po::command_line_style::allow_guessing;
 
@@ -317,7 +304,7 @@ int run(int argc, char** argv) {
   else if (output != "table")
     return usage_error("unknown output format '" + output + "' (use 'table' or 'json')", "");
 
-  const CommandSpec* spec = find_command(commands, words);
+  const CliCommand* spec = find_command(commands, words);
   if (!spec) {
     if (words.empty()) {
       NodeConfig config;
@@ -346,48 +333,35 @@ int run(int argc, char** argv) {
                        group.empty() ? "" : path_text(group) + " ");
   }
 
-  // Pass 2: the command's own options, from what pass 1 did not recognise
-  // minus the command words themselves.
-  po::options_description own("Options");
-  po::positional_options_description positional;
-  if (spec->add_options) spec->add_options(own, positional);
   if (help) {
-    print_command_help(std::cout, *spec, own);
+    print_command_help(std::cout, *spec);
     return kExitOk;
   }
-  std::vector<std::string> rest = po::collect_unrecognized(parsed.options, po::include_positional);
-  for (const auto& word : spec->path) {
-    auto it = std::find(rest.begin(), rest.end(), word);
-    if (it != rest.end()) rest.erase(it);
-  }
-  po::variables_map vm;
-  try {
-    po::store(po::command_line_parser(rest).options(own).positional(positional).style(style).run(),
-              vm);
-    po::notify(vm);
-  } catch (const po::too_many_positional_options_error&) {
-    return usage_error("unexpected argument(s) after '" + path_text(spec->path) + "'",
-                       path_text(spec->path) + " ");
-  } catch (const po::error& error) {
-    return usage_error(error.what(), path_text(spec->path) + " ");
-  }
-
-  Context context;
   context.format = settings.format;
-  const bool config_given = settings.config_given;
   try {
-    context.config = load_config(settings.config_path);
-    context.config_loaded = true;
+    context.set_config(load_config(settings.config_path));
   } catch (const ConfigError& error) {
-    // `version` must answer even on a host without a configuration; an
-    // explicitly named file that is broken is still an error.
-    if (!spec->config_optional || config_given) {
+    // `version` must answer even on a host without a configuration (a
+    // command that needs it fails on Context::config()); an explicitly named
+    // file that is broken is an error for every command.
+    if (settings.config_given) {
       std::cerr << "sluicectl: invalid configuration: " << format_config_error(error) << "\n";
       return kExitUsage;
     }
-    context.config_error = format_config_error(error);
+    context.set_config_error(format_config_error(error));
   }
-  return spec->run(context, vm);
+  // Pass 2, as for plugin commands: the command's own options, from what
+  // pass 1 did not recognise minus the command words themselves.
+  CliContext cli;
+  cli.config_path = settings.config_path;
+  if (context.config_loaded()) {
+    cli.pin_dir = context.config().pin_dir();
+    cli.map_pin_dir = context.config().map_pin_dir();
+  }
+  cli.format = settings.format;
+  cli.out = &std::cout;
+  cli.err = &std::cerr;
+  return run_cli_command(*spec, own_arguments(parsed, *spec), cli);
 }
 
 }  // namespace

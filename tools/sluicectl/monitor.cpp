@@ -256,7 +256,7 @@ int on_event(void* ctx, void* data, size_t size) {
   if (ev.kind != SL_EV_PACKET) return 0;
   DecodedEvent decoded = decode(ev, state.clock, state.names);
   if (state.format == OutputFormat::json)
-    std::cout << event_json(decoded, ev).dump(-1) << std::endl;
+    std::cout << sluice::output::json_text(event_json(decoded, ev), -1) << std::endl;
   else
     std::cout << line_text(decoded, ev) << std::endl;  // flushed: often piped or watched
   ++state.printed;
@@ -277,22 +277,22 @@ struct RingBufferDeleter {
   void operator()(ring_buffer* rb) const { ring_buffer__free(rb); }
 };
 
-int run_monitor(Context& context, const po::variables_map& vm) {
-  PinnedMaps maps(context.config);
+int run_monitor(Context& context, const CliValues& values) {
+  PinnedMaps maps(context.config());
   maps.require_compatible();
   if (!maps.has(SL_MAP_EVENTS))
     throw CtlError("the event ring buffer " + maps.path(SL_MAP_EVENTS) +
                    " is not pinned: sluiced creates it when it starts; start it with: sluiced "
                    "--config " +
-                   context.config.file);
+                   context.config().file);
   int events_fd = maps.fd(SL_MAP_EVENTS, 0);
 
   InterfaceNames names(maps);
   MonitorState state{context.format, EventClock(), names};
-  if (vm.count("count")) state.limit = vm["count"].as<std::uint64_t>();
+  if (values.has("count")) state.limit = values.unsigned_integer("count");
   std::optional<std::chrono::steady_clock::time_point> deadline;
-  if (vm.count("timeout")) {
-    double seconds = vm["timeout"].as<double>();
+  if (values.has("timeout")) {
+    double seconds = values.number("timeout");
     if (seconds < 0) throw CtlError("--timeout must not be negative", kExitUsage);
     deadline = std::chrono::steady_clock::now() +
                std::chrono::duration_cast<std::chrono::steady_clock::duration>(
@@ -306,7 +306,7 @@ int run_monitor(Context& context, const po::variables_map& vm) {
                    errno_text(errno));
 
   install_stop_handlers();
-  std::cerr << "waiting for events (" << emitter_hint(maps, context.config.file)
+  std::cerr << "waiting for events (" << emitter_hint(maps, context.config().file)
             << "; Ctrl-C stops)\n";
   while (!g_stop_requested && !state.done()) {
     int wait_ms = 100;  // the longest an event waits to be shown
@@ -328,10 +328,9 @@ int run_monitor(Context& context, const po::variables_map& vm) {
 
 }  // namespace
 
-std::vector<CommandSpec> monitor_commands() {
-  CommandSpec monitor;
+std::vector<CliCommand> monitor_commands(Context& context) {
+  CliCommand monitor;
   monitor.path = {"monitor"};
-  monitor.arguments = "[--count N] [--timeout SECONDS]";
   monitor.summary = "stream packet events as the pipeline sees them";
   monitor.description =
       "Prints the packet events that stages write to the sl_events ring buffer, one\n"
@@ -353,14 +352,11 @@ std::vector<CommandSpec> monitor_commands() {
       "Examples:\n"
       "  sluicectl monitor\n"
       "  sluicectl monitor --count 10 --timeout 5 -o json";
-  monitor.add_options = [](po::options_description& options,
-                           po::positional_options_description&) {
-    options.add_options()("count,n", po::value<std::uint64_t>()->value_name("N"),
-                          "stop after N events")(
-        "timeout,t", po::value<double>()->value_name("SECONDS"),
-        "stop after SECONDS (fractions allowed), even if no event came");
-  };
-  monitor.run = run_monitor;
+  monitor.options = {
+      {"count,n", CliValueKind::unsigned_integer, "stop after N events"},
+      {"timeout,t", CliValueKind::number,
+       "stop after SECONDS (fractions allowed), even if no event came", "", "SECONDS"}};
+  monitor.run = builtin(context, run_monitor);
   return {monitor};
 }
 

@@ -4,6 +4,8 @@
 #include <cctype>
 #include <ostream>
 
+#include "sluice/core/command_line.hpp"
+
 namespace sluice::ctl {
 
 namespace {
@@ -17,7 +19,7 @@ bool valid_word(const std::string& word) {
 
 // The built-in command or group the path would hide, if any.
 std::string shadowed_builtin(const std::vector<std::string>& path,
-                             const std::vector<CommandSpec>& builtins) {
+                             const std::vector<CliCommand>& builtins) {
   for (const auto& spec : builtins)
     if (!spec.path.empty() && spec.path.front() == path.front()) return join(spec.path, " ");
   return {};
@@ -26,7 +28,7 @@ std::string shadowed_builtin(const std::vector<std::string>& path,
 }  // namespace
 
 PluginCommands::PluginCommands(const NodeConfig& config,
-                               const std::vector<CommandSpec>& builtins, std::ostream& warnings)
+                               const std::vector<CliCommand>& builtins, std::ostream& warnings)
     : host_(config), plugins_(config, host_) {
   plugins_.open_and_configure(false);
   for (auto& p : plugins_.plugins()) {
@@ -52,6 +54,10 @@ PluginCommands::PluginCommands(const NodeConfig& config,
       }
       if (!command.run) {
         refuse("has nothing to run");
+        continue;
+      }
+      if (std::string problem = cli_declaration_problem(command); !problem.empty()) {
+        refuse("declares its options wrongly (" + problem + ")");
         continue;
       }
       if (std::string builtin = shadowed_builtin(command.path, builtins); !builtin.empty()) {

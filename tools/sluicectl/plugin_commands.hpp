@@ -28,7 +28,7 @@ class PluginCommands {
   // Opens and configures every enabled plugin and collects its commands.
   // Commands that would shadow a built-in one (or another plugin's) are
   // refused with a message on `warnings` naming the plugin.
-  PluginCommands(const NodeConfig& config, const std::vector<CommandSpec>& builtins,
+  PluginCommands(const NodeConfig& config, const std::vector<CliCommand>& builtins,
                  std::ostream& warnings);
   ~PluginCommands();
   PluginCommands(const PluginCommands&) = delete;

@@ -311,8 +311,8 @@ void print_tables(const std::vector<PluginRecord>& plugins) {
   }
 }
 
-int run_plugins(Context& context, const po::variables_map&) {
-  PinnedMaps maps(context.config);
+int run_plugins(Context& context, const CliValues&) {
+  PinnedMaps maps(context.config());
   maps.require_compatible();
   auto registry = read_registry(maps);
   auto plugins = group_by_plugin(registry);
@@ -348,7 +348,7 @@ int run_plugins(Context& context, const po::variables_map&) {
     out["active_bank"] = meta ? Json(meta->active_bank) : Json();
     out["generation"] = meta ? Json(meta->generation) : Json();
     out["chains"] = chains_json(chains);
-    std::cout << out.dump() << "\n";
+    sluice::output::print(std::cout, out);
     return kExitOk;
   }
 
@@ -384,8 +384,8 @@ int run_plugins(Context& context, const po::variables_map&) {
 
 }  // namespace
 
-std::vector<CommandSpec> plugins_commands() {
-  CommandSpec plugins;
+std::vector<CliCommand> plugins_commands(Context& context) {
+  CliCommand plugins;
   plugins.path = {"plugins"};
   plugins.summary = "loaded plugins, their stages and the resulting chains";
   plugins.description =
@@ -421,7 +421,7 @@ std::vector<CommandSpec> plugins_commands() {
       "Examples:\n"
       "  sluicectl plugins\n"
       "  sluicectl -o json plugins";
-  plugins.run = run_plugins;
+  plugins.run = builtin(context, run_plugins);
   return {plugins};
 }
 

@@ -102,8 +102,8 @@ std::string age_text(std::uint64_t ns) {
   return text;
 }
 
-int run_routes_dump(Context& context, const po::variables_map&) {
-  PinnedMaps maps(context.config);
+int run_routes_dump(Context& context, const CliValues&) {
+  PinnedMaps maps(context.config());
   maps.require_compatible();
   RouteCache cache = read_route_cache(maps);
   InterfaceNames names(maps);
@@ -152,7 +152,7 @@ int run_routes_dump(Context& context, const po::variables_map&) {
     out["epoch"] = cache.epoch;
     out["max_age_ms"] = static_cast<unsigned long long>(SL_ROUTE_CACHE_MAX_AGE_NS / 1000000);
     out["routes"] = std::move(rows);
-    std::cout << out.dump() << "\n";
+    sluice::output::print(std::cout, out);
     return kExitOk;
   }
   std::cout << "route cache epoch " << cache.epoch << ", " << cache.routes.size() << " route(s)\n";
@@ -160,8 +160,8 @@ int run_routes_dump(Context& context, const po::variables_map&) {
   return kExitOk;
 }
 
-int run_routes_flush(Context& context, const po::variables_map&) {
-  PinnedMaps maps(context.config);
+int run_routes_flush(Context& context, const CliValues&) {
+  PinnedMaps maps(context.config());
   maps.require_compatible();
   // The daemon's invalidation, done the same way: entries stay in the LRU
   // map and are replaced by the next lookup of their flow.
@@ -172,7 +172,7 @@ int run_routes_flush(Context& context, const po::variables_map&) {
     Json out = Json::object();
     out["epoch_before"] = before;
     out["epoch"] = after;
-    std::cout << out.dump() << "\n";
+    sluice::output::print(std::cout, out);
   } else {
     std::cout << "route cache epoch " << before << " -> " << after
               << ": every cached route is stale; each flow's next packet asks the FIB again\n";
@@ -182,8 +182,8 @@ int run_routes_flush(Context& context, const po::variables_map&) {
 
 // The neighbours the fast path writes frames for: one line per next hop and
 // interface, the freshest of its routes deciding its state.
-int run_arp_dump(Context& context, const po::variables_map&) {
-  PinnedMaps maps(context.config);
+int run_arp_dump(Context& context, const CliValues&) {
+  PinnedMaps maps(context.config());
   maps.require_compatible();
   RouteCache cache = read_route_cache(maps);
   InterfaceNames names(maps);
@@ -244,7 +244,7 @@ int run_arp_dump(Context& context, const po::variables_map&) {
     }
   }
   if (context.json())
-    std::cout << rows.dump() << "\n";
+    sluice::output::print(std::cout, rows);
   else if (table.empty())
     std::cout << "no neighbours: the route cache is empty (no established flow took the fast "
                  "path yet)\n";
@@ -255,8 +255,8 @@ int run_arp_dump(Context& context, const po::variables_map&) {
 
 }  // namespace
 
-std::vector<CommandSpec> routes_commands() {
-  CommandSpec dump;
+std::vector<CliCommand> routes_commands(Context& context) {
+  CliCommand dump;
   dump.path = {"routes", "dump"};
   dump.summary = "the fast path's cached routes: where established flows are forwarded";
   dump.description =
@@ -286,9 +286,9 @@ std::vector<CommandSpec> routes_commands() {
       "Examples:\n"
       "  sluicectl routes dump\n"
       "  sluicectl -o json routes dump";
-  dump.run = run_routes_dump;
+  dump.run = builtin(context, run_routes_dump);
 
-  CommandSpec flush;
+  CliCommand flush;
   flush.path = {"routes", "flush"};
   flush.summary = "make every cached route stale, so flows look their route up again";
   flush.description =
@@ -297,9 +297,9 @@ std::vector<CommandSpec> routes_commands() {
       "Use it to rule the cache out when a flow does not follow a routing change.\n"
       "\n"
       "JSON: {epoch_before, epoch}";
-  flush.run = run_routes_flush;
+  flush.run = builtin(context, run_routes_flush);
 
-  CommandSpec arp;
+  CliCommand arp;
   arp.path = {"arp", "dump"};
   arp.summary = "the neighbours (next hop -> MACs) the fast path sends to";
   arp.description =
@@ -311,7 +311,7 @@ std::vector<CommandSpec> routes_commands() {
       "\n"
       "Examples:\n"
       "  sluicectl arp dump";
-  arp.run = run_arp_dump;
+  arp.run = builtin(context, run_arp_dump);
   return {dump, flush, arp};
 }
 

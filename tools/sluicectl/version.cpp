@@ -15,16 +15,16 @@ std::string abi_text() {
   return std::to_string(kPluginAbiMajor) + "." + std::to_string(kPluginAbiMinor);
 }
 
-int run_version(Context& context, const po::variables_map&) {
+int run_version(Context& context, const CliValues&) {
   std::optional<sl_meta> meta;
   std::string pins_note;
-  if (!context.config_loaded) {
-    pins_note = "not inspected: " + context.config_error;
+  if (!context.config_loaded()) {
+    pins_note = "not inspected: " + context.config_error();
   } else {
     // The binary's versions are worth printing even when the pins cannot
     // be read (e.g. without root): report why instead of failing.
     try {
-      PinnedMaps maps(context.config);
+      PinnedMaps maps(context.config());
       if (!maps.anything_pinned())
         pins_note = "nothing pinned under " + maps.pin_dir();
       else if (!(meta = maps.read_meta()))
@@ -39,7 +39,7 @@ int run_version(Context& context, const po::variables_map&) {
     out["sluicectl"] = kSluiceVersion;
     out["plugin_abi"] = abi_text();
     out["map_layout"] = SL_LAYOUT_VERSION;
-    if (context.config_loaded) out["pin_dir"] = context.config.pin_dir();
+    if (context.config_loaded()) out["pin_dir"] = context.config().pin_dir();
     Json pinned;  // null when there is nothing to describe
     if (meta) {
       pinned = Json::object();
@@ -53,7 +53,7 @@ int run_version(Context& context, const po::variables_map&) {
     }
     out["pinned"] = std::move(pinned);
     if (!meta) out["pins_note"] = pins_note;
-    std::cout << out.dump() << "\n";
+    sluice::output::print(std::cout, out);
     return kExitOk;
   }
 
@@ -61,7 +61,7 @@ int run_version(Context& context, const po::variables_map&) {
   table.add_row({"sluicectl", kSluiceVersion});
   table.add_row({"plugin ABI", abi_text()});
   table.add_row({"map layout", std::to_string(SL_LAYOUT_VERSION)});
-  if (context.config_loaded) table.add_row({"pin dir", context.config.pin_dir()});
+  if (context.config_loaded()) table.add_row({"pin dir", context.config().pin_dir()});
   if (meta) {
     std::string layout = std::to_string(meta->layout);
     if (meta->magic != SL_LAYOUT_MAGIC || meta->layout != SL_LAYOUT_VERSION)
@@ -80,8 +80,8 @@ int run_version(Context& context, const po::variables_map&) {
 
 }  // namespace
 
-std::vector<CommandSpec> version_commands() {
-  CommandSpec version;
+std::vector<CliCommand> version_commands(Context& context) {
+  CliCommand version;
   version.path = {"version"};
   version.summary = "versions of sluicectl and of the pinned dataplane";
   version.description =
@@ -96,8 +96,7 @@ std::vector<CommandSpec> version_commands() {
       "Examples:\n"
       "  sluicectl version\n"
       "  sluicectl -o json version";
-  version.run = run_version;
-  version.config_optional = true;
+  version.run = builtin(context, run_version);
   return {version};
 }
 

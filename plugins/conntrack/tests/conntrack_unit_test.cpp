@@ -11,6 +11,7 @@
 #include <sluice/plugin.hpp>
 
 #include "ct_cli.hpp"
+#include "sluice/core/command_line.hpp"
 #include "ct_config.hpp"
 #include "ct_format.hpp"
 
@@ -123,37 +124,45 @@ struct CliRun {
   std::string err;
 };
 
-template <class Run>
-CliRun run(Run command, std::vector<std::string> args) {
-  std::ostringstream out, err;
-  sluice::CliContext context;
-  context.map_pin_dir = "/nonexistent";
-  context.out = &out;
-  context.err = &err;
-  context.args = std::move(args);
-  return {command(context), err.str()};
+// Runs `conntrack <name>` as sluicectl does: parsed against its declared
+// options first (sluice/core/command_line.hpp).
+CliRun run(const std::string& name, std::vector<std::string> args) {
+  for (const auto& command : ct::conntrack_cli_commands(ct::default_settings())) {
+    if (command.path.back() != name) continue;
+    std::ostringstream out, err;
+    sluice::CliContext context;
+    context.map_pin_dir = "/nonexistent";
+    context.out = &out;
+    context.err = &err;
+    return {sluice::run_cli_command(command, args, context), err.str()};
+  }
+  ADD_FAILURE() << "no command conntrack " << name;
+  return {-1, ""};
 }
 
 TEST(ConntrackCli, BadArgumentsAreUsageErrors) {
-  auto dump = run(ct::run_dump, {"--bogus"});
+  auto dump = run("dump", {"--bogus"});
   EXPECT_EQ(dump.rc, sluice::kCliUsage);
-  EXPECT_NE(dump.err.find("unknown argument '--bogus'"), std::string::npos);
-  EXPECT_EQ(run(ct::run_stats, {"x"}).rc, sluice::kCliUsage);
-  EXPECT_EQ(run(ct::run_remove, {"tcp"}).rc, sluice::kCliUsage);
-  auto proto = run(ct::run_remove, {"gre2", "10.0.0.1"});
+  EXPECT_NE(dump.err.find("conntrack dump: unrecognised option '--bogus'"), std::string::npos)
+      << dump.err;
+  EXPECT_EQ(run("stats", {"x"}).rc, sluice::kCliUsage);
+  auto missing = run("remove", {"tcp"});
+  EXPECT_EQ(missing.rc, sluice::kCliUsage);
+  EXPECT_NE(missing.err.find("argument <ip> is missing"), std::string::npos) << missing.err;
+  auto proto = run("remove", {"gre2", "10.0.0.1"});
   EXPECT_EQ(proto.rc, sluice::kCliUsage);
   EXPECT_NE(proto.err.find("'gre2' is not a protocol"), std::string::npos);
-  auto ip = run(ct::run_remove, {"tcp", "10.0.0.1", "10.0.0"});
+  auto ip = run("remove", {"tcp", "10.0.0.1", "10.0.0"});
   EXPECT_EQ(ip.rc, sluice::kCliUsage);
   EXPECT_NE(ip.err.find("'10.0.0' is not an IPv4 or IPv6 address"), std::string::npos);
-  ct::Settings defaults = ct::default_settings();
-  auto clean = run([&](const sluice::CliContext& c) { return ct::run_clean(c, defaults); },
-                   {"--everything"});
+  EXPECT_EQ(run("remove", {"tcp", "10.0.0.1", "10.0.0.2", "10.0.0.3"}).rc, sluice::kCliUsage);
+  auto clean = run("clean", {"--everything"});
   EXPECT_EQ(clean.rc, sluice::kCliUsage);
+  EXPECT_NE(clean.err.find("'--everything'"), std::string::npos) << clean.err;
 }
 
 TEST(ConntrackCli, MissingTableIsAFailureNamingThePin) {
-  auto dump = run(ct::run_dump, {});
+  auto dump = run("dump", {});
   EXPECT_EQ(dump.rc, sluice::kCliFailure);
   EXPECT_NE(dump.err.find("/nonexistent/sl_conntrack"), std::string::npos);
 }

@@ -13,6 +13,7 @@
 
 #include "endpoint_parse.hpp"
 #include "nat_cli.hpp"
+#include "sluice/core/command_line.hpp"
 #include "nat_entries.hpp"
 #include "service_blocks.hpp"
 #include "service_parse.hpp"
@@ -252,15 +253,18 @@ TEST(NatCli, FrontendAndBackendLines) {
 }
 
 TEST(NatCli, UnknownArgumentsAreUsageErrorsBeforeAnyMapIsOpened) {
-  std::ostringstream out, err;
-  sluice::CliContext context;
-  context.map_pin_dir = "/nonexistent";
-  context.out = &out;
-  context.err = &err;
-  context.args = {"--bogus"};
-  EXPECT_EQ(nat::run_dump(context), sluice::kCliUsage);
-  EXPECT_NE(err.str().find("unknown argument '--bogus'"), std::string::npos);
-  EXPECT_EQ(nat::run_aff(context), sluice::kCliUsage);
+  for (const auto& command : nat::nat_cli_commands()) {
+    std::ostringstream out, err;
+    sluice::CliContext context;
+    context.map_pin_dir = "/nonexistent";
+    context.out = &out;
+    context.err = &err;
+    EXPECT_EQ(sluice::run_cli_command(command, {"--bogus"}, context), sluice::kCliUsage);
+    EXPECT_NE(err.str().find("nat " + command.path.back() + ": unrecognised option '--bogus'"),
+              std::string::npos)
+        << err.str();
+    EXPECT_EQ(out.str(), "");
+  }
 }
 
 }  // namespace

@@ -172,14 +172,18 @@ class RateLimitPlugin final : public sluice::Plugin {
   std::vector<sluice::CliCommand> cli_commands() const override {
     sluice::CliCommand dump;
     dump.path = {"ratelimit", "dump"};
-    dump.arguments = "[--top N]";
+    // Declared, not parsed by hand: sluicectl checks the value, and
+    // `sluicectl ratelimit dump --help` lists the option.
+    dump.options = {{"top", sluice::CliValueKind::unsigned_integer,
+                     "show at most N sources (0 = all)", "20"}};
     dump.summary = "show rate-limited sources: tokens left, packets passed and dropped";
     dump.description =
         "Lists the sources the ratelimit stage is tracking, most dropped first, with\n"
         "the tokens they have now (refilled to the current time), and the plugin's\n"
-        "totals. Reads the pinned maps, so it works while sluiced is down.\n"
-        "  --top N   show at most N sources (default 20, 0 = all)\n";
-    dump.run = [this](const sluice::CliContext& ctx) { return run_dump(ctx); };
+        "totals. Reads the pinned maps, so it works while sluiced is down.";
+    dump.run = [this](const sluice::CliContext& ctx, const sluice::CliValues& values) {
+      return run_dump(ctx, values);
+    };
     return {dump};
   }
 
@@ -217,23 +221,8 @@ class RateLimitPlugin final : public sluice::Plugin {
     return totals;
   }
 
-  int run_dump(const sluice::CliContext& ctx) const {
-    std::size_t top = 20;
-    for (std::size_t i = 0; i < ctx.args.size(); ++i) {
-      const std::string& arg = ctx.args[i];
-      if (arg == "--top" && i + 1 < ctx.args.size()) {
-        const std::string& n = ctx.args[++i];
-        auto [end, ec] = std::from_chars(n.data(), n.data() + n.size(), top);
-        if (n.empty() || ec != std::errc() || end != n.data() + n.size()) {
-          *ctx.err << "ratelimit dump: --top wants a number, not '" << n << "'\n";
-          return sluice::kCliUsage;
-        }
-      } else {
-        *ctx.err << "ratelimit dump: unexpected argument '" << arg << "' (usage: "
-                 << "sluicectl ratelimit dump [--top N])\n";
-        return sluice::kCliUsage;
-      }
-    }
+  int run_dump(const sluice::CliContext& ctx, const sluice::CliValues& values) const {
+    const std::uint64_t top = values.unsigned_integer("top");  // checked by sluicectl
 
     struct Row {
       rl_key key;
@@ -290,7 +279,7 @@ class RateLimitPlugin final : public sluice::Plugin {
         list.push_back(std::move(item));
       }
       doc["sources"] = std::move(list);
-      *ctx.out << doc.dump() << "\n";
+      sluice::output::print(*ctx.out, doc);
       return sluice::kCliOk;
     }
 

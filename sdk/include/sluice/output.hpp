@@ -1,5 +1,5 @@
-// Output for people and for scripts: aligned tables and a small JSON value
-// type (header-only). sluicectl and plugin CLI commands use the same code,
+// Output for people and for scripts: aligned tables and JSON documents
+// (nlohmann::ordered_json; header-only). sluicectl and plugin CLI commands use the same code,
 // so every command looks alike; build a result once and print it either way.
 #pragma once
 
@@ -7,14 +7,13 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <map>
 #include <ostream>
-#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <utility>
-#include <variant>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 namespace sluice::output {
 
@@ -38,45 +37,33 @@ class Table {
   std::vector<std::vector<std::string>> rows_;
 };
 
-// A JSON document. Objects keep their keys in insertion order so that output
-// is stable from run to run and matches the order of the table columns.
-class Json {
- public:
-  using Array = std::vector<Json>;
-  using Object = std::vector<std::pair<std::string, Json>>;
+// A JSON document: nlohmann::ordered_json, whose objects keep their keys in
+// insertion order, so output is stable from run to run and matches the order
+// of the table columns.
+using Json = nlohmann::ordered_json;
 
-  Json() = default;  // null
-  Json(std::nullptr_t) {}
-  Json(bool value) : value_(value) {}
-  Json(int value) : value_(static_cast<std::int64_t>(value)) {}
-  Json(long value) : value_(static_cast<std::int64_t>(value)) {}
-  Json(long long value) : value_(static_cast<std::int64_t>(value)) {}
-  Json(unsigned value) : value_(static_cast<std::uint64_t>(value)) {}
-  Json(unsigned long value) : value_(static_cast<std::uint64_t>(value)) {}
-  Json(unsigned long long value) : value_(static_cast<std::uint64_t>(value)) {}
-  Json(const char* value) : value_(std::string(value)) {}
-  Json(std::string value) : value_(std::move(value)) {}
-  Json(std::string_view value) : value_(std::string(value)) {}
-
-  static Json array() { return Json(Array{}); }
-  static Json object() { return Json(Object{}); }
-
-  // Object member access; adds the key (at the end) if it is missing.
-  Json& operator[](std::string_view key);
-  // Appends to an array.
-  void push_back(Json value);
-
-  // indent < 0: one line (for streams such as `monitor`); otherwise pretty.
-  std::string dump(int indent = 2) const;
-
- private:
-  explicit Json(Array value) : value_(std::move(value)) {}
-  explicit Json(Object value) : value_(std::move(value)) {}
-  void write(std::string& out, int indent, int depth) const;
-
-  std::variant<std::nullptr_t, bool, std::int64_t, std::uint64_t, std::string, Array, Object>
-      value_ = nullptr;
-};
+// The document, indented (indent >= 0) or on one line (indent < 0, for
+// streams such as `monitor`: {"a": 1, "b": [2, 3]}, as sluicectl always
+// wrote it). Text that is not valid UTF-8 (an interface name from the
+// kernel) is written with U+FFFD instead of failing.
+inline std::string json_text(const Json& doc, int indent = 2) {
+  std::string text = doc.dump(indent < 0 ? 0 : indent, ' ', false, Json::error_handler_t::replace);
+  if (indent >= 0) return text;
+  // With indent 0 every raw newline is layout (strings escape theirs):
+  // ",\n" becomes ", ", the others (after an opening, before a closing
+  // bracket) go.
+  std::string line;
+  line.reserve(text.size());
+  for (char c : text) {
+    if (c != '\n')
+      line += c;
+    else if (!line.empty() && line.back() == ',')
+      line += ' ';
+  }
+  return line;
+}
+// Prints the document and a newline: what `-o json` of a command prints.
+inline void print(std::ostream& out, const Json& doc) { out << json_text(doc) << "\n"; }
 
 // Addresses as Sluice's maps store them: four big-endian words, IPv4 in the
 // first. "10.0.0.1" or "fd00::1".
@@ -133,102 +120,6 @@ inline void Table::print(std::ostream& out, bool with_header) const {
     print_row([&](std::size_t c) -> const std::string& { return columns_[c].header; });
   for (const auto& row : rows_)
     print_row([&](std::size_t c) -> const std::string& { return row[c]; });
-}
-
-inline Json& Json::operator[](std::string_view key) {
-  auto* object = std::get_if<Object>(&value_);
-  if (!object) throw std::logic_error("Json::operator[] on a non-object");
-  for (auto& [name, value] : *object)
-    if (name == key) return value;
-  object->emplace_back(std::string(key), Json());
-  return object->back().second;
-}
-
-inline void Json::push_back(Json value) {
-  auto* array = std::get_if<Array>(&value_);
-  if (!array) throw std::logic_error("Json::push_back on a non-array");
-  array->push_back(std::move(value));
-}
-
-inline std::string Json::dump(int indent) const {
-  std::string out;
-  write(out, indent, 0);
-  return out;
-}
-
-namespace detail {
-
-inline void write_string(std::string& out, const std::string& text) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  out += '"';
-  for (unsigned char c : text) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (c < 0x20) {
-          out += "\\u00";
-          out += kHex[c >> 4];
-          out += kHex[c & 15];
-        } else {
-          out += static_cast<char>(c);  // UTF-8 passes through unchanged
-        }
-    }
-  }
-  out += '"';
-}
-
-inline void newline(std::string& out, int indent, int depth) {
-  if (indent < 0) return;
-  out += '\n';
-  out.append(static_cast<std::size_t>(indent * depth), ' ');
-}
-
-}  // namespace detail
-
-inline void Json::write(std::string& out, int indent, int depth) const {
-  if (std::holds_alternative<std::nullptr_t>(value_)) {
-    out += "null";
-  } else if (const auto* b = std::get_if<bool>(&value_)) {
-    out += *b ? "true" : "false";
-  } else if (const auto* i = std::get_if<std::int64_t>(&value_)) {
-    out += std::to_string(*i);
-  } else if (const auto* u = std::get_if<std::uint64_t>(&value_)) {
-    out += std::to_string(*u);
-  } else if (const auto* s = std::get_if<std::string>(&value_)) {
-    detail::write_string(out, *s);
-  } else if (const auto* array = std::get_if<Array>(&value_)) {
-    if (array->empty()) {
-      out += "[]";
-      return;
-    }
-    out += '[';
-    for (std::size_t n = 0; n < array->size(); ++n) {
-      if (n) out += indent < 0 ? ", " : ",";
-      detail::newline(out, indent, depth + 1);
-      (*array)[n].write(out, indent, depth + 1);
-    }
-    detail::newline(out, indent, depth);
-    out += ']';
-  } else if (const auto* object = std::get_if<Object>(&value_)) {
-    if (object->empty()) {
-      out += "{}";
-      return;
-    }
-    out += '{';
-    for (std::size_t n = 0; n < object->size(); ++n) {
-      if (n) out += indent < 0 ? ", " : ",";
-      detail::newline(out, indent, depth + 1);
-      detail::write_string(out, (*object)[n].first);
-      out += ": ";
-      (*object)[n].second.write(out, indent, depth + 1);
-    }
-    detail::newline(out, indent, depth);
-    out += '}';
-  }
 }
 
 }  // namespace sluice::output

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include <sluice/maps.hpp>
+#include <sluice/testing/cli.hpp>
 #include <sluice/testing/gtest.hpp>
 #include <sluice/testing/packet.hpp>
 #include <sluice/testing/stage_test.hpp>
@@ -152,30 +153,36 @@ TEST_F(RateLimit, DumpCommandListsTopSources) {
   auto commands = plugin->cli_commands();
   ASSERT_EQ(commands.size(), 1u);
   EXPECT_EQ(commands[0].path, (std::vector<std::string>{"ratelimit", "dump"}));
-  std::ostringstream out, err;
-  sluice::CliContext ctx;
-  ctx.pin_dir = bed.pin_dir();
-  ctx.map_pin_dir = bed.map_pin_dir();
-  ctx.out = &out;
-  ctx.err = &err;
-  ASSERT_EQ(commands[0].run(ctx), sluice::kCliOk) << err.str();
-  std::string table = out.str();
+  const std::vector<std::string> dump = {"ratelimit", "dump"};
+  std::string table;
+  ASSERT_EQ(sluice::testing::run_plugin_command(*plugin, bed, dump, {}, table), sluice::kCliOk)
+      << table;
   EXPECT_NE(table.find("dropped 1 (reason plugin-0)"), std::string::npos) << table;
   auto first = table.find("10.0.0.1"), second = table.find("10.0.0.2");
   ASSERT_NE(first, std::string::npos) << table;
   EXPECT_LT(first, second) << "most dropped first:\n" << table;
 
-  std::ostringstream json;
-  ctx.out = &json;
-  ctx.format = sluice::OutputFormat::json;
-  ctx.args = {"--top", "1"};
-  ASSERT_EQ(commands[0].run(ctx), sluice::kCliOk) << err.str();
-  EXPECT_NE(json.str().find("\"source\": \"10.0.0.1\""), std::string::npos) << json.str();
-  EXPECT_EQ(json.str().find("10.0.0.2"), std::string::npos) << "--top 1: " << json.str();
-  EXPECT_NE(json.str().find("\"dropped\": 1"), std::string::npos) << json.str();
+  std::string json;
+  ASSERT_EQ(sluice::testing::run_plugin_command(*plugin, bed, dump, {"--top", "1"}, json,
+                                                sluice::OutputFormat::json),
+            sluice::kCliOk)
+      << json;
+  EXPECT_NE(json.find("\"source\": \"10.0.0.1\""), std::string::npos) << json;
+  EXPECT_EQ(json.find("10.0.0.2"), std::string::npos) << "--top 1: " << json;
+  EXPECT_NE(json.find("\"dropped\": 1"), std::string::npos) << json;
 
-  ctx.args = {"--bogus"};
-  EXPECT_EQ(commands[0].run(ctx), sluice::kCliUsage);
+  // The declared option is checked before the command runs.
+  std::string error;
+  EXPECT_EQ(sluice::testing::run_plugin_command(*plugin, bed, dump, {"--bogus"}, error),
+            sluice::kCliUsage);
+  EXPECT_NE(error.find("ratelimit dump: unrecognised option '--bogus'"), std::string::npos)
+      << error;
+  EXPECT_EQ(sluice::testing::run_plugin_command(*plugin, bed, dump, {"--top", "-1"}, error),
+            sluice::kCliUsage);
+  EXPECT_NE(error.find("'--top' is invalid"), std::string::npos) << error;
+  EXPECT_EQ(sluice::testing::run_plugin_command(*plugin, bed, dump, {"--help"}, error),
+            sluice::kCliOk);
+  EXPECT_NE(error.find("ratelimit dump [--top N]"), std::string::npos) << error;
 }
 
 TEST_F(RateLimit, MetricsCountResults) {
