@@ -15,14 +15,7 @@
 #ifndef SLUICE_CONNTRACK_CT_SOURCE_CHECK_H
 #define SLUICE_CONNTRACK_CT_SOURCE_CHECK_H
 
-#include <sluice/bpf/sluice.h>
-
-#ifndef AF_INET
-#define AF_INET 2
-#endif
-#ifndef AF_INET6
-#define AF_INET6 10
-#endif
+#include <sluice/bpf/fib.h>
 
 const volatile __u32 ct_source_check = 1; /* [plugins.conntrack] workload_source_check */
 
@@ -48,16 +41,7 @@ static __always_inline int ct_source_routed_here(struct __sk_buff *skb, const st
 	struct bpf_fib_lookup fib = {};
 	long rc;
 
-	fib.ifindex = ctx->ifindex;
-	if (ctx->l3_proto == ETH_P_IP) {
-		fib.family = AF_INET;
-		fib.ipv4_src = ctx->daddr[0];
-		fib.ipv4_dst = ctx->saddr[0];
-	} else {
-		fib.family = AF_INET6;
-		__builtin_memcpy(fib.ipv6_src, ctx->daddr, 16);
-		__builtin_memcpy(fib.ipv6_dst, ctx->saddr, 16);
-	}
+	sl_fib_for(&fib, ctx, ctx->daddr, ctx->saddr);
 	rc = bpf_fib_lookup(skb, &fib, sizeof(fib), BPF_FIB_LOOKUP_SKIP_NEIGH);
 	return rc == BPF_FIB_LKUP_RET_SUCCESS && fib.ifindex == ctx->ifindex;
 }

@@ -12,12 +12,9 @@
 #include <linux/if_ether.h>
 
 #include <sluice/bpf/fast_path.h>
+#include <sluice/bpf/fib.h>
 
 #include "nat_layout.h"
-
-#ifndef AF_INET
-#define AF_INET 2
-#endif
 
 /* Is the packet's destination one of this node's own addresses (a node port,
  * an external IP the node holds)? The FIB says "not forwarded" for local
@@ -26,16 +23,7 @@ static __always_inline int nat_to_node_address(struct __sk_buff *skb, const stru
 {
 	struct bpf_fib_lookup fib = {};
 
-	fib.ifindex = ctx->ifindex;
-	if (ctx->l3_proto == ETH_P_IP) {
-		fib.family = AF_INET;
-		fib.ipv4_src = ctx->saddr[0];
-		fib.ipv4_dst = ctx->daddr[0];
-	} else {
-		fib.family = AF_INET6;
-		__builtin_memcpy(fib.ipv6_src, ctx->saddr, 16);
-		__builtin_memcpy(fib.ipv6_dst, ctx->daddr, 16);
-	}
+	sl_fib_for(&fib, ctx, ctx->saddr, ctx->daddr);
 	return bpf_fib_lookup(skb, &fib, sizeof(fib), 0) == BPF_FIB_LKUP_RET_NOT_FWDED;
 }
 
@@ -62,16 +50,10 @@ static __always_inline __u32 nat_node_source(struct __sk_buff *skb, const struct
 					     const struct nat_be_value *be, __be32 *addr)
 {
 	struct bpf_fib_lookup fib = {};
+	const __be32 any[4] = {}; /* the route picks the source */
 
-	fib.ifindex = ctx->ifindex;
+	sl_fib_for(&fib, ctx, any, be->addr);
 	fib.l4_protocol = ctx->ip_proto;
-	if (ctx->l3_proto == ETH_P_IP) {
-		fib.family = AF_INET;
-		fib.ipv4_dst = be->addr[0];
-	} else {
-		fib.family = AF_INET6;
-		__builtin_memcpy(fib.ipv6_dst, be->addr, 16);
-	}
 	if (bpf_fib_lookup(skb, &fib, sizeof(fib), BPF_FIB_LOOKUP_SRC | BPF_FIB_LOOKUP_SKIP_NEIGH) !=
 	    BPF_FIB_LKUP_RET_SUCCESS)
 		return SL_R_NO_ROUTE;

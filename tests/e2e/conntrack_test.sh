@@ -14,64 +14,16 @@ fast_path = true'
 start_daemon
 grep -q "fast path on" "$WORK/daemon.log" || fail "the daemon log does not say the fast path is on"
 
-# A request/response pair over one TCP connection: the client sends N
-# requests, waits for a go file, sends N more, then closes; every response
-# must echo its request. The server echoes until the client closes.
-cat >"$WORK/rr.py" <<'PY'
-import os, socket, sys, time
-role = sys.argv[1]
-if role == "server":
-    ip, port, ready = sys.argv[2], int(sys.argv[3]), sys.argv[4]
-    srv = socket.socket()
-    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    srv.bind((ip, port)); srv.listen(1)
-    open(ready, "w").close()
-    conn, _ = srv.accept()
-    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    while True:
-        data = conn.recv(4096)
-        if not data:
-            break
-        conn.sendall(data)
-    conn.close()
-    sys.exit(0)
-# client <ip> <port> <per phase> <phase1 marker> <go file>
-ip, port, n, marker, go = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], sys.argv[6]
-c = socket.create_connection((ip, port), timeout=10)
-c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-def exchange(i):
-    msg = ("request %06d " % i).encode() + b"x" * 200
-    c.sendall(msg)
-    got = b""
-    while len(got) < len(msg):
-        part = c.recv(4096)
-        if not part:
-            sys.exit("connection closed by the server at request %d" % i)
-        got += part
-    if got != msg:
-        sys.exit("response %d does not echo its request" % i)
-for i in range(n):
-    exchange(i)
-open(marker, "w").close()
-deadline = time.time() + 60
-while not os.path.exists(go):
-    if time.time() > deadline:
-        sys.exit("no go file")
-    time.sleep(0.05)
-for i in range(n, 2 * n):
-    exchange(i)
-c.shutdown(socket.SHUT_WR)
-if c.recv(1) != b"":
-    sys.exit("data after close")
-c.close()
-print("client: %d request/responses" % (2 * n))
-PY
+# A request/response pair over one TCP connection (tcp_rr.py): the client
+# sends N requests, waits for a go file, sends N more, then closes; every
+# response must echo its request.
+RR="python3 $E2E_REPO/tests/e2e/tcp_rr.py"
 
-ip netns exec "$NS_W2" python3 "$WORK/rr.py" server 10.65.2.2 8080 "$WORK/ready" &
+spawn_in_ns "$NS_W2" $RR server 10.65.2.2 8080 "$WORK/ready"
 server_pid=$!
 wait_file "$WORK/ready" "the server"
-ip netns exec "$NS_W1" python3 "$WORK/rr.py" client 10.65.2.2 8080 50 "$WORK/phase1" "$WORK/go" \
-  >"$WORK/client.out" 2>&1 &
+spawn_in_ns "$NS_W1" $RR client-in-two-phases 10.65.2.2 8080 50 "$WORK/phase1" "$WORK/go" \
+  >"$WORK/client.out" 2>&1
 client_pid=$!
 wait_file "$WORK/phase1" "the first 50 request/responses"
 
@@ -115,7 +67,7 @@ stop_daemon
 start_daemon
 touch "$WORK/go"
 wait "$client_pid" || { cat "$WORK/client.out"; fail "the TCP exchange failed across the restart"; }
-wait "$server_pid" || fail "the server failed"
+kill "$server_pid"; wait "$server_pid" 2>/dev/null || true
 cat "$WORK/client.out"
 grep -q "client: 100 request/responses" "$WORK/client.out" || fail "the exchange did not complete"
 (( $(counter cali1 ingress redirected) > fp1 )) || fail "no fast path after the restart"

@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
-"""Request/response over one TCP connection, for the chain protocol test.
+"""Request/response over one TCP connection, for the end-to-end tests.
 server IP PORT READY          echo every connection until it closes; touches READY
                               once listening
 client IP PORT N              N exchanges of 200 bytes on one connection, then close;
                               prints "exchanges N"
 client-then-denied IP PORT N PAUSED GO
                               N exchanges, touch PAUSED, wait for GO, then one more
-                              request: prints "answered" or "no answer" (2 s)"""
+                              request: prints "answered" or "no answer" (2 s)
+client-in-two-phases IP PORT N PAUSED GO
+                              N exchanges, touch PAUSED, wait for GO (60 s), N more,
+                              then close; prints "client: 2N request/responses""""
 import os
 import socket
 import struct
@@ -47,6 +50,13 @@ def connect(ip, port):
     return conn
 
 
+def close(conn):
+    conn.shutdown(socket.SHUT_WR)
+    if conn.recv(1) != b"":
+        sys.exit("data after close")
+    conn.close()
+
+
 def main():
     mode, ip, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
     if mode == "server":
@@ -64,19 +74,22 @@ def main():
     for i in range(n):
         exchange(conn, i)
     if mode == "client":
-        conn.shutdown(socket.SHUT_WR)
-        if conn.recv(1) != b"":
-            sys.exit("data after close")
-        conn.close()
+        close(conn)
         print("exchanges %d" % n)
         return
     paused, go = sys.argv[5], sys.argv[6]
     open(paused, "w").close()
-    deadline = time.time() + 30
+    deadline = time.time() + (60 if mode == "client-in-two-phases" else 30)
     while not os.path.exists(go):
         if time.time() > deadline:
             sys.exit("no go file")
         time.sleep(0.02)
+    if mode == "client-in-two-phases":
+        for i in range(n, 2 * n):
+            exchange(conn, i)
+        close(conn)
+        print("client: %d request/responses" % (2 * n))
+        return
     conn.settimeout(2)
     conn.sendall(b"after the deny")
     try:

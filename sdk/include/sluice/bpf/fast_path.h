@@ -31,13 +31,7 @@
 
 #include "sluice.h"
 
-#ifndef AF_INET
-#define AF_INET 2
-#endif
-#ifndef AF_INET6
-#define AF_INET6 10
-#endif
-
+#include "fib.h"
 #include "ifstate_map.h"
 #include "route_cache.h"
 
