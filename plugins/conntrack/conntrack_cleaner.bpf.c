@@ -38,7 +38,7 @@ struct ct_clean_state {
 static __always_inline int ct_expired(const struct sl_ct_key *key, const struct sl_ct_value *v,
 				      __u64 now)
 {
-	__u32 which = sl_ct_timeout_of(key->proto, sl_ct_state_of(key->proto, v));
+	__u32 which = sl_ct_timeout_for(key->proto, v);
 	__u64 timeout;
 
 	if (which >= SL_CT_TO_COUNT)

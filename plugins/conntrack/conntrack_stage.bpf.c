@@ -46,6 +46,29 @@ struct {
 #define TCP_F_SYN 0x02
 #define TCP_F_RST 0x04
 #define TCP_F_ACK 0x10
+#define TCP_F_URG 0x20
+
+/* The flag combinations a TCP segment may carry (netfilter's
+ * tcp_valid_flags; PSH, ECE and CWR do not matter). Anything else — SYN|FIN,
+ * SYN|RST, FIN without ACK, no flags at all — is no connection's and is
+ * dropped before it can create or change an entry. */
+static __always_inline int ct_tcp_flags_valid(__u8 flags)
+{
+	switch (flags & (TCP_F_FIN | TCP_F_SYN | TCP_F_RST | TCP_F_ACK | TCP_F_URG)) {
+	case TCP_F_SYN:
+	case TCP_F_SYN | TCP_F_URG:
+	case TCP_F_SYN | TCP_F_ACK:
+	case TCP_F_RST:
+	case TCP_F_RST | TCP_F_ACK:
+	case TCP_F_FIN | TCP_F_ACK:
+	case TCP_F_FIN | TCP_F_ACK | TCP_F_URG:
+	case TCP_F_ACK:
+	case TCP_F_ACK | TCP_F_URG:
+		return 1;
+	default:
+		return 0;
+	}
+}
 
 static __always_inline struct ct_stats *ct_stats_get(void)
 {
@@ -286,6 +309,12 @@ static __always_inline __u64 ct_track(struct __sk_buff *skb, struct sl_pkt_ctx *
 		if (icmp == 0)
 			return ct_checked(skb, ctx, drop,
 					  sl_ct_result_make(SL_CT_UNTRACKED, 0, 0, 0, 0));
+	}
+
+	if (proto == IPPROTO_TCP && !ct_tcp_flags_valid(ctx->tcp_flags)) {
+		SL_DEBUG(ctx, "CT: invalid TCP flags %x: drop", ctx->tcp_flags);
+		*drop = SL_R_CT_INVALID_FLAGS;
+		return sl_ct_result_make(SL_CT_INVALID, 0, 0, 0, 0);
 	}
 
 	int pkt_ba = sl_ct_key_from_ctx(&key, ctx);

@@ -48,7 +48,7 @@ for _ in $(seq 50); do [[ -f $WORK/received ]] && break; sleep 0.1; done
 [[ -f $WORK/received ]] || fail "the UDP server in w2 did not start"
 
 in_ns "$NS_W1" python3 "$WORK/udp.py" client 40000 10.65.2.2 7777 1
-in_ns "$NS_W1" python3 "$(dirname "$0")/forge_udp.py" eth0 "$cali1_mac" 10.65.2.2 7777 10.65.1.2 40000 1
+in_ns "$NS_W1" python3 "$(dirname "$0")/forge_packet.py" eth0 "$cali1_mac" udp 10.65.2.2 7777 10.65.1.2 40000 1
 in_ns "$NS_W1" python3 "$WORK/udp.py" client 40000 10.65.2.2 7777 20
 sleep 0.5
 assert_eq 0 "$(cat "$WORK/received")" "datagrams w2 received past the node's firewall"

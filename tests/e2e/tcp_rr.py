@@ -9,7 +9,8 @@ client-then-denied IP PORT N PAUSED GO
                               request: prints "answered" or "no answer" (2 s)
 client-in-two-phases IP PORT N PAUSED GO
                               N exchanges, touch PAUSED, wait for GO (60 s), N more,
-                              then close; prints "client: 2N request/responses""""
+                              then close; prints "client: 2N request/responses"
+"""
 import os
 import socket
 import struct

@@ -298,6 +298,56 @@ TEST(Conntrack, CleanerRemovesExpiredAndKeepsFreshEntries) {
   EXPECT_TRUE(t.entries().empty());
 }
 
+// One packet must not leave an entry for an hour: a FIN|ACK picked up
+// mid-stream (FIN-WAIT) that the peer never answers lives no longer than a
+// handshake (tcp_syn); once answered, FIN-WAIT keeps the established timeout.
+TEST(Conntrack, AnUnansweredFlowLivesNoLongerThanAHandshake) {
+  Bed t("[plugins.conntrack.timeouts]\ntcp_syn = 20\ntcp_established = \"1h\"\n");
+  t.run(tcp(kA, kB, 5000, 80, kTcpFin | kTcpAck));  // unanswered
+  t.run(tcp(kA, kB, 5001, 80, kTcpFin | kTcpAck));  // answered below
+  t.run(tcp(kB, kA, 80, 5001, kTcpAck));
+  for (auto [key, value] : t.entries()) {
+    EXPECT_EQ(sl_ct_state_of(key.proto, &value), SL_CT_ST_FIN_WAIT);
+    value.last_seen_ns -= 21'000'000'000ull;  // past tcp_syn, well within 1 h
+    ASSERT_EQ(bpf_map_update_elem(t.table, &key, &value, BPF_EXIST), 0);
+  }
+  std::string out;
+  ASSERT_EQ(t.cli({"conntrack", "clean"}, {}, out), 0) << out;
+  EXPECT_EQ(out, "removed 1 of 2 entries (expired)\n");
+  auto entries = t.entries();
+  ASSERT_EQ(entries.size(), 1u);
+  EXPECT_TRUE(entries[0].first.port_a == htons(5001) || entries[0].first.port_b == htons(5001));
+}
+
+// Flag combinations no TCP connection sends are dropped, counted, and leave
+// no entry; the valid ones (with PSH, ECE, CWR or URG beside them) pass.
+TEST(Conntrack, InvalidTcpFlagCombinationsAreDropped) {
+  Bed t;
+  constexpr std::uint8_t kEce = 0x40, kCwr = 0x80;
+  const std::uint8_t invalid[] = {0,
+                                  kTcpSyn | kTcpFin,
+                                  kTcpSyn | kTcpRst,
+                                  kTcpSyn | kTcpFin | kTcpAck,
+                                  kTcpFin,
+                                  kTcpFin | kTcpPsh | kTcpUrg,  // "Xmas"
+                                  kTcpRst | kTcpFin | kTcpAck,
+                                  kTcpPsh};
+  std::uint16_t port = 6000;
+  for (std::uint8_t flags : invalid) {
+    SCOPED_TRACE(::testing::Message() << "flags 0x" << std::hex << int(flags));
+    RunResult r = t.bed.run(tcp(kA, kB, port++, 80, flags));
+    EXPECT_EQ(r.verdict, TC_ACT_SHOT) << verdict_name(r.verdict);
+    EXPECT_EQ(r.reason, SL_R_CT_INVALID_FLAGS) << reason_name(r.reason);
+  }
+  EXPECT_TRUE(t.entries().empty()) << "an invalid segment created an entry";
+  const std::uint8_t valid[] = {kTcpSyn | kEce | kCwr, kTcpSyn | kTcpAck | kEce, kTcpAck | kTcpPsh,
+                                kTcpFin | kTcpAck | kTcpPsh, kTcpRst | kTcpAck, kTcpAck | kTcpUrg};
+  for (std::uint8_t flags : valid) {
+    SCOPED_TRACE(::testing::Message() << "flags 0x" << std::hex << int(flags));
+    EXPECT_EQ(t.bed.run(tcp(kA, kB, port++, 80, flags)).verdict, TC_ACT_OK);
+  }
+}
+
 // The plugin's own cleaner is a timer of the host's event loop (no thread):
 // the harness runs it when the test says so, and its metric counts what it removed.
 TEST(Conntrack, TheCleanerTimerRemovesExpiredEntries) {

@@ -250,6 +250,20 @@ SL_CT_INLINE __u32 sl_ct_timeout_of(__u8 proto, __u32 state)
 	}
 }
 
+/* The timeout of an entry: its state's, except that a TCP flow the responder
+ * never answered lives no longer than a handshake whatever flags its opener
+ * sent (a lone FIN|ACK picked up mid-stream would otherwise sit in FIN-WAIT
+ * for the established timeout, and a few such packets a second fill the
+ * table). Shared by the cleaner and sluicectl. */
+SL_CT_INLINE __u32 sl_ct_timeout_for(__u8 proto, const struct sl_ct_value *v)
+{
+	const struct sl_ct_leg *responder = &v->legs[(v->flags & SL_CT_F_BA) ? 0 : 1];
+
+	if (proto == 6 /* TCP */ && !responder->packets)
+		return SL_CT_TO_TCP_SYN;
+	return sl_ct_timeout_of(proto, sl_ct_state_of(proto, v));
+}
+
 /* ---- key ----------------------------------------------------------------------- */
 
 /* Fills a normalised key from one packet's tuple; returns 1 when the
