@@ -6,8 +6,8 @@
  *
  * The packet is rewritten in place into the error (MAC addresses swapped,
  * from the address the sender asked for, to the sender, quoting its IP
- * header and the first 8 bytes of its L4 header), ready to leave by the
- * interface it came in by:
+ * header and the first bytes of its L4 header: 8, or for TCP its 20-byte
+ * header), ready to leave by the interface it came in by:
  *
  *     if (sl_icmp_unreach(skb, ctx, room, SL_ICMP_PORT_UNREACH) == 0)
  *             return sl_finish(skb, ctx, (int)bpf_redirect(ctx->ifindex, 0), reason);
@@ -45,14 +45,30 @@ enum sl_unreach {
 	SL_ICMP_ADMIN_PROHIBIT, /* IPv4 code 13, IPv6 code 1 */
 };
 
-#define SL_ICMP_ERROR4_LEN 56 /* IP (20) | ICMP (8) | quoted IP header (20) | its L4 (8) */
-#define SL_ICMP_ERROR6_LEN 96 /* IPv6 (40) | ICMPv6 (8) | quoted IPv6 header (40) | its L4 (8) */
+/* The error's own headers, then the quote: the IP header and 8 bytes of L4,
+ * or for TCP the whole 20-byte header. Why TCP's is longer: a segment from a
+ * local stack crosses a veth with its checksum still to be filled in
+ * (CHECKSUM_PARTIAL), and the kernel refuses to cut such a packet before the
+ * end of its TCP checksum field (bpf_skb_change_tail: -EINVAL) — the error
+ * would never reach a real client. UDP's checksum field ends within 8 bytes. */
+#define SL_ICMP4_HEADERS 28 /* IP (20) | ICMP (8) */
+#define SL_ICMP6_HEADERS 48 /* IPv6 (40) | ICMPv6 (8) */
+#define SL_ICMP_QUOTE_L4 8
+#define SL_ICMP_QUOTE_L4_TCP 20
+#define SL_ICMP_ERROR4_MAX (SL_ICMP4_HEADERS + 20 + SL_ICMP_QUOTE_L4_TCP)
+#define SL_ICMP_ERROR6_MAX (SL_ICMP6_HEADERS + 40 + SL_ICMP_QUOTE_L4_TCP)
 
 union sl_icmp_room {
-	__u8 v4[SL_ICMP_ERROR4_LEN];
+	__u8 v4[SL_ICMP_ERROR4_MAX];
 	/* The pseudo-header the ICMPv6 checksum covers (40), then the error. */
-	__u8 v6[40 + SL_ICMP_ERROR6_LEN];
+	__u8 v6[40 + SL_ICMP_ERROR6_MAX];
 };
+
+/* How much of the packet's L4 header the error quotes. */
+static __always_inline __u32 sl_icmp_quote_l4(const struct sl_pkt_ctx *ctx)
+{
+	return ctx->ip_proto == 6 /* TCP */ ? SL_ICMP_QUOTE_L4_TCP : SL_ICMP_QUOTE_L4;
+}
 
 /* The sender's MAC addresses swapped, for the error to go back to it. */
 static __always_inline int sl_icmp_swapped_macs(struct __sk_buff *skb, __u8 *swapped)
@@ -66,21 +82,21 @@ static __always_inline int sl_icmp_swapped_macs(struct __sk_buff *skb, __u8 *swa
 	return 0;
 }
 
-/* Replaces the packet by the error built at `err` (len bytes: its headers,
- * then the quote, which is as long as they are). The packet is cut to the
- * quote (its IP header and 8 bytes of L4), then room for the headers is
- * opened after the first bytes of the IP header (the error's own header
- * overwrites those), and the error is written over both. */
+/* Replaces the packet by the error built at `err` (its headers, then the
+ * quote). The packet is cut to the quote, room for the headers is opened
+ * after its IP header, and the error is written over both. */
 static __always_inline int sl_icmp_replace_packet(struct __sk_buff *skb, const __u8 *swapped,
-						  const __u8 *err, __u32 len)
+						  const __u8 *err, __u32 headers, __u32 quote)
 {
-	if (bpf_skb_change_tail(skb, 14 + len / 2, 0))
+	if (bpf_skb_change_tail(skb, 14 + quote, 0))
 		return -1;
-	if (bpf_skb_adjust_room(skb, len / 2, BPF_ADJ_ROOM_NET, 0))
+	if (bpf_skb_adjust_room(skb, headers, BPF_ADJ_ROOM_NET, 0))
 		return -1;
 	if (bpf_skb_store_bytes(skb, 0, swapped, 12, 0))
 		return -1;
-	if (bpf_skb_store_bytes(skb, 14, err, len, 0))
+	if (headers + quote > sizeof(union sl_icmp_room))
+		return -1;
+	if (bpf_skb_store_bytes(skb, 14, err, headers + quote, 0))
 		return -1;
 	return 0;
 }
@@ -95,19 +111,20 @@ static __always_inline int sl_icmp4_unreach(struct __sk_buff *skb, const struct 
 	if (!room || ctx->l3_proto != 0x0800 || !(ctx->flags & SL_PKT_F_L2) || l3 != 14)
 		return -1;
 	__u8 *b = room->v4;
+	__u32 quote = 20 + sl_icmp_quote_l4(ctx);
 
-	if (bpf_skb_load_bytes(skb, l3, b + 28, 28))
+	if (bpf_skb_load_bytes(skb, l3, b + SL_ICMP4_HEADERS, quote))
 		return -1;
 	if ((b[28] & 0x0f) != 5)
 		return -1; /* IP options: the quote would not be the header */
 	if (sl_icmp_swapped_macs(skb, swapped))
 		return -1;
 
-	__builtin_memset(b, 0, 28);
+	__builtin_memset(b, 0, SL_ICMP4_HEADERS);
 	b[0] = 0x45;
-	b[3] = SL_ICMP_ERROR4_LEN; /* total length */
-	b[8] = 64;                 /* TTL */
-	b[9] = 1;                  /* ICMP */
+	b[3] = SL_ICMP4_HEADERS + quote; /* total length */
+	b[8] = 64;                       /* TTL */
+	b[9] = 1;                        /* ICMP */
 	__builtin_memcpy(b + 12, b + 28 + 16, 4); /* from: the address the sender asked for */
 	__builtin_memcpy(b + 16, b + 28 + 12, 4); /* to: the sender */
 	b[20] = 3;                                /* destination unreachable */
@@ -115,10 +132,10 @@ static __always_inline int sl_icmp4_unreach(struct __sk_buff *skb, const struct 
 	__u16 c = sl_csum_of(b, 20, 0);
 
 	__builtin_memcpy(b + 10, &c, 2);
-	c = sl_csum_of(b + 20, 36, 0);
+	c = sl_csum_of(b + 20, 8 + quote, 0);
 	__builtin_memcpy(b + 22, &c, 2);
 
-	return sl_icmp_replace_packet(skb, swapped, b, SL_ICMP_ERROR4_LEN);
+	return sl_icmp_replace_packet(skb, swapped, b, SL_ICMP4_HEADERS, quote);
 }
 
 /* IPv6: an ICMPv6 destination unreachable (type 1). */
@@ -131,16 +148,17 @@ static __always_inline int sl_icmp6_unreach(struct __sk_buff *skb, const struct 
 	    ctx->l4_off != 14 + 40)
 		return -1;
 	__u8 *ph = room->v6;     /* pseudo-header: src, dst, length, next header */
-	__u8 *b = room->v6 + 40; /* outer IPv6 (40) | ICMPv6 (8) | quote (48) */
+	__u8 *b = room->v6 + 40; /* outer IPv6 (40) | ICMPv6 (8) | quote */
+	__u32 quote = 40 + sl_icmp_quote_l4(ctx);
 
-	if (bpf_skb_load_bytes(skb, 14, b + 48, 48))
+	if (bpf_skb_load_bytes(skb, 14, b + SL_ICMP6_HEADERS, quote))
 		return -1;
 	if (sl_icmp_swapped_macs(skb, swapped))
 		return -1;
 
 	__builtin_memset(b, 0, 48);
 	b[0] = 0x60;
-	b[5] = SL_ICMP_ERROR6_LEN - 40; /* payload length */
+	b[5] = 8 + quote; /* payload length */
 	b[6] = 58;                      /* ICMPv6 */
 	b[7] = 64;                      /* hop limit */
 	__builtin_memcpy(b + 8, b + 48 + 24, 16); /* from: the address the sender asked for */
@@ -149,7 +167,7 @@ static __always_inline int sl_icmp6_unreach(struct __sk_buff *skb, const struct 
 	b[41] = why == SL_ICMP_HOST_UNREACH ? 3 : why == SL_ICMP_ADMIN_PROHIBIT ? 1 : 4;
 	__builtin_memcpy(ph, b + 8, 32);
 	__builtin_memset(ph + 32, 0, 8);
-	ph[35] = SL_ICMP_ERROR6_LEN - 40;
+	ph[35] = 8 + quote;
 	ph[39] = 58;
 	/* Pseudo-header, then the ICMPv6 message (the outer header in between
 	 * is not summed): the first sum seeds the second. */
@@ -157,11 +175,11 @@ static __always_inline int sl_icmp6_unreach(struct __sk_buff *skb, const struct 
 
 	if (pseudo < 0)
 		return -1;
-	__u16 c = sl_csum_of(b + 40, 56, (__u32)pseudo);
+	__u16 c = sl_csum_of(b + 40, 8 + quote, (__u32)pseudo);
 
 	__builtin_memcpy(b + 42, &c, 2);
 
-	return sl_icmp_replace_packet(skb, swapped, b, SL_ICMP_ERROR6_LEN);
+	return sl_icmp_replace_packet(skb, swapped, b, SL_ICMP6_HEADERS, quote);
 }
 
 /* Either family, by the packet's. */
