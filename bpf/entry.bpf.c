@@ -343,11 +343,10 @@ static __always_inline int sl_entry(struct __sk_buff *skb, __u32 hook)
 	}
 
 	__u16 l3_proto = 0;
-	int parsed = parse_packet(skb, ctx, &l3_proto);
 	/* A tagged frame belongs to the VLAN device above this interface (whose
-	 * chain, if Sluice manages it, sees it untagged), not to this chain. */
-	if (skb->vlan_present)
-		parsed = PARSE_NON_IP;
+	 * chain, if Sluice manages it, sees it untagged), not to this chain: it
+	 * is not parsed. */
+	int parsed = skb->vlan_present ? PARSE_NON_IP : parse_packet(skb, ctx, &l3_proto);
 	if (refused_on_workload(skb, parsed, l3_proto)) {
 		SL_DEBUG(ctx, "Not IP or ARP on a workload (ethertype %x, tagged %d): drop",
 			 l3_proto, skb->vlan_present);

@@ -35,13 +35,16 @@ static __always_inline int ct_source_is_link_local(const struct sl_pkt_ctx *ctx)
 }
 
 /* 1 when the route to the packet's source leads back out of the interface
- * it arrived on. */
+ * it arrived on. The lookup has no source address: the packet's destination
+ * may be multicast (neighbour solicitations, mDNS) or broadcast, which the
+ * FIB refuses as a source. */
 static __always_inline int ct_source_routed_here(struct __sk_buff *skb, const struct sl_pkt_ctx *ctx)
 {
 	struct bpf_fib_lookup fib = {};
+	const __be32 any[4] = {};
 	long rc;
 
-	sl_fib_for(&fib, ctx, ctx->daddr, ctx->saddr);
+	sl_fib_for(&fib, ctx, any, ctx->saddr);
 	rc = bpf_fib_lookup(skb, &fib, sizeof(fib), BPF_FIB_LOOKUP_SKIP_NEIGH);
 	return rc == BPF_FIB_LKUP_RET_SUCCESS && fib.ifindex == ctx->ifindex;
 }

@@ -9,6 +9,8 @@ import socket
 import struct
 import sys
 
+from inject_frames import send_frames
+
 
 def checksum(data):
     if len(data) % 2:
@@ -22,7 +24,7 @@ def checksum(data):
 TCP_FLAGS = {"F": 0x01, "S": 0x02, "R": 0x04, "P": 0x08, "A": 0x10, "U": 0x20}
 
 
-def frame(dst_mac, src_mac, kind, src, sport, dst, dport, payload):
+def ipv4_packet(kind, src, sport, dst, dport, payload):
     saddr, daddr = socket.inet_aton(src), socket.inet_aton(dst)
     if kind == "udp":
         proto, length = socket.IPPROTO_UDP, 8 + len(payload)
@@ -38,19 +40,15 @@ def frame(dst_mac, src_mac, kind, src, sport, dst, dport, payload):
     l4 = l4[:csum_at] + struct.pack("!H", csum) + l4[csum_at + 2:]
     ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + length, 0, 0x4000, 64, proto, 0, saddr, daddr)
     ip = ip[:10] + struct.pack("!H", checksum(ip)) + ip[12:]
-    return dst_mac + src_mac + struct.pack("!H", 0x0800) + ip + l4
+    return ip + l4
 
 
 def main():
-    iface, dst_mac = sys.argv[1], bytes.fromhex(sys.argv[2].replace(":", ""))
+    iface, dst_mac = sys.argv[1], sys.argv[2]
     kind, src, sport, dst, dport, count = (sys.argv[3], sys.argv[4], int(sys.argv[5]), sys.argv[6],
                                            int(sys.argv[7]), int(sys.argv[8]))
-    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
-    sock.bind((iface, 0))
-    data = frame(dst_mac, sock.getsockname()[4], kind, src, sport, dst, dport,
-                 b"forged" if kind == "udp" else b"")
-    for _ in range(count):
-        sock.send(data)
+    packet = ipv4_packet(kind, src, sport, dst, dport, b"forged" if kind == "udp" else b"")
+    send_frames(iface, dst_mac, 0x0800, packet, count)
 
 
 if __name__ == "__main__":

@@ -41,15 +41,21 @@ FRAMES = {
 }
 
 
+def send_frames(iface, dst_mac, ethertype, payload, count):
+    """Sends `count` Ethernet frames out of iface: dst_mac ("aa:bb:..."), the
+    interface's own address, ethertype, payload."""
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    sock.bind((iface, 0))
+    frame = (bytes.fromhex(dst_mac.replace(":", "")) + sock.getsockname()[4] +
+             struct.pack("!H", ethertype) + payload)
+    for _ in range(count):
+        sock.send(frame)
+
+
 def main():
     iface, dst_mac, kind, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
     ethertype, l3 = FRAMES[kind]
-    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
-    sock.bind((iface, 0))
-    src = sock.getsockname()[4]
-    frame = bytes.fromhex(dst_mac.replace(":", "")) + src + struct.pack("!H", ethertype) + l3
-    for _ in range(count):
-        sock.send(frame)
+    send_frames(iface, dst_mac, ethertype, l3, count)
 
 
 if __name__ == "__main__":

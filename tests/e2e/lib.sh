@@ -61,6 +61,23 @@ e2e_add_workload() {
   ip -n "$ns" route add default via "10.65.$1.1"
 }
 
+# e2e_enable_ipv6: IPv6 on the two workloads' links (off in the lab, see
+# tools/lab/topology.sh): w<n> eth0 fd00:65:<n>::2/64, the node's cali<n>
+# fd00:65:<n>::1/64, default routes via the node, forwarding on. Neighbours
+# are left to neighbour discovery (link-local sources), as on a real node.
+e2e_enable_ipv6() {
+  in_node sysctl -qw net.ipv6.conf.all.forwarding=1
+  local n ns
+  for n in 1 2; do
+    ns=$E2E_ID-w$n
+    in_node sysctl -qw "net.ipv6.conf.cali$n.disable_ipv6=0"
+    in_ns "$ns" sysctl -qw net.ipv6.conf.eth0.disable_ipv6=0
+    ip -n "$NS_NODE" addr add "fd00:65:$n::1/64" dev "cali$n" nodad
+    ip -n "$ns" addr add "fd00:65:$n::2/64" dev eth0 nodad
+    ip -n "$ns" -6 route add default via "fd00:65:$n::1"
+  done
+}
+
 fail() { echo "FAIL: $*" >&2; exit 1; }
 assert_eq() { # <expected> <actual> <what>
   [[ "$1" == "$2" ]] || fail "$3: expected '$1', got '$2'"
@@ -151,6 +168,12 @@ wait_file() { # <file> <what>
 }
 
 # counter <interface> <hook> <reason> -> packets
+# clsact_drops <dev>: packets the clsact qdisc of the node's <dev> dropped
+# (what the BPF programs returned TC_ACT_SHOT for).
+clsact_drops() {
+  tc -n "$NS_NODE" -s qdisc show dev "$1" | grep -A1 clsact | sed -n 's/.*dropped \([0-9]*\).*/\1/p'
+}
+
 counter() {
   ctl -o json counters dump | python3 -c '
 import json, sys

@@ -31,7 +31,7 @@ done
 assert_eq $n "$(counter cali1 ingress malformed-l4-short)" "cali1 ingress malformed-l4-short"
 assert_eq $n "$(counter eth0 ingress malformed-l4-short)" "eth0 ingress malformed-l4-short (dropped despite the pass rule)"
 assert_eq $n "$(counter cali1 ingress accepted)" "cali1 ingress accepted (the good frames)"
-drops=$(tc -n "$NS_NODE" -s qdisc show dev cali1 | grep -A1 clsact | sed -n 's/.*dropped \([0-9]*\).*/\1/p')
+drops=$(clsact_drops cali1)
 assert_eq $((n * (${#reason[@]} + 1))) "$drops" "drops on cali1's clsact qdisc"
 stop_daemon
 echo PASS

@@ -32,7 +32,7 @@ assert_eq $((n * ${#refused[@]})) "$(counter cali1 ingress non-ip-on-workload)" 
 (( $(counter cali1 ingress passed-non-ip) >= n )) || fail "cali1 ingress: the ARP requests were not passed"
 echo "ok: ARP from w1 passes"
 assert_eq $n "$(counter cali1 ingress accepted)" "cali1 ingress accepted (the untagged UDP frames)"
-drops=$(tc -n "$NS_NODE" -s qdisc show dev cali1 | grep -A1 clsact | sed -n 's/.*dropped \([0-9]*\).*/\1/p')
+drops=$(clsact_drops cali1)
 assert_eq $((n * ${#refused[@]})) "$drops" "drops on cali1's clsact qdisc"
 assert_eq 0 "$(counter eth0 ingress non-ip-on-workload)" "eth0 ingress non-ip-on-workload (a data interface)"
 (( $(counter eth0 ingress passed-non-ip) >= n * ${#refused[@]} )) ||

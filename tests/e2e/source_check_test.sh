@@ -76,5 +76,19 @@ for i in range(20):
         sys.exit("wrong echo")' || fail "an honest UDP exchange w1 <-> w2 failed"
 (( $(counter cali1 ingress redirected) > 0 )) || fail "an answered honest flow was not fast-pathed"
 echo "ok: an honest, answered flow is still fast-pathed"
+
+# IPv6 passes the check: neighbour discovery from link-local addresses,
+# then w1 -> w2 through the node by their global addresses.
+e2e_enable_ipv6
+in_ns "$NS_W1" ping -6 -c 3 -i 0.2 -W 2 fd00:65:2::2 >/dev/null ||
+  fail "w1 cannot ping w2 over IPv6 (neighbour discovery or IPv6 refused by the source check)"
+echo "ok: IPv6 (neighbour discovery, then ping w1 -> w2) passes the source check"
+rpf_before=$(counter cali1 ingress rpf-failed)
+in_ns "$NS_W1" ip -6 addr add fd00:65:2::77/128 dev eth0 nodad  # w2's network, not w1's
+in_ns "$NS_W1" ping -6 -c 2 -i 0.2 -W 1 -I fd00:65:2::77 fd00:65:2::2 >/dev/null 2>&1 &&
+  fail "w1 reached w2 from an address of w2's network"
+(( $(counter cali1 ingress rpf-failed) > rpf_before )) ||
+  fail "cali1 ingress: the spoofed IPv6 source is not counted rpf-failed"
+echo "ok: a spoofed IPv6 source is dropped as rpf-failed"
 stop_daemon
 echo PASS
