@@ -53,7 +53,7 @@ std::vector<std::string> flag_names(std::uint32_t flags) {
   static const std::pair<std::uint32_t, const char*> names[] = {
       {SL_CT_F_NAT_OUT, "nat-out"}, {SL_CT_F_DSR, "fwd-dsr"},     {SL_CT_F_NP_FWD, "np-fwd"},
       {SL_CT_F_EXT_LOCAL, "ext-local"}, {SL_CT_F_BA, "B-A"}, {SL_CT_F_SVC_SELF, "svc-self"},
-      {SL_CT_F_SRC_NAT, "src-nat"},     {SL_CT_F_NODE_ADDR, "node-addr"},
+      {SL_CT_F_SRC_NAT, "src-nat"}, {SL_CT_F_PORT_NAT, "port-nat"},     {SL_CT_F_NODE_ADDR, "node-addr"},
       {SL_CT_F_MIDSTREAM, "midstream"}};
   std::vector<std::string> out;
   for (const auto& [bit, name] : names)
@@ -132,7 +132,7 @@ Json key_json(const sl_ct_key& key) {
 }  // namespace
 
 // The opener's side first: "TCP 10.0.0.9:42642 -> 10.96.0.50:8385"; a
-// source-NATed flow (svc-self, src-nat) shows the client before its NAT.
+// source-NATed flow (svc-self, src-nat, port-nat) shows the client before its NAT.
 std::string flow_text(const sl_ct_key& key, const sl_ct_value& value) {
   bool ba = value.flags & SL_CT_F_BA;
   const __be32* src = ba ? key.addr_b : key.addr_a;
@@ -140,7 +140,7 @@ std::string flow_text(const sl_ct_key& key, const sl_ct_value& value) {
   __be16 sport = ba ? key.port_b : key.port_a, dport = ba ? key.port_a : key.port_b;
   std::string out = proto_name(key.proto) + " ";
   if (has_ports(key.proto)) {
-    if (value.type == SL_CT_TYPE_NAT_REV && (value.flags & (SL_CT_F_SVC_SELF | SL_CT_F_SRC_NAT)))
+    if (value.type == SL_CT_TYPE_NAT_REV && (value.flags & SL_CT_F_SOURCE_NATED))
       out += endpoint(key.family, value.orig_src, value.orig_sport) + " (as " +
              endpoint(key.family, src, sport) + ") -> ";
     else
@@ -184,7 +184,7 @@ Json entry_json(const Entry& e, std::uint64_t now) {
   if (v.type == SL_CT_TYPE_NAT_REV) {
     out["orig_dst"] = address(key.family, v.orig_dst);
     out["orig_dport"] = static_cast<int>(ntohs(v.orig_dport));
-    if (v.flags & (SL_CT_F_SVC_SELF | SL_CT_F_SRC_NAT)) {
+    if (v.flags & SL_CT_F_SOURCE_NATED) {
       out["orig_src"] = address(key.family, v.orig_src);
       out["orig_sport"] = static_cast<int>(ntohs(v.orig_sport));
     }
@@ -220,7 +220,7 @@ std::string raw_text(const Entry& e, std::uint64_t now) {
   if (v.flags & SL_CT_F_NP_FWD) out += ", TunIP:" + address(key.family, v.tun_ip);
   if (v.type == SL_CT_TYPE_NAT_REV)
     out += ", OrigDst:" + endpoint(key.family, v.orig_dst, v.orig_dport);
-  if (v.type == SL_CT_TYPE_NAT_REV && (v.flags & (SL_CT_F_SVC_SELF | SL_CT_F_SRC_NAT)))
+  if (v.type == SL_CT_TYPE_NAT_REV && (v.flags & SL_CT_F_SOURCE_NATED))
     out += ", OrigSrc:" + endpoint(key.family, v.orig_src, v.orig_sport);
   return out + "}";
 }

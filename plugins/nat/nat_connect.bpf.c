@@ -28,6 +28,13 @@
  * A service with no selectable backend fails the call with ECONNREFUSED (what
  * the tc path's no_backend = "reject" makes a client see).
  *
+ * Two service addresses that share a backend, one unconnected UDP socket
+ * sending to both: replies from the one backend could not be told apart, and
+ * a socket's port cannot change here (the tc path moves the source port
+ * instead). The second service's datagrams get another of its backends not
+ * already answering this socket (up to CTLB_COLLISION_TRIES tried); without
+ * one, sendmsg fails with EADDRINUSE.
+ *
  * Scope: the programs are attached to a cgroup (by default the root: every
  * process of the machine), but only act on sockets in the network namespace
  * sluiced manages (nat_ctlb_netns_cookie): workloads in their own namespaces
@@ -132,9 +139,31 @@ static __always_inline void ctlb_write(struct bpf_sock_addr *ctx, int ipv6,
 	}
 }
 
+/* How many other backends a datagram tries when its socket already sends to
+ * the one picked on behalf of another service address. */
+#define CTLB_COLLISION_TRIES 8
+
+/* Whether this socket already sends to backend `be` for another service
+ * address than `dst`: its replies could then not be told apart, as the
+ * socket's port cannot change (a NAT would move it, as the tc path does). */
+static __always_inline int ctlb_taken_for_other(struct nat_sock_rev_key *rk,
+						const struct nat_be_value *be,
+						const struct ctlb_addr *dst)
+{
+	__builtin_memcpy(rk->addr, be->addr, sizeof(rk->addr));
+	rk->port = be->port;
+	struct nat_sock_rev_value *held = bpf_map_lookup_elem(&nat_sock_reverse, rk);
+
+	return held && (held->port != dst->port || held->family != dst->family ||
+			!nat_addr_eq(held->addr, dst->addr));
+}
+
 /* Points `dst` at a backend if it is a frontend: 1 rewritten, 0 not a
- * service, -1 the service has no selectable backend. */
-static __always_inline int ctlb_pick(struct bpf_sock_addr *ctx, struct ctlb_addr *dst)
+ * service, -1 the service has no selectable backend, -2 (a datagram of an
+ * unconnected socket) every backend it may take already answers this socket
+ * for another service address. */
+static __always_inline int ctlb_pick(struct bpf_sock_addr *ctx, struct ctlb_addr *dst,
+				     int datagram)
 {
 	struct nat_fe_key fk = {};
 
@@ -182,9 +211,27 @@ static __always_inline int ctlb_pick(struct bpf_sock_addr *ctx, struct ctlb_addr
 	struct nat_sock_rev_value rv = {};
 
 	rk.cookie = cookie;
+	rk.family = dst->family;
+	/* A connected socket has one peer: its entry is simply replaced. An
+	 * unconnected one sending to two service addresses that share a
+	 * backend must get another backend for the second, or refuse. */
+	if (datagram && ctlb_taken_for_other(&rk, be, dst)) {
+		struct nat_be_key bk = {.id = fe->id};
+		int i, found = 0;
+
+		for (i = 1; i <= CTLB_COLLISION_TRIES && i < (int)eligible; i++) {
+			bk.ordinal = (ordinal + i) % eligible;
+			be = bpf_map_lookup_elem(&nat_backends, &bk);
+			if (be && be->family == dst->family && !ctlb_taken_for_other(&rk, be, dst)) {
+				found = 1;
+				break;
+			}
+		}
+		if (!found)
+			return -2;
+	}
 	__builtin_memcpy(rk.addr, be->addr, sizeof(rk.addr));
 	rk.port = be->port;
-	rk.family = dst->family;
 	__builtin_memcpy(rv.addr, dst->addr, sizeof(rv.addr));
 	rv.port = dst->port;
 	rv.family = dst->family;
@@ -199,17 +246,17 @@ static __always_inline int ctlb_pick(struct bpf_sock_addr *ctx, struct ctlb_addr
 }
 
 /* connect and sendmsg: service -> backend. */
-static __always_inline int ctlb_forward(struct bpf_sock_addr *ctx, int ipv6)
+static __always_inline int ctlb_forward(struct bpf_sock_addr *ctx, int ipv6, int datagram)
 {
 	struct ctlb_addr dst = {};
 
 	if (!ctlb_balances(ctx))
 		return 1;
 	ctlb_read(ctx, ipv6, &dst);
-	int picked = ctlb_pick(ctx, &dst);
+	int picked = ctlb_pick(ctx, &dst, datagram);
 
 	if (picked < 0) {
-		bpf_set_retval(-ECONNREFUSED);
+		bpf_set_retval(picked == -2 ? -EADDRINUSE : -ECONNREFUSED);
 		return 0;
 	}
 	if (picked > 0)
@@ -248,10 +295,20 @@ static __always_inline int ctlb_reverse(struct bpf_sock_addr *ctx, int ipv6)
 		return direction(ctx, ipv6);                \
 	}
 
-CTLB_PROGRAM(connect4, ctlb_forward, 0)
-CTLB_PROGRAM(connect6, ctlb_forward, 1)
-CTLB_PROGRAM(sendmsg4, ctlb_forward, 0)
-CTLB_PROGRAM(sendmsg6, ctlb_forward, 1)
+static __always_inline int ctlb_connect(struct bpf_sock_addr *ctx, int ipv6)
+{
+	return ctlb_forward(ctx, ipv6, 0);
+}
+
+static __always_inline int ctlb_send(struct bpf_sock_addr *ctx, int ipv6)
+{
+	return ctlb_forward(ctx, ipv6, 1);
+}
+
+CTLB_PROGRAM(connect4, ctlb_connect, 0)
+CTLB_PROGRAM(connect6, ctlb_connect, 1)
+CTLB_PROGRAM(sendmsg4, ctlb_send, 0)
+CTLB_PROGRAM(sendmsg6, ctlb_send, 1)
 CTLB_PROGRAM(recvmsg4, ctlb_reverse, 0)
 CTLB_PROGRAM(recvmsg6, ctlb_reverse, 1)
 CTLB_PROGRAM(getpeername4, ctlb_reverse, 0)

@@ -139,7 +139,7 @@ static __always_inline int nat_icmp_error(struct __sk_buff *skb, struct sl_pkt_c
 		return NAT_ICMP_NEXT;
 	}
 	int opener_b = (rev->flags & SL_CT_F_BA) != 0;
-	int snat = (rev->flags & (SL_CT_F_SVC_SELF | SL_CT_F_SRC_NAT)) != 0;
+	int snat = (rev->flags & SL_CT_F_SOURCE_NATED) != 0;
 	__be32 backend = opener_b ? rk.addr_a[0] : rk.addr_b[0];
 	__be16 backend_port = opener_b ? rk.port_a : rk.port_b;
 	__be32 nat_src = opener_b ? rk.addr_b[0] : rk.addr_a[0]; /* the client, or its NAT address */
@@ -236,7 +236,7 @@ static __always_inline int nat_icmp6_error(struct __sk_buff *skb, struct sl_pkt_
 		return NAT_ICMP_NEXT;
 	}
 	int opener_b = (rev->flags & SL_CT_F_BA) != 0;
-	int snat = (rev->flags & (SL_CT_F_SVC_SELF | SL_CT_F_SRC_NAT)) != 0;
+	int snat = (rev->flags & SL_CT_F_SOURCE_NATED) != 0;
 	const __be32 *backend = opener_b ? rk.addr_a : rk.addr_b;
 	const __be32 *nat_src = opener_b ? rk.addr_b : rk.addr_a;
 	const __be32 *svc = rev->orig_dst;

@@ -48,8 +48,8 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } nat_src_ranges SEC(".maps");
 
-/* Source ports a source NAT to the node may pick when the client's own is
- * taken (Linux's default ephemeral range), and how many it tries. */
+/* Source ports a NAT flow may move to when its post-NAT tuple is taken
+ * (Linux's default ephemeral range), and how many it tries. */
 #define NAT_SNAT_PORT_MIN 32768u
 #define NAT_SNAT_PORT_SPAN 28232u
 #define NAT_SNAT_TRIES 16
@@ -96,32 +96,38 @@ static __always_inline struct nat_be_value *nat_pick(const struct sl_pkt_ctx *ct
 
 /* The conntrack pair of the new flow, for the post-NAT tuple `post` (its
  * source: the client's address, the hairpin address or, with
- * SL_CT_F_SRC_NAT, the node's, whose port a source NAT may have to change:
- * post->sport says which it took). 0, or the reason to drop the packet. */
+ * SL_CT_F_SRC_NAT, the node's). The tuple must be no other flow's: the
+ * node's address is shared by every client it stands in for, and two
+ * services sharing a backend map one client port to one tuple. So the
+ * client's own port first, then other ports (SCTP cannot change ports):
+ * post->sport says which it took, and a plain DNAT flow that moved gets
+ * SL_CT_F_PORT_NAT in *ct_flags. 0, or the reason to drop the packet. */
 static __always_inline __u32 nat_ct_create(const struct sl_pkt_ctx *ctx,
-					   struct sl_ct_nat_tuple *post, __u32 ct_flags,
+					   struct sl_ct_nat_tuple *post, __u32 *ct_flags,
 					   int *rev_ba)
 {
 	struct nat_scratch *scratch = nat_scratch_get();
 	int sctp = ctx->ip_proto == IPPROTO_SCTP;
-	/* The node's address is shared by every client it stands in for: the
-	 * client's own port first, then other ports until the post-NAT tuple is
-	 * free (never overwrite another flow); SCTP cannot change ports. Other
-	 * flows keep the client's own address: no search. */
+	__be16 client_port = post->sport;
 	struct sl_ct_port_search search = {
 		.hash = nat_flow_hash(ctx),
 		.min = NAT_SNAT_PORT_MIN,
 		.span = NAT_SNAT_PORT_SPAN,
-		.tries = !(ct_flags & SL_CT_F_SRC_NAT) ? 0 : sctp ? 1 : NAT_SNAT_TRIES,
+		.tries = sctp ? 1 : NAT_SNAT_TRIES,
+		/* Source-NATed flows rewrite their source from the entry anyway. */
+		.flags_if_moved = (*ct_flags & SL_CT_F_SOURCE_NATED) ? 0 : SL_CT_F_PORT_NAT,
 	};
 
 	if (!scratch)
 		return SL_R_CT_INSERT_FAILED;
 	enum sl_ct_write w =
-		sl_ct_create_nat_pair(ctx, post, ct_flags, search, &scratch->entries, rev_ba);
+		sl_ct_create_nat_pair(ctx, post, *ct_flags, search, &scratch->entries, rev_ba);
 
-	if (w == SL_CT_WRITE_OK)
+	if (w == SL_CT_WRITE_OK) {
+		if (post->sport != client_port)
+			*ct_flags |= search.flags_if_moved;
 		return 0;
+	}
 	if (w == SL_CT_WRITE_TAKEN)
 		return sctp ? SL_R_NAT_SCTP_PORT : SL_R_SNAT_PORTS_EXHAUSTED;
 	return sl_ct_write_reason(w);
@@ -216,7 +222,7 @@ static __always_inline int nat_new_flow(struct __sk_buff *skb, struct sl_pkt_ctx
 	int rev_ba = 0;
 
 	/* Without its NAT_REV entry the replies could not be reverse-NATed. */
-	if ((why = nat_ct_create(ctx, &post, ct_flags, &rev_ba))) {
+	if ((why = nat_ct_create(ctx, &post, &ct_flags, &rev_ba))) {
 		SL_DEBUG(ctx, "NAT: cannot create the conntrack entries (reason %d)", why);
 		return nat_refuse_new_flow(skb, ctx, why);
 	}
@@ -235,6 +241,11 @@ static __always_inline int nat_new_flow(struct __sk_buff *skb, struct sl_pkt_ctx
 		if ((why = nat_rewrite(skb, ctx, 1, post.saddr, post.sport)))
 			return sl_drop(skb, ctx, why);
 		return nat_route_here(skb, ctx);
+	}
+	if (ct_flags & SL_CT_F_PORT_NAT) {
+		SL_DEBUG(ctx, "NAT: post-DNAT tuple taken, source port moved");
+		if ((why = nat_rewrite(skb, ctx, 1, post.saddr, post.sport)))
+			return sl_drop(skb, ctx, why);
 	}
 	return sl_next(skb, ctx);
 }

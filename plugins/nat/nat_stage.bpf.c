@@ -160,7 +160,7 @@ SL_STAGE(nat_stage)
 		__builtin_memcpy(addr, opener_b ? rk->addr_a : rk->addr_b, sizeof(addr));
 		if ((why = nat_rewrite(skb, ctx, 0, addr, port)))
 			return sl_drop(skb, ctx, why);
-		if (rev->flags & (SL_CT_F_SVC_SELF | SL_CT_F_SRC_NAT)) {
+		if (rev->flags & SL_CT_F_SOURCE_NATED) {
 			/* The opener's side of the NAT_REV key is the NAT source. */
 			__builtin_memcpy(addr, opener_b ? rk->addr_b : rk->addr_a, sizeof(addr));
 			port = opener_b ? rk->port_b : rk->port_a;
@@ -168,7 +168,8 @@ SL_STAGE(nat_stage)
 				return sl_drop(skb, ctx, why);
 			if (rev->flags & SL_CT_F_SRC_NAT)
 				return nat_route_here(skb, ctx);
-			return nat_reflect(skb, ctx);
+			if (rev->flags & SL_CT_F_SVC_SELF)
+				return nat_reflect(skb, ctx);
 		}
 		return sl_next(skb, ctx);
 	}
@@ -182,14 +183,15 @@ SL_STAGE(nat_stage)
 		SL_DEBUG(ctx, "NAT: reverse NAT of a reply");
 		if ((why = nat_rewrite(skb, ctx, 1, addr, port)))
 			return sl_drop(skb, ctx, why);
-		if (rev->flags & (SL_CT_F_SVC_SELF | SL_CT_F_SRC_NAT)) {
+		if (rev->flags & SL_CT_F_SOURCE_NATED) {
 			/* Back to the client's own address and port. */
 			__builtin_memcpy(addr, rev->orig_src, sizeof(addr));
 			if ((why = nat_rewrite(skb, ctx, 0, addr, rev->orig_sport)))
 				return sl_drop(skb, ctx, why);
 			if (rev->flags & SL_CT_F_SRC_NAT)
 				return nat_route_here(skb, ctx);
-			return nat_reflect(skb, ctx);
+			if (rev->flags & SL_CT_F_SVC_SELF)
+				return nat_reflect(skb, ctx);
 		}
 		if (from_node_address)
 			return nat_route_here(skb, ctx);

@@ -72,6 +72,24 @@ ports = [{ port = 80, protocol = "tcp", target_port = 8080, node_port = 30080 }]
 backends = [{ ip = "10.65.2.2" }, { ip = "10.64.0.2" }]
 
 [[service]]
+name = "dns-alias"
+cluster_ip = "198.18.0.55"
+ports = [{ port = 53, protocol = "udp", target_port = 5353 }]
+backends = [{ ip = "10.65.2.2" }, { ip = "10.64.0.2" }]
+
+[[service]]
+name = "one-a"
+cluster_ip = "198.18.0.56"
+ports = [{ port = 53, protocol = "udp", target_port = 5353 }]
+backends = [{ ip = "10.65.2.2" }]
+
+[[service]]
+name = "one-b"
+cluster_ip = "198.18.0.57"
+ports = [{ port = 53, protocol = "udp", target_port = 5353 }]
+backends = [{ ip = "10.65.2.2" }]
+
+[[service]]
 name = "stream"
 cluster_ip = "198.18.0.54"
 ports = [{ port = 7002, protocol = "udp" }]
@@ -118,6 +136,39 @@ in_test_cgroup $echo_py ask-udp-connected 198.18.0.53 53 >"$WORK/udp-connected"
 grep -qE '^(w2|ext) [0-9.]+ peer 198.18.0.53:53$' "$WORK/udp-connected" \
   || { cat "$WORK/udp-connected"; fail "a connected UDP socket did not see the service as its peer"; }
 echo "ok: connected UDP: $(cat "$WORK/udp-connected")"
+
+# ---- one unconnected socket, two services sharing backends (issue 10, defect 3):
+# each service gets a backend the socket does not already hear from for the
+# other, so every answer shows the address it was asked; with one shared
+# backend the second service is refused (EADDRINUSE), never misattributed.
+in_test_cgroup python3 - <<'PY' || fail "UDP to two services sharing a backend from one socket"
+import errno, socket, sys
+def ask(s, vip):
+    s.sendto(b"q", (vip, 53))
+    data, source = s.recvfrom(512)
+    if source != (vip, 53):
+        sys.exit("the answer to %s:53 came from %s:%d" % (vip, *source))
+    return data.split()[0]
+for n in range(8):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(3)
+    first, second = ask(s, "198.18.0.53"), ask(s, "198.18.0.55")
+    if first == second:
+        sys.exit("socket %d: both services went to backend %s" % (n, first.decode()))
+    if ask(s, "198.18.0.53") != first or ask(s, "198.18.0.55") != second:
+        sys.exit("socket %d: a service moved to another backend" % n)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(3)
+ask(s, "198.18.0.56")
+try:
+    s.sendto(b"q", ("198.18.0.57", 53))
+    sys.exit("a second service with the same only backend was not refused")
+except OSError as e:
+    if e.errno != errno.EADDRINUSE:
+        sys.exit("refused with %s, not EADDRINUSE" % e)
+ask(s, "198.18.0.56")
+print("ok: two services from one socket: distinct backends, or EADDRINUSE")
+PY
 
 # ---- not NATed twice: conntrack has plain flows from the node to the backends --
 ctl -o json conntrack dump >"$WORK/ct.json"

@@ -271,6 +271,51 @@ TEST(Nat, NewTcpFlowIsDnatedAndTheReplyReverseNated) {
     }
 }
 
+// Two services sharing a backend, one client port (Linux reuses a source port
+// towards different destinations): both map to one post-DNAT tuple. The
+// second flow moves to another source port (port-nat) instead of taking the
+// first one's NAT_REV entry; each flow's packets and replies keep their own
+// service (issue 10, defect 3).
+TEST(Nat, TwoServicesSharingABackendFromOneClientPortStayApart) {
+  Bed t;
+  const char* vip2 = "10.96.0.11";
+  t.apply({{"/state/a.toml", service("a", kVip, 80, backend(kBackend1))},
+           {"/state/b.toml", service("b", vip2, 80, backend(kBackend1))}});
+
+  RunResult r = t.run(tcp(kClient, kVip, 40000, 80));
+  EXPECT_EQ(port_at(r.out, 14 + 20), 40000);
+  r = t.run(tcp(kClient, vip2, 40000, 80));
+  EXPECT_EQ(ip4(r.out, 14 + 16), inet_addr(kBackend1));
+  const std::uint16_t moved = port_at(r.out, 14 + 20);
+  EXPECT_NE(moved, 40000);
+  EXPECT_GE(moved, 32768);
+  EXPECT_TRUE(checksums_ok(r.out));
+  EXPECT_TRUE(sl_ct_result_flags(t.bed.context().scratch[SL_CT_SCRATCH]) & SL_CT_F_PORT_NAT);
+  std::set<std::uint32_t> services;
+  for (const auto& [k, v] : t.ct_entries())
+    if (v.type == SL_CT_TYPE_NAT_REV) {
+      services.insert(v.orig_dst[0]);
+      EXPECT_EQ(bool(v.flags & SL_CT_F_PORT_NAT), v.orig_dst[0] == inet_addr(vip2));
+    }
+  EXPECT_EQ(services, (std::set<std::uint32_t>{inet_addr(kVip), inet_addr(vip2)}));
+
+  // Each flow's later packets keep their own tuple...
+  r = t.run(tcp(kClient, kVip, 40000, 80, kTcpAck));
+  EXPECT_EQ(port_at(r.out, 14 + 20), 40000);
+  r = t.run(tcp(kClient, vip2, 40000, 80, kTcpAck));
+  EXPECT_EQ(port_at(r.out, 14 + 20), moved);
+  EXPECT_TRUE(checksums_ok(r.out));
+  // ...and each reply comes back from its own service, to the client's port.
+  r = t.run(tcp(kBackend1, kClient, 8080, 40000, kTcpSyn | kTcpAck));
+  EXPECT_EQ(ip4(r.out, 14 + 12), inet_addr(kVip));
+  EXPECT_EQ(port_at(r.out, 14 + 22), 40000);
+  r = t.run(tcp(kBackend1, kClient, 8080, moved, kTcpSyn | kTcpAck));
+  EXPECT_EQ(ip4(r.out, 14 + 12), inet_addr(vip2));
+  EXPECT_EQ(port_at(r.out, 14 + 20), 80);
+  EXPECT_EQ(port_at(r.out, 14 + 22), 40000);
+  EXPECT_TRUE(checksums_ok(r.out));
+}
+
 // The reply on its way to the client, after reverse NAT (service -> client),
 // meets conntrack again at the client veth's egress hook. conntrack finds it
 // through the NAT_FWD stub (the pre-DNAT tuple), whose B-A flag tells the

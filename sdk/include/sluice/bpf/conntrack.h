@@ -121,6 +121,12 @@ enum sl_ct_state {
 #define SL_CT_F_SRC_NAT (1u << 11)  /* "src-nat": an external client source-NATed to the node
 				     * for a backend on another node (NAT_REV orig_src/sport;
 				     * the NAT_REV key's opener side is the node's address) */
+#define SL_CT_F_PORT_NAT (1u << 12) /* "port-nat": the client's source port was changed, as
+				     * its post-DNAT tuple was another flow's (two services
+				     * sharing a backend, one client port; NAT_REV orig_sport) */
+/* The NAT_REV key's opener side is not the client's own address and port
+ * (orig_src / orig_sport): the client's packets are source-NATed too. */
+#define SL_CT_F_SOURCE_NATED (SL_CT_F_SVC_SELF | SL_CT_F_SRC_NAT | SL_CT_F_PORT_NAT)
 #define SL_CT_F_MIDSTREAM (1u << 16) /* "midstream": TCP picked up without its SYN */
 #define SL_CT_F_NODE_ADDR (1u << 17) /* "node-addr": the client asked for an address of this
 				      * node (a node port, an external IP the node holds);
@@ -475,17 +481,21 @@ struct sl_ct_nat_tuple {
 	__be16 dport;
 };
 
-/* For a source NAT whose address is shared by many flows (the node's): the
- * post-NAT tuple must be free, never another flow's. The flow's own source
- * port is tried first, then `tries - 1` others in [min, min + span) picked
- * from `hash` (at most SL_CT_PORT_TRIES_MAX in all). tries = 0: no search,
- * the entry replaces whatever holds its key. */
+/* The post-NAT tuple must be free, never another flow's: two services that
+ * share a backend, reached from one client port, map to one post-DNAT tuple,
+ * and the node's address is shared by every client a source NAT stands in
+ * for. The flow's own source port is tried first (its key may hold this
+ * flow's own leftover, the same pre-NAT tuple: that is replaced), then
+ * `tries - 1` others in [min, min + span) picked from `hash` (at most
+ * SL_CT_PORT_TRIES_MAX in all); an entry that takes another port gets
+ * `flags_if_moved`. */
 #define SL_CT_PORT_TRIES_MAX 16
 struct sl_ct_port_search {
 	__u32 hash;
 	__u32 min;
 	__u32 span;
 	__u32 tries;
+	__u32 flags_if_moved;
 };
 
 /* Where sl_ct_create_nat_pair() builds the entries: a value's worth and a
@@ -512,6 +522,20 @@ struct sl_ct_port_try {
 	long err;
 };
 
+/* Whether the entry at `key` is a NAT_REV entry of the same pre-NAT flow as
+ * `mine` (a leftover of this very flow, such as a finished connection whose
+ * client reuses its port): replacing it breaks no other flow. */
+static __always_inline int sl_ct_same_pre_nat(const struct sl_ct_key *key,
+					      const struct sl_ct_value *mine)
+{
+	const struct sl_ct_value *held = bpf_map_lookup_elem(&sl_conntrack, key);
+
+	return held && held->type == SL_CT_TYPE_NAT_REV && held->orig_sport == mine->orig_sport &&
+	       held->orig_dport == mine->orig_dport &&
+	       !__builtin_memcmp(held->orig_src, mine->orig_src, sizeof(mine->orig_src)) &&
+	       !__builtin_memcmp(held->orig_dst, mine->orig_dst, sizeof(mine->orig_dst));
+}
+
 static long sl_ct_port_try_one(__u64 i, void *data)
 {
 	struct sl_ct_port_try *t = data;
@@ -523,8 +547,11 @@ static long sl_ct_port_try_one(__u64 i, void *data)
 		if (sl_ct_key_fill(&t->room->key, t->family, t->proto, t->saddr, t->daddr, sport,
 				   t->dport) != t->post_ba)
 			return 0;
+		t->room->value.flags |= t->search.flags_if_moved;
 	}
 	t->err = bpf_map_update_elem(&sl_conntrack, &t->room->key, &t->room->value, BPF_NOEXIST);
+	if (t->err == -17 /* EEXIST */ && !i && sl_ct_same_pre_nat(&t->room->key, &t->room->value))
+		t->err = bpf_map_update_elem(&sl_conntrack, &t->room->key, &t->room->value, BPF_EXIST);
 	return t->err == -17 /* EEXIST: taken, try the next */ ? 0 : 1;
 }
 
@@ -534,11 +561,9 @@ static long sl_ct_port_try_one(__u64 i, void *data)
  * original addresses and ports; and the pre-NAT tuple's entry becomes a
  * NAT_FWD stub naming it.
  *
- * search.tries == 0: the NAT_REV entry replaces whatever holds its key (a
- * destination NAT's tuple is the client's own: an entry there is this
- * flow's leftover). Otherwise the tuple must be free: the source port is
- * searched as described above and post->sport tells the one taken;
- * SL_CT_WRITE_TAKEN when none was free.
+ * The post-NAT tuple must be free (or hold this flow's own leftover): the
+ * source port is searched as described above (search.tries of at least 1)
+ * and post->sport tells the one taken; SL_CT_WRITE_TAKEN when none was free.
  *
  * *rev_ba: whether `post` is B->A in the NAT_REV key (for
  * sl_ct_result_now_nat()). Nothing is left behind when the result is not
@@ -581,7 +606,7 @@ sl_ct_create_nat_pair(const struct sl_pkt_ctx *ctx, struct sl_ct_nat_tuple *post
 	__builtin_memcpy(rev->orig_src, ctx->saddr, sizeof(rev->orig_src));
 	rev->orig_dport = ctx->dport;
 	rev->orig_sport = ctx->sport;
-	if (search.tries) {
+	{
 		struct sl_ct_port_try t = {.room = room,
 					   .search = search,
 					   .sport = post->sport,
@@ -593,13 +618,12 @@ sl_ct_create_nat_pair(const struct sl_pkt_ctx *ctx, struct sl_ct_nat_tuple *post
 
 		__builtin_memcpy(t.saddr, post->saddr, sizeof(t.saddr));
 		__builtin_memcpy(t.daddr, post->daddr, sizeof(t.daddr));
-		bpf_loop(search.tries < SL_CT_PORT_TRIES_MAX ? search.tries : SL_CT_PORT_TRIES_MAX,
+		bpf_loop(search.tries < 1 ? 1
+			 : search.tries < SL_CT_PORT_TRIES_MAX ? search.tries : SL_CT_PORT_TRIES_MAX,
 			 sl_ct_port_try_one, &t, 0);
 		w = sl_ct_write_of(t.err);
 		/* The port the key holds: the post-NAT source's side. */
 		post->sport = post_ba ? room->key.port_b : room->key.port_a;
-	} else {
-		w = sl_ct_write_of(bpf_map_update_elem(&sl_conntrack, &room->key, rev, BPF_ANY));
 	}
 	if (w != SL_CT_WRITE_OK)
 		return w;
@@ -607,12 +631,13 @@ sl_ct_create_nat_pair(const struct sl_pkt_ctx *ctx, struct sl_ct_nat_tuple *post
 	/* The same room, now for the stub. */
 	struct sl_ct_value *fwd = rev;
 	__u64 created = rev->created_ns;
+	__u32 moved = rev->flags & search.flags_if_moved;
 
 	__builtin_memset(fwd, 0, sizeof(*fwd));
 	fwd->created_ns = created;
 	fwd->last_seen_ns = now;
 	fwd->type = SL_CT_TYPE_NAT_FWD;
-	fwd->flags = (pre_ba ? SL_CT_F_BA : 0) | ct_flags;
+	fwd->flags = (pre_ba ? SL_CT_F_BA : 0) | ct_flags | moved;
 	fwd->rev_key = room->key;
 	fwd->nat_sport = post->sport;
 	w = sl_ct_write_of(bpf_map_update_elem(&sl_conntrack, &fwd_key, fwd, BPF_ANY));
