@@ -529,11 +529,15 @@ static __always_inline int sl_ct_same_pre_nat(const struct sl_ct_key *key,
 					      const struct sl_ct_value *mine)
 {
 	const struct sl_ct_value *held = bpf_map_lookup_elem(&sl_conntrack, key);
+	__u32 differ = 0;
+	int i;
 
-	return held && held->type == SL_CT_TYPE_NAT_REV && held->orig_sport == mine->orig_sport &&
-	       held->orig_dport == mine->orig_dport &&
-	       !__builtin_memcmp(held->orig_src, mine->orig_src, sizeof(mine->orig_src)) &&
-	       !__builtin_memcmp(held->orig_dst, mine->orig_dst, sizeof(mine->orig_dst));
+	if (!held || held->type != SL_CT_TYPE_NAT_REV || held->orig_sport != mine->orig_sport ||
+	    held->orig_dport != mine->orig_dport)
+		return 0;
+	for (i = 0; i < 4; i++)
+		differ |= (held->orig_src[i] ^ mine->orig_src[i]) | (held->orig_dst[i] ^ mine->orig_dst[i]);
+	return !differ;
 }
 
 static long sl_ct_port_try_one(__u64 i, void *data)
