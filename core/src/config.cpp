@@ -7,10 +7,13 @@
 #include <array>
 #include <climits>
 #include <filesystem>
-#include <fstream>
+#include <set>
 #include <sstream>
 
 #include <sluice/config.hpp>
+
+#include "sluice/core/error.hpp"
+#include "sluice/core/regular_file.hpp"
 
 namespace sluice {
 
@@ -44,11 +47,47 @@ bool valid_instance_name(const std::string& name) {
   return true;
 }
 
+// fnmatch() takes an unclosed '[' literally, so "w[!" would silently match
+// nothing the operator meant: every bracket expression must be closed.
+bool brackets_closed(const std::string& pattern) {
+  for (std::size_t i = 0; i < pattern.size(); ++i) {
+    if (pattern[i] == '\\') {
+      ++i;
+      continue;
+    }
+    if (pattern[i] != '[') continue;
+    std::size_t j = i + 1;
+    if (j < pattern.size() && (pattern[j] == '!' || pattern[j] == '^')) ++j;
+    if (j < pattern.size() && pattern[j] == ']') ++j;  // a leading ']' is a member
+    while (j < pattern.size() && pattern[j] != ']') ++j;
+    if (j >= pattern.size()) return false;
+    i = j;
+  }
+  return true;
+}
+
 void check_patterns(const config::Table& table, std::string_view key,
                     const std::vector<std::string>& patterns) {
-  for (const auto& pattern : patterns)
+  for (const auto& pattern : patterns) {
     if (pattern.empty() || pattern.size() > 64 || pattern.find('/') != std::string::npos)
       table.fail(key, "'" + pattern + "' is not a valid interface name pattern");
+    if (!brackets_closed(pattern))
+      table.fail(key, "'" + pattern +
+                          "' has an unclosed '[': close the bracket expression (e.g. "
+                          "\"eth[0-9]*\") or escape the bracket as \"\\\\[\"");
+  }
+}
+
+// Node names end up in logs, metrics labels and peer resources: a DNS name.
+std::string node_name_problem(const std::string& name) {
+  if (name.empty()) return "must not be empty";
+  if (name.size() > 253)
+    return "is " + std::to_string(name.size()) + " characters long: at most 253 (a DNS name)";
+  for (char c : name)
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.' || c == '_'))
+      return "contains a character that is not a letter, a digit, '-', '.' or '_' (a DNS "
+             "name such as \"node-1\")";
+  return {};
 }
 
 sl_fault_rule fault_rule(const config::Table& table, std::string_view key,
@@ -56,6 +95,27 @@ sl_fault_rule fault_rule(const config::Table& table, std::string_view key,
   std::string value = table.get_choice(key, fallback == SL_FAULT_DROP ? "drop" : "pass",
                                        {"drop", "pass"});
   return value == "drop" ? SL_FAULT_DROP : SL_FAULT_PASS;
+}
+
+// Tables of plugins that are not enabled are kept for later, but only for
+// plugins that exist: a misspelt [plugins.conntrak] would otherwise be
+// silently ignored and conntrack left at its defaults.
+void check_plugin_tables(const config::Table& plugins, const NodeConfig& cfg) {
+  std::set<std::string> known(cfg.enabled_plugins.begin(), cfg.enabled_plugins.end());
+  std::string dir = cfg.plugin_dir.empty() ? default_plugin_dir() : cfg.plugin_dir;
+  std::error_code ec;
+  for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec))
+    if (it->path().extension() == ".so") known.insert(it->path().stem().string());
+  for (const auto& [key, node] : plugins.raw()) {
+    std::string name(key.str());
+    if (!node.is_table() || known.count(name)) continue;
+    std::string list;
+    for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
+    plugins.fail_at_region(key.source().begin.line ? key.source() : node.source(), name,
+                           "no plugin named '" + name + "' is enabled or installed in " + dir +
+                               " (known plugins: " + (list.empty() ? "none" : list) +
+                               "): fix the table's name");
+  }
 }
 
 }  // namespace
@@ -87,7 +147,10 @@ std::optional<sl_log_level> log_level_from_name(std::string_view name) {
 
 std::string format_config_error(const ConfigError& error) {
   std::ostringstream out;
-  out << error.file << ":" << error.line << ":" << error.column << ": ";
+  // No position for a file that could not be read: "file: reason".
+  out << error.file;
+  if (error.line > 0) out << ":" << error.line << ":" << error.column;
+  out << ": ";
   if (!error.key.empty()) out << error.key << ": ";
   out << error.what();
   return out.str();
@@ -115,7 +178,8 @@ NodeConfig parse_config(const std::string& text, const std::string& path) {
   if (auto node = top.table("node")) {
     node->expect_only({"name"});
     cfg.node_name = node->get_string("name", cfg.node_name);
-    if (cfg.node_name.empty()) node->fail("name", "must not be empty");
+    if (auto problem = node_name_problem(cfg.node_name); !problem.empty())
+      node->fail("name", problem);
   }
 
   if (auto bpf = top.table("bpf")) {
@@ -185,6 +249,7 @@ NodeConfig parse_config(const std::string& text, const std::string& path) {
       if (std::find(cfg.enabled_plugins.begin(), cfg.enabled_plugins.end(), name) ==
           cfg.enabled_plugins.end())
         plugins->fail("optional", "plugin '" + name + "' is not in [plugins] enabled");
+    check_plugin_tables(*plugins, cfg);
   }
 
   if (auto state = top.table("state")) {
@@ -254,13 +319,17 @@ std::optional<ListenAddress> parse_listen_address(std::string_view text, std::st
 }
 
 NodeConfig load_config(const std::string& path) {
-  std::ifstream in(path);
-  if (!in)
+  std::string text;
+  try {
+    read_regular_file(path, text);
+  } catch (const Error& error) {
+    throw ConfigError(path, 0, 0, "", "cannot read the config file: " + std::string(error.what()));
+  }
+  if (text.find_first_not_of(" \t\r\n") == std::string::npos)
     throw ConfigError(path, 0, 0, "",
-                      "cannot read the config file: " + std::string(std::strerror(errno)));
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  return parse_config(buffer.str(), path);
+                      "the config file is empty: write at least [node] name = \"...\" "
+                      "(see configs/sluice.toml)");
+  return parse_config(text, path);
 }
 
 }  // namespace sluice

@@ -118,7 +118,12 @@ void Dataplane::CoreSkeleton::operator()(core_bpf* skel) const { core_bpf__destr
 
 InstanceLock::InstanceLock(const NodeConfig& config, int wait_seconds) {
   make_dirs("/run/sluice");
-  std::string id = config.pin_dir();
+  // Named after the directory's real identity: "/sys/fs/bpf/.", a trailing
+  // "//" or a symlinked root reach the same pins and must meet the same lock.
+  std::error_code ec;
+  std::string id = std::filesystem::weakly_canonical(config.pin_dir(), ec).string();
+  if (ec || id.empty()) id = std::filesystem::path(config.pin_dir()).lexically_normal().string();
+  while (id.size() > 1 && id.back() == '/') id.pop_back();
   for (char& c : id)
     if (c == '/') c = '_';
   std::string path = "/run/sluice/" + id + ".lock";

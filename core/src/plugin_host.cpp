@@ -6,6 +6,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <sluice/config.hpp>
+
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
@@ -211,8 +213,9 @@ void PluginHost::open_one(LoadedPlugin& entry, bool strict) {
   } catch (const ConfigError& error) {
     // A copy made here: the plugin's exception object (its vtable) lives in
     // the plugin's library, which is unloaded before the caller reads it.
-    if (strict) throw ConfigError(error.file, error.line, error.column, error.key, error.what());
-    throw Error("plugin '" + entry.name + "': " + format_config_error(error));
+    entry.config_error.emplace(error.file, error.line, error.column, error.key, error.what());
+    if (strict) throw *entry.config_error;
+    throw Error("plugin '" + entry.name + "': " + format_config_error(*entry.config_error));
   }
   entry.stages = entry.plugin.stages();
   for (const auto& stage : entry.stages)
@@ -244,6 +247,24 @@ void PluginHost::open_and_configure(bool strict) {
     }
   }
   order_by_dependencies();
+  if (strict) refuse_invalid_configuration();
+}
+
+void PluginHost::refuse_invalid_configuration() const {
+  for (const auto& p : plugins_)
+    if (p.config_error) throw *p.config_error;
+}
+
+// Where [plugins] enabled is written, so a dependency error points at it.
+ConfigError PluginHost::enabled_list_error(const std::string& message) const {
+  try {
+    toml::table root = config::parse(config_.text, config_.file);
+    if (const toml::node* enabled = root.at_path("plugins.enabled").node())
+      return ConfigError(config_.file, enabled->source().begin.line,
+                         enabled->source().begin.column, "plugins.enabled", message);
+  } catch (const ConfigError&) {
+  }
+  return ConfigError(config_.file, 0, 0, "plugins.enabled", message);
 }
 
 // Kahn's algorithm, ties in enabled order. A plugin whose dependency is not
@@ -260,10 +281,11 @@ void PluginHost::order_by_dependencies() {
       for (const auto& dep : p.requires_plugins) {
         auto it = index.find(dep);
         std::string why;
-        if (it == index.end())
+        if (it == index.end()) {
           why = "plugin '" + p.name + "' needs plugin '" + dep +
                 "', which is not enabled: add it to [plugins] enabled";
-        else if (plugins_[it->second].state == PluginState::failed)
+          p.config_error = enabled_list_error(why);
+        } else if (plugins_[it->second].state == PluginState::failed)
           why = "plugin '" + p.name + "' needs plugin '" + dep + "', which failed to load";
         if (!why.empty()) {
           p.error = why;
@@ -295,6 +317,7 @@ void PluginHost::order_by_dependencies() {
     if (!placed[i]) {
       plugins_[i].state = PluginState::failed;
       plugins_[i].error = "plugin '" + plugins_[i].name + "' is part of a dependency cycle";
+      plugins_[i].config_error = enabled_list_error(plugins_[i].error);
       ordered.push_back(std::move(plugins_[i]));
     }
   plugins_ = std::move(ordered);

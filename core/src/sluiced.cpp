@@ -9,6 +9,7 @@
 #include <boost/program_options.hpp>
 #include <spdlog/spdlog.h>
 
+#include <cstring>
 #include <filesystem>
 #include <iostream>
 
@@ -36,10 +37,18 @@ namespace {
 
 class Daemon {
  public:
-  explicit Daemon(const NodeConfig& config)
-      : config_(config), host_(config), plugins_(config, host_) {}
+  Daemon(const NodeConfig& config, bool allow_invalid_plugin_config)
+      : config_(config),
+        allow_invalid_plugin_config_(allow_invalid_plugin_config),
+        host_(config),
+        plugins_(config, host_) {}
 
   int run(char** argv) {
+    // Before anything touches the pins or the interfaces (and before waiting
+    // for a running daemon's lock): a configuration that --check-config
+    // refuses must not take over a running dataplane.
+    plugins_.open_and_configure(false);
+    if (!allow_invalid_plugin_config_) plugins_.refuse_invalid_configuration();
     InstanceLock lock(config_, 15);
     dataplane_.emplace(config_);
     dataplane_->set_log_level(config_.log_level);
@@ -59,7 +68,7 @@ class Daemon {
 
     sigset_t signals;
     sigemptyset(&signals);
-    for (int sig : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&signals, sig);
+    for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2}) sigaddset(&signals, sig);
     UniqueFd signal_fd(signalfd(-1, &signals, SFD_CLOEXEC));
     if (!signal_fd) throw Error("signalfd: " + errno_text(errno));
     start_metrics();
@@ -107,6 +116,15 @@ class Daemon {
           }
           continue;
         }
+        if (info.ssi_signo == SIGUSR1 || info.ssi_signo == SIGUSR2) {
+          // No action is bound to them; their default (terminate) would take
+          // the daemon down without a word.
+          spdlog::warn("signal {} ({}) from pid {}: ignored (sluiced acts on SIGHUP, SIGTERM "
+                       "and SIGINT only)",
+                       info.ssi_signo, strsignal(static_cast<int>(info.ssi_signo)),
+                       info.ssi_pid);
+          continue;
+        }
         spdlog::info("signal {}: exiting; programs stay attached and maps pinned",
                      info.ssi_signo);
         plugins_.shutdown(false);
@@ -117,7 +135,6 @@ class Daemon {
 
  private:
   void install_pipeline() {
-    plugins_.open_and_configure(false);
     plugins_.load_bpf();
     std::vector<DeclaredStage> stages;
     for (auto& p : plugins_.plugins()) {
@@ -345,6 +362,7 @@ class Daemon {
   }
 
   const NodeConfig& config_;
+  bool allow_invalid_plugin_config_;
   std::string executable_ = executable_path();
   NodeHost host_;
   PluginHost plugins_;
@@ -380,6 +398,10 @@ int main(int argc, char** argv) {
                                         "validate the configuration (and plugin tables) and exit")(
       "cleanup", "remove every filter, the clsact qdiscs Sluice created and all pins, then exit")(
       "version", "print the version and exit")(
+      "allow-invalid-plugin-config",
+      "start even when a plugin's table or dependencies are invalid: that plugin fails and "
+      "its stages stay in the chains as holes (fail closed). Without it such a "
+      "configuration is refused before the running dataplane is touched")(
       "verbose,v", "log debug messages of the daemon itself");
   po::variables_map vm;
   try {
@@ -418,9 +440,12 @@ int main(int argc, char** argv) {
     }
     sigset_t signals;
     sigemptyset(&signals);
-    for (int sig : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&signals, sig);
+    for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2}) sigaddset(&signals, sig);
     sigprocmask(SIG_BLOCK, &signals, nullptr);
-    Daemon daemon(config);
+    // A peer that goes away (metrics scrape, control socket) must cost an
+    // EPIPE on that write, not the daemon.
+    signal(SIGPIPE, SIG_IGN);
+    Daemon daemon(config, vm.count("allow-invalid-plugin-config") > 0);
     return daemon.run(argv);
   } catch (const ConfigError& error) {
     std::cerr << "sluiced: invalid configuration: " << format_config_error(error)

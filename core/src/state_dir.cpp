@@ -1,4 +1,5 @@
 #include "sluice/core/state_dir.hpp"
+#include "sluice/core/regular_file.hpp"
 
 #include <fcntl.h>
 #include <sys/inotify.h>
@@ -25,30 +26,20 @@ bool is_resource_file(const std::filesystem::path& path) {
   return !name.empty() && name[0] != '.' && path.extension() == ".toml";
 }
 
-// The whole file in one string, read straight into it (a state file may
-// hold megabytes; the string's buffer is reused when large enough); false
-// when it cannot be opened.
+// The whole file through the shared bounded reader (regular_file.hpp): a
+// FIFO, a device or a huge file is refused with a logged reason instead of
+// blocking or exhausting the loop; false when it cannot be read.
 bool read_text(const std::string& path, std::string& text) {
-  UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) return false;
-  struct stat st {};
-  const std::size_t size = fstat(fd.get(), &st) == 0 && st.st_size > 0 ? static_cast<std::size_t>(st.st_size) : 0;
-  config::reserve_text_buffer(text, size);
-  text.resize(size);
-  std::size_t filled = 0;
-  for (;;) {
-    char beyond[4096];  // past the size fstat gave: the file may have grown since
-    const bool into_text = filled < text.size();
-    ssize_t n = into_text ? read(fd.get(), text.data() + filled, text.size() - filled)
-                          : read(fd.get(), beyond, sizeof(beyond));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return false;
-    if (n == 0) break;
-    if (!into_text) text.append(beyond, static_cast<std::size_t>(n));
-    filled += static_cast<std::size_t>(n);
+  try {
+    read_regular_file(path, text);
+    return true;
+  } catch (const Error& error) {
+    std::error_code ec;
+    if (std::filesystem::exists(path, ec))
+      spdlog::error("state: {} — file ignored until fixed; what it held before stays applied",
+                    error.what());
+    return false;
   }
-  text.resize(filled);
-  return true;
 }
 
 }  // namespace

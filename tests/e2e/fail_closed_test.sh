@@ -9,13 +9,15 @@ e2e_init failclosed
 plugin_dir=$WORK/plugins
 mkdir -p "$plugin_dir"
 ln -s "$E2E_BUILD/tests/unit/fixture_plugins/verifier_reject.so" "$plugin_dir/"
-enabled='["verifier_reject"]'
+enabled='["verifier_reject"]' log_table=
 if [[ -f $E2E_BUILD/lib/sluice/plugins/log.so ]]; then
   ln -s "$E2E_BUILD/lib/sluice/plugins/log.so" "$plugin_dir/"
   enabled='["verifier_reject", "log"]'
-fi
-write_config "$enabled" '[plugins.log]
+  # Only with the plugin there: a table of a plugin that does not exist is refused.
+  log_table='[plugins.log]
 filter = "all"'
+fi
+write_config "$enabled" "$log_table"
 sed -i "s|^dir = .*|dir = \"$plugin_dir\"|" "$CONFIG"
 start_daemon
 grep -q "plugin 'verifier_reject' failed to load its BPF programs" "$WORK/daemon.log" \

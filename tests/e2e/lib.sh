@@ -189,6 +189,19 @@ filter_prog_id() {
   tc -n "$1" filter show dev "$2" "$3" 2>/dev/null | sed -n 's/.*handle 0x51ce .* id \([0-9]*\).*/\1/p' | head -1
 }
 
+# dataplane_snapshot: the program on every hook of the node's interfaces and
+# the id of every pinned object of the instance, to assert "unchanged".
+dataplane_snapshot() {
+  local d h pin
+  for d in cali1 cali2 eth0; do
+    for h in ingress egress; do echo "$d $h $(filter_prog_id "$NS_NODE" $d $h)"; done
+  done
+  find "/sys/fs/bpf/$INSTANCE" -type f | sort | while read -r pin; do
+    echo "$pin $( (bpftool -j map show pinned "$pin" 2>/dev/null || bpftool -j prog show pinned "$pin" 2>/dev/null || bpftool -j link show pinned "$pin") |
+      python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')"
+  done
+}
+
 has_clsact() { tc -n "$1" qdisc show dev "$2" | grep -q clsact; }
 
 # send_udp <from ns> <ip> <port> <count> [interval_us]

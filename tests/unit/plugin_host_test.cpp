@@ -185,6 +185,38 @@ TEST(PluginHostTest, DependenciesComeFirstAndMissingOnesAreNamed) {
   }
 }
 
+// Issue 11, item 2: a dependency that is not enabled is a configuration
+// error, refused by --check-config (and so by the SIGHUP pre-check) and by a
+// start, positioned at [plugins] enabled.
+TEST(PluginHostTest, DependencyNotEnabledIsAPositionedConfigError) {
+  NullHost host;
+  NodeConfig cfg = config_with("enabled = [\"failing_config_plugin\"]\n");
+  PluginHost strict(cfg, host);
+  try {
+    strict.open_and_configure(true);
+    FAIL() << "--check-config accepted a plugin whose dependency is not enabled";
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(e.line, 3u);
+    EXPECT_EQ(e.key, "plugins.enabled");
+    EXPECT_NE(std::string(e.what()).find("needs plugin 'good_plugin'"), std::string::npos)
+        << e.what();
+  }
+  PluginHost lenient(cfg, host);
+  lenient.open_and_configure(false);
+  EXPECT_THROW(lenient.refuse_invalid_configuration(), ConfigError)
+      << "a start must be able to refuse what the check refuses";
+}
+
+// A plugin that is missing is not a configuration error: a start keeps its
+// holes (fail closed) instead of refusing.
+TEST(PluginHostTest, MissingPluginIsNotRefusedAsConfiguration) {
+  NullHost host;
+  NodeConfig cfg = config_with("enabled = [\"absent\"]\n");
+  PluginHost plugins(cfg, host);
+  plugins.open_and_configure(false);
+  EXPECT_NO_THROW(plugins.refuse_invalid_configuration());
+}
+
 namespace {
 
 // What a daemon at the pretend minor 1 would do: call the minor-1 virtual

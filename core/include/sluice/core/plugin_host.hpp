@@ -39,6 +39,10 @@ struct LoadedPlugin {
   std::uint16_t abi_major = 0, abi_minor = 0;
   PluginState state = PluginState::failed;
   std::string error;  // why it failed, naming the plugin
+  // Set when it failed because of the configuration (its table, a needed
+  // plugin not enabled): sluiced refuses to start on it (see
+  // refuse_invalid_configuration()) unless told otherwise.
+  std::optional<ConfigError> config_error;
   std::vector<std::string> requires_plugins;
   std::vector<StageSpec> stages;
   std::shared_ptr<PluginScopedHost> host;  // from load() on
@@ -58,6 +62,10 @@ class PluginHost {
   // A plugin that fails is kept with its error; the others go on. With
   // `strict` (sluiced --check-config) a configuration error is thrown.
   void open_and_configure(bool strict);
+
+  // Throws the first plugin configuration error that open_and_configure()
+  // kept (a bad [plugins.<name>] table, a dependency not enabled, a cycle).
+  void refuse_invalid_configuration() const;
   // Loads BPF for every configured plugin; failures are recorded.
   void load_bpf();
   void shutdown(bool cleanup);
@@ -68,6 +76,7 @@ class PluginHost {
  private:
   void open_one(LoadedPlugin& entry, bool strict);
   void order_by_dependencies();
+  ConfigError enabled_list_error(const std::string& message) const;
 
   const NodeConfig& config_;
   Host& host_;
