@@ -9,6 +9,7 @@
 #include <boost/program_options.hpp>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <iostream>
@@ -62,6 +63,7 @@ class Daemon {
     StateDirectory state(config_.state_dir);
     ResourceRouter resources(plugins_.plugins());
     resources.load_all(state);
+    SettlingChanges state_changes(kStateQuiet, kStateLongestWait);
     spdlog::info("sluiced ready: node {}, instance {}, {} interface(s) managed, pins under {}",
                  config_.node_name, config_.instance, dataplane_->attachments().size(),
                  config_.pin_dir());
@@ -82,12 +84,14 @@ class Daemon {
                        {state.fd(), POLLIN, 0},
                        {routing.fd(), POLLIN, 0},
                        {host_.events().fd(), POLLIN, 0}};
-      int ready = poll(fds, 6, kResyncIntervalMs);
+      const int state_wait = state_changes.wait_ms(SettlingChanges::Clock::now());
+      int ready = poll(fds, 6, state_wait < 0 ? kResyncIntervalMs
+                                              : std::min(state_wait, kResyncIntervalMs));
       if (ready < 0) {
         if (errno == EINTR) continue;
         throw Error("poll: " + errno_text(errno));
       }
-      if (ready == 0) {
+      if (ready == 0 && state_wait < 0) {
         // Safety net: events can be lost without the kernel saying so.
         reconcile_links(watcher.resync());
         dataplane_->invalidate_routes();  // the same safety net for routes
@@ -99,7 +103,10 @@ class Daemon {
       // After the link events, which may attach (that bumps the epoch too).
       if ((fds[4].revents & POLLIN) && routing.drain()) dataplane_->invalidate_routes();
       if (metrics_ && (fds[2].revents & POLLIN)) metrics_->serve_one();
-      if (fds[3].revents & POLLIN) resources.apply(state.take_changed_paths());
+      if (fds[3].revents & POLLIN)
+        state_changes.add(state.take_changed_paths(), SettlingChanges::Clock::now());
+      if (auto due = state_changes.take_due(SettlingChanges::Clock::now()); !due.empty())
+        resources.apply(due);
       if (fds[5].revents & POLLIN) host_.events().run_once(std::chrono::milliseconds(0));
       if (fds[1].revents & POLLIN) {
         signalfd_siginfo info{};
@@ -350,6 +357,10 @@ class Daemon {
   }
 
   static constexpr int kResyncIntervalMs = 30000;
+  // State files are applied once the directory has been quiet this long
+  // (SettlingChanges): long enough for a writer's pieces, short for people.
+  static constexpr std::chrono::milliseconds kStateQuiet{300};
+  static constexpr std::chrono::milliseconds kStateLongestWait{3000};
 
   static std::string executable_path() {
     std::error_code ec;

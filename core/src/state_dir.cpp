@@ -9,8 +9,11 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <filesystem>
 #include <list>
+#include <string_view>
+#include <utility>
 
 #include <sluice/config.hpp>
 
@@ -44,51 +47,137 @@ bool read_text(const std::string& path, std::string& text) {
 
 }  // namespace
 
+namespace {
+
+constexpr std::uint32_t kDirectoryEvents =
+    // Editors and tools replace files (write a temporary, rename it in), or
+    // write in place: closing after a write and renames cover both; creation
+    // covers symlinks, which are never written.
+    IN_CLOSE_WRITE | IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE |
+    // The directory itself deleted or moved away: watch it again once it is back.
+    IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR;
+constexpr std::uint32_t kParentEvents = IN_CREATE | IN_MOVED_TO | IN_DELETE | IN_MOVED_FROM |
+                                        IN_ONLYDIR;
+
+// Kubernetes' atomic writer keeps each version in a `..<timestamp>`
+// directory and swaps the `..data` symlink the files point through.
+bool is_configmap_entry(std::string_view name) { return name.starts_with(".."); }
+
+}  // namespace
+
 StateDirectory::StateDirectory(std::string dir) : dir_(std::move(dir)) {
-  std::error_code ec;
-  if (!std::filesystem::is_directory(dir_, ec)) {
-    spdlog::warn("state: {} does not exist; no resources are loaded (create it and restart, "
-                 "or set [state] dir)",
-                 dir_);
-    return;
-  }
+  const std::filesystem::path absolute = std::filesystem::absolute(dir_).lexically_normal();
+  parent_ = absolute.parent_path().string();
+  name_ = absolute.filename().string();
   inotify_.reset(inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
   if (!inotify_) throw Error("inotify_init1: " + errno_text(errno));
-  // Editors and tools replace files (write a temporary, rename it in):
-  // closing after a write and renames cover both ways of updating.
-  if (inotify_add_watch(inotify_.get(), dir_.c_str(),
-                        IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE) < 0)
-    throw Error("cannot watch " + dir_ + ": " + errno_text(errno));
+  parent_watch_ = inotify_add_watch(inotify_.get(), parent_.c_str(), kParentEvents);
+  if (!watch_directory()) {
+    if (parent_watch_ < 0) {
+      spdlog::warn("state: {} does not exist, nor does {}; no resources are loaded (create it "
+                   "and restart, or set [state] dir)",
+                   dir_, parent_);
+      inotify_.reset();
+      return;
+    }
+    spdlog::warn("state: {} does not exist; no resources are loaded until it is created", dir_);
+  }
+}
+
+bool StateDirectory::watch_directory() {
+  int watch = inotify_add_watch(inotify_.get(), dir_.c_str(), kDirectoryEvents);
+  if (watch < 0) {
+    if (errno != ENOENT && errno != ENOTDIR)
+      spdlog::error("state: cannot watch {}: {}; changes are seen at the next SIGHUP", dir_,
+                    errno_text(errno));
+    return false;
+  }
+  // A replaced directory is another inode, with a watch of its own.
+  if (directory_watch_ >= 0 && directory_watch_ != watch)
+    inotify_rm_watch(inotify_.get(), directory_watch_);
+  directory_watch_ = watch;
+  return true;
 }
 
 std::vector<std::string> StateDirectory::list() const {
   std::vector<std::string> out;
   std::error_code ec;
   for (const auto& entry : std::filesystem::directory_iterator(dir_, ec))
-    if (entry.is_regular_file() && is_resource_file(entry.path()))
+    if (entry.is_regular_file(ec) && is_resource_file(entry.path()))
       out.push_back(entry.path().string());
   std::sort(out.begin(), out.end());
   return out;
 }
 
+std::set<std::string> StateDirectory::rescan() {
+  watch_directory();
+  std::vector<std::string> now = list();
+  std::set<std::string> out = std::move(seen_);
+  out.insert(now.begin(), now.end());
+  seen_ = {now.begin(), now.end()};
+  return out;
+}
+
 std::set<std::string> StateDirectory::take_changed_paths() {
   std::set<std::string> out;
+  bool whole_directory = false;
   alignas(inotify_event) char buffer[16384];
   for (;;) {
     ssize_t n = read(inotify_.get(), buffer, sizeof(buffer));
     if (n <= 0) break;
     for (char* at = buffer; at < buffer + n;) {
       auto* event = reinterpret_cast<inotify_event*>(at);
-      if (event->len > 0) {
-        std::filesystem::path path = std::filesystem::path(dir_) / event->name;
-        if (is_resource_file(path)) out.insert(path.string());
-      }
-      if (event->mask & IN_Q_OVERFLOW)
-        for (const auto& path : list()) out.insert(path);
       at += sizeof(inotify_event) + event->len;
+      const std::string_view name = event->len > 0 ? event->name : "";
+      if (event->mask & IN_Q_OVERFLOW) {
+        whole_directory = true;
+      } else if (event->wd == parent_watch_ && event->wd != directory_watch_) {
+        if (name == name_) whole_directory = true;
+      } else if (event->wd == directory_watch_) {
+        if (event->mask & (IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED)) {
+          if (event->mask & IN_MOVE_SELF) inotify_rm_watch(inotify_.get(), directory_watch_);
+          directory_watch_ = -1;
+          whole_directory = true;
+        } else if (is_configmap_entry(name)) {
+          whole_directory = true;
+        } else if (!name.empty()) {
+          std::filesystem::path path = std::filesystem::path(dir_) / std::string(name);
+          if (is_resource_file(path)) {
+            out.insert(path.string());
+            seen_.insert(path.string());
+          }
+        }
+      }
     }
   }
+  if (whole_directory) {
+    std::set<std::string> every = rescan();
+    out.insert(every.begin(), every.end());
+  }
   return out;
+}
+
+void SettlingChanges::add(const std::set<std::string>& paths, Clock::time_point now) {
+  if (paths.empty()) return;
+  if (waiting_.empty()) first_ = now;
+  last_ = now;
+  waiting_.insert(paths.begin(), paths.end());
+}
+
+SettlingChanges::Clock::time_point SettlingChanges::due() const {
+  return std::min(last_ + quiet_, first_ + longest_);
+}
+
+int SettlingChanges::wait_ms(Clock::time_point now) const {
+  if (waiting_.empty()) return -1;
+  if (now >= due()) return 0;
+  // Rounded up: a poll that wakes before the changes are due would spin.
+  return static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(due() - now).count());
+}
+
+std::set<std::string> SettlingChanges::take_due(Clock::time_point now) {
+  if (waiting_.empty() || now < due()) return {};
+  return std::exchange(waiting_, {});
 }
 
 ResourceRouter::FileState ResourceRouter::read_file(const std::string& path,

@@ -75,9 +75,9 @@ int run_stats(const sluice::CliContext& context, const sluice::CliValues&) {
     }
     by[{proto_name(e.key.proto), state_name(sl_ct_state_of(e.key.proto, &e.value))}]++;
   }
-  ct_stats stats{};
-  Fd stats_fd(bpf_obj_get((context.map_pin_dir + "/" CT_MAP_STATS).c_str()));
-  if (stats_fd) stats = read_stats(stats_fd.get());
+  Fd stats_fd;
+  if (int rc = open_stats(context, stats_fd)) return rc;
+  ct_stats stats = read_stats(stats_fd.get());
 
   if (context.json()) {
     Json out = Json::object();
@@ -163,14 +163,10 @@ int run_remove(const sluice::CliContext& context, const sluice::CliValues& value
 int run_clean(const sluice::CliContext& context, const sluice::CliValues& values,
               const Settings& settings) {
   const bool all = values.flag("all");
-  std::optional<std::uint32_t> size = pinned_size(context.map_pin_dir);
-  if (!size) {
-    *context.err << "conntrack: cannot open " << table_pin(context.map_pin_dir) << ": "
-                 << std::strerror(errno) << " (is the conntrack plugin loaded by sluiced?)\n";
-    return sluice::kCliFailure;
-  }
+  Fd table;
+  if (int rc = open_table(context, table)) return rc;
   std::string error;
-  CleanerSkeleton skel = open_cleaner(context.map_pin_dir, *size, settings, error);
+  CleanerSkeleton skel = open_cleaner(context.map_pin_dir, max_entries_of(table.get()), settings, error);
   if (skel && conntrack_cleaner__load(skel.get()) != 0)
     error = std::string("cannot load the conntrack cleaner: ") + std::strerror(errno);
   CleanResult result;

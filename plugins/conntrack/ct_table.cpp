@@ -23,14 +23,28 @@ std::string table_pin(const std::string& map_pin_dir) {
 }
 
 int open_table(const sluice::CliContext& context, Fd& fd) {
-  std::string path = table_pin(context.map_pin_dir);
-  fd.reset(bpf_obj_get(path.c_str()));
-  if (!fd) {
-    *context.err << "conntrack: cannot open " << path << ": " << std::strerror(errno)
-                 << " (is the conntrack plugin loaded by sluiced?)\n";
+  try {
+    fd = sluice::PinnedMap<sl_ct_key, sl_ct_value>::open_in_pins(context.map_pin_dir,
+                                                                SL_MAP_CONNTRACK)
+             .release();
+    return sluice::kCliOk;
+  } catch (const sluice::MapError& error) {
+    *context.err << "conntrack: " << error.what()
+                 << (sluice::is_missing_map(error, context.map_pin_dir) ? " (is the conntrack plugin loaded by sluiced?)" : "")
+                 << "\n";
     return sluice::kCliFailure;
   }
-  return sluice::kCliOk;
+}
+
+int open_stats(const sluice::CliContext& context, Fd& fd) {
+  try {
+    fd = sluice::PerCpuMap<__u32, ct_stats>::open_in_pins(context.map_pin_dir, CT_MAP_STATS)
+             .release();
+    return sluice::kCliOk;
+  } catch (const sluice::MapError& error) {
+    *context.err << "conntrack: " << error.what() << "\n";
+    return sluice::kCliFailure;
+  }
 }
 
 std::uint32_t max_entries_of(int fd) {

@@ -59,21 +59,25 @@ struct CliMaps {
   Fd frontends, backends, affinity, services;
 };
 
+// Every map is checked (Sluice's layout marker beside it, key and value
+// sizes) before anything reads it: a foreign map is an error, not garbage.
 int open_maps(const sluice::CliContext& context, CliMaps& maps) {
-  auto open = [&](const char* name, Fd& fd) {
-    std::string path = context.map_pin_dir + "/" + name;
-    fd.reset(bpf_obj_get(path.c_str()));
-    if (!fd) {
-      *context.err << "nat: cannot open " << path << ": " << std::strerror(errno)
-                   << " (is the nat plugin loaded by sluiced?)\n";
-      return false;
-    }
-    return true;
-  };
-  if (!open(NAT_MAP_FRONTENDS, maps.frontends) || !open(NAT_MAP_BACKENDS, maps.backends) ||
-      !open(NAT_MAP_AFFINITY, maps.affinity) || !open(NAT_MAP_SERVICES, maps.services))
+  const std::string& dir = context.map_pin_dir;
+  try {
+    maps.frontends =
+        sluice::PinnedMap<nat_fe_key, nat_fe_value>::open_in_pins(dir, NAT_MAP_FRONTENDS).release();
+    maps.backends =
+        sluice::PinnedMap<nat_be_key, nat_be_value>::open_in_pins(dir, NAT_MAP_BACKENDS).release();
+    maps.affinity =
+        sluice::PinnedMap<nat_aff_key, nat_aff_value>::open_in_pins(dir, NAT_MAP_AFFINITY).release();
+    maps.services =
+        sluice::PinnedMap<__u32, nat_service_name>::open_in_pins(dir, NAT_MAP_SERVICES).release();
+    return sluice::kCliOk;
+  } catch (const sluice::MapError& error) {
+    *context.err << "nat: " << error.what()
+                 << (sluice::is_missing_map(error, dir) ? " (is the nat plugin loaded by sluiced?)" : "") << "\n";
     return sluice::kCliFailure;
-  return sluice::kCliOk;
+  }
 }
 
 std::string service_name(int fd, std::uint32_t id) {

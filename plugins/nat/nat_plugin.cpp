@@ -29,6 +29,7 @@
 
 #include <sluice/bpf/conntrack.h>
 #include <sluice/config.hpp>
+#include <sluice/conntrack.hpp>
 #include <sluice/maps.hpp>
 #include <sluice/plugin.hpp>
 #include <sluice/skeleton.hpp>
@@ -365,6 +366,7 @@ class NatPlugin final : public sluice::Plugin {
     ids_.insert(new_ids.begin(), new_ids.end());
     committed = true;
     std::set<GoneBackend> gone_udp;
+    std::set<FeKey> new_frontends;
     for (const auto& key : changed) {
       static const ServiceEntries kNone;
       auto old_it = applied_.find(key);
@@ -377,6 +379,8 @@ class NatPlugin final : public sluice::Plugin {
         for (const auto& [fe, v] : entries.frontends) fe_owner_[fe] = key;
         auto o = old.find(label);
         if (o != old.end() && o->second == entries) continue;
+        for (const auto& [fe, v] : entries.frontends)
+          if (o == old.end() || !o->second.frontends.count(fe)) new_frontends.insert(fe);
         if (o != old.end()) collect_gone_udp_backends(o->second, &entries, gone_udp);
         apply_port(maps_, o == old.end() ? nullptr : &o->second, &entries);
       }
@@ -395,6 +399,18 @@ class NatPlugin final : public sluice::Plugin {
     if (!gone_udp.empty()) {
       flush_udp_flows(bpf_map__fd(stage_->maps.sl_conntrack), gone_udp);
       abort_udp_sockets(gone_udp);
+    }
+    // After the frontends are in the map: a flow that was already going to
+    // a new frontend, untranslated, is translated from its next packet on.
+    // (Node-port frontends match any local address; flows to them are not
+    // looked for.)
+    for (const auto& fe : new_frontends) {
+      const nat_fe_key& k = fe.key;
+      bool node_port = true;
+      for (__be32 word : k.addr) node_port = node_port && word == 0;
+      if (node_port) continue;
+      sluice::forget_untranslated_flows_towards(bpf_map__fd(stage_->maps.sl_conntrack), k.family,
+                                                k.proto, k.addr, k.port);
     }
 
     // 4. Remember what each file holds: declarations of removed blocks go,

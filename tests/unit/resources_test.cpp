@@ -249,3 +249,34 @@ TEST(ResourcesMissingDir, IsNotAnError) {
   EXPECT_EQ(state.fd(), -1);
   EXPECT_TRUE(state.list().empty());
 }
+
+// A file rewritten in two pieces is handed over once, after the directory
+// has been quiet; a directory that never goes quiet is still handed over.
+TEST(SettlingChanges, WaitsUntilTheDirectoryIsQuiet) {
+  using namespace std::chrono_literals;
+  SettlingChanges changes(300ms, 3000ms);
+  const auto t0 = SettlingChanges::Clock::time_point{} + 1h;
+  EXPECT_EQ(changes.wait_ms(t0), -1);
+  changes.add({"/s/a.toml"}, t0);
+  EXPECT_EQ(changes.wait_ms(t0), 300);
+  EXPECT_TRUE(changes.take_due(t0 + 200ms).empty());
+  changes.add({"/s/a.toml", "/s/b.toml"}, t0 + 200ms);  // the second piece
+  EXPECT_TRUE(changes.take_due(t0 + 400ms).empty());
+  EXPECT_EQ(changes.wait_ms(t0 + 400ms), 100);
+  EXPECT_EQ(changes.take_due(t0 + 500ms), (std::set<std::string>{"/s/a.toml", "/s/b.toml"}));
+  EXPECT_EQ(changes.wait_ms(t0 + 500ms), -1);
+  changes.add({}, t0 + 600ms);
+  EXPECT_EQ(changes.wait_ms(t0 + 600ms), -1);
+}
+
+TEST(SettlingChanges, NeverWaitsLongerThanTheLongestWait) {
+  using namespace std::chrono_literals;
+  SettlingChanges changes(300ms, 1000ms);
+  const auto t0 = SettlingChanges::Clock::time_point{} + 1h;
+  for (auto t = 0ms; t < 1000ms; t += 100ms) {
+    changes.add({"/s/busy.toml"}, t0 + t);
+    EXPECT_TRUE(changes.take_due(t0 + t).empty()) << "at " << t.count() << " ms";
+  }
+  EXPECT_EQ(changes.wait_ms(t0 + 900ms), 100);
+  EXPECT_EQ(changes.take_due(t0 + 1000ms), (std::set<std::string>{"/s/busy.toml"}));
+}

@@ -214,7 +214,7 @@ class RateLimitPlugin final : public sluice::Plugin {
  private:
   static std::array<std::uint64_t, RL_CTR_COUNT> read_totals(const std::string& dir) {
     auto counters =
-        sluice::PerCpuMap<__u32, __u64>::open(dir + "/ratelimit_counters", true);
+        sluice::PerCpuMap<__u32, __u64>::open_in_pins(dir, "ratelimit_counters", true);
     std::array<std::uint64_t, RL_CTR_COUNT> totals{};
     for (__u32 i = 0; i < RL_CTR_COUNT; ++i)
       totals[i] = sluice::sum(counters.lookup(i).value_or(std::vector<__u64>{}));
@@ -232,8 +232,8 @@ class RateLimitPlugin final : public sluice::Plugin {
     std::array<std::uint64_t, RL_CTR_COUNT> totals{};
     try {
       totals = read_totals(ctx.map_pin_dir);
-      auto buckets = sluice::PinnedMap<rl_key, rl_bucket>::open(
-          ctx.map_pin_dir + "/ratelimit_buckets", true);
+      auto buckets = sluice::PinnedMap<rl_key, rl_bucket>::open_in_pins(
+          ctx.map_pin_dir, "ratelimit_buckets", true);
       buckets.for_each([&](const rl_key& k, const rl_bucket& b) { rows.push_back({k, b}); });
     } catch (const sluice::MapError& e) {
       *ctx.err << "ratelimit: " << e.what() << "\n";

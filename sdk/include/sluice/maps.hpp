@@ -13,6 +13,13 @@
 // C++ types and throws sluice::MapError naming the path on a mismatch, so a
 // layout change is a clear error instead of garbage. File descriptors are
 // closed by the destructors (handles are movable, not copyable).
+//
+// A plugin's CLI command or metrics opens its maps with open_in_pins(), which
+// also checks that the directory holds Sluice's pins of this SDK's layout
+// (the sl_meta marker beside them): a map pinned there by something else,
+// or by another layout, is refused before anything reads or deletes in it.
+//
+//   auto table = sluice::PinnedMap<sl_ct_key, sl_ct_value>::open_in_pins(map_pin_dir, "sl_conntrack");
 #pragma once
 
 #include <unistd.h>
@@ -21,6 +28,7 @@
 #include <bpf/libbpf.h>
 #include <linux/bpf.h>
 
+#include <sluice/bpf/layout.h>
 #include <sluice/error.hpp>
 #include <sluice/unique_fd.hpp>
 
@@ -92,6 +100,65 @@ inline std::pair<UniqueMapFd, bpf_map_info> open_checked(const std::string& path
 
 }  // namespace detail
 
+// Throws MapError unless <map_pin_dir> carries Sluice's layout marker
+// (sl_meta) for the layout this SDK was built for. `reading` names the map
+// about to be opened, for the message. A marker not yet written (magic 0) is
+// a daemon still starting: its maps are Sluice's.
+inline void require_sluice_layout(const std::string& map_pin_dir, const std::string& reading) {
+  const std::string marker = map_pin_dir + "/" SL_MAP_META;
+  UniqueMapFd fd(bpf_obj_get(marker.c_str()));
+  if (!fd) {
+    int err = errno;
+    throw MapError(marker, err,
+                   err == ENOENT
+                       ? "refusing to use " + reading + ": the layout marker " + marker +
+                             " is missing, so these pins were not made by sluiced (or the [bpf] "
+                             "root/instance is wrong); start sluiced with this configuration, or "
+                             "remove what pinned there"
+                       : "cannot open the layout marker " + marker + ": " + detail::errno_string(err));
+  }
+  bpf_map_info info{};
+  __u32 len = sizeof(info);
+  if (bpf_obj_get_info_by_fd(fd.get(), &info, &len) != 0) {
+    int err = errno;
+    throw MapError(marker, err, "cannot query " + marker + ": " + detail::errno_string(err));
+  }
+  // Read with the pinned value size: magic and layout lead in every layout.
+  if (info.type != BPF_MAP_TYPE_ARRAY || info.key_size != sizeof(__u32) ||
+      info.value_size < 2 * sizeof(__u32))
+    throw MapError(marker, 0,
+                   "refusing to use " + reading + ": " + marker +
+                       " is not Sluice's layout marker (type " + std::to_string(info.type) +
+                       ", key/value size " + std::to_string(info.key_size) + "/" +
+                       std::to_string(info.value_size) + "); remove what pinned there");
+  std::vector<unsigned char> value(info.value_size);
+  __u32 zero = 0;
+  if (bpf_map_lookup_elem(fd.get(), &zero, value.data()) != 0) {
+    int err = errno;
+    throw MapError(marker, err, "cannot read " + marker + ": " + detail::errno_string(err));
+  }
+  __u32 magic = 0, layout = 0;
+  std::memcpy(&magic, value.data(), sizeof(magic));
+  std::memcpy(&layout, value.data() + sizeof(magic), sizeof(layout));
+  if (magic == 0) return;
+  if (magic != SL_LAYOUT_MAGIC)
+    throw MapError(marker, 0,
+                   "refusing to use " + reading + ": " + marker +
+                       " does not carry Sluice's layout magic; remove what pinned there");
+  if (layout != SL_LAYOUT_VERSION)
+    throw MapError(marker, 0,
+                   "refusing to use " + reading + ": the pins use map layout " +
+                       std::to_string(layout) + ", this plugin reads layout " +
+                       std::to_string(SL_LAYOUT_VERSION) +
+                       "; use the sluicectl and plugins that came with the running sluiced");
+}
+
+// True when `error` says a map is not pinned while Sluice's layout marker
+// is: the plugin that makes the map is not loaded.
+inline bool is_missing_map(const MapError& error, const std::string& map_pin_dir) {
+  return error.error == ENOENT && error.path != map_pin_dir + "/" SL_MAP_META;
+}
+
 // Number of possible CPUs, the length of every per-CPU value.
 inline std::size_t possible_cpus() {
   int n = libbpf_num_possible_cpus();
@@ -126,6 +193,13 @@ class PinnedMap {
         detail::open_checked(path, sizeof(Key), sizeof(Value), false, read_only);
     return PinnedMap(std::move(fd), info, path);
   }
+  // <map_pin_dir>/<name>, after require_sluice_layout(map_pin_dir).
+  static PinnedMap open_in_pins(const std::string& map_pin_dir, const std::string& name,
+                                bool read_only = false) {
+    const std::string path = map_pin_dir + "/" + name;
+    require_sluice_layout(map_pin_dir, path);
+    return open(path, read_only);
+  }
 
   std::optional<Value> lookup(const Key& key) const {
     Value value{};
@@ -156,6 +230,8 @@ class PinnedMap {
   }
 
   int fd() const { return fd_.get(); }
+  // Hands the fd over, for code that keeps a plain fd; the handle is empty after.
+  UniqueMapFd release() { return std::move(fd_); }
   const std::string& path() const { return path_; }
   const bpf_map_info& info() const { return info_; }
   std::uint32_t max_entries() const { return info_.max_entries; }
@@ -185,6 +261,13 @@ class PerCpuMap {
   static PerCpuMap open(const std::string& path, bool read_only = false) {
     auto [fd, info] = detail::open_checked(path, sizeof(Key), sizeof(Value), true, read_only);
     return PerCpuMap(std::move(fd), info, path);
+  }
+  // <map_pin_dir>/<name>, after require_sluice_layout(map_pin_dir).
+  static PerCpuMap open_in_pins(const std::string& map_pin_dir, const std::string& name,
+                                bool read_only = false) {
+    const std::string path = map_pin_dir + "/" + name;
+    require_sluice_layout(map_pin_dir, path);
+    return open(path, read_only);
   }
 
   std::optional<Values> lookup(const Key& key) const {
@@ -225,6 +308,8 @@ class PerCpuMap {
   }
 
   int fd() const { return fd_.get(); }
+  // Hands the fd over, for code that keeps a plain fd; the handle is empty after.
+  UniqueMapFd release() { return std::move(fd_); }
   const std::string& path() const { return path_; }
   const bpf_map_info& info() const { return info_; }
   std::size_t cpus() const { return cpus_; }

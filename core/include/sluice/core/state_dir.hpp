@@ -2,6 +2,7 @@
 // inotify, routed to the plugins that consume their kinds.
 #pragma once
 
+#include <chrono>
 #include <map>
 #include <memory>
 #include <optional>
@@ -16,22 +17,68 @@
 
 namespace sluice {
 
+// The state directory and its inotify watch. Files may be symlinks (they
+// are followed), and the directory may be replaced as a whole: deleted and
+// made again, or a symlink to it swapped (its parent is watched for that),
+// or, in the Kubernetes ConfigMap layout, its `..data` symlink swapped to a
+// new version of every file. Those, and events the kernel dropped, make the
+// next take_changed_paths() report every file there is or was.
 class StateDirectory {
  public:
   explicit StateDirectory(std::string dir);
 
-  // Resource files (*.toml, not hidden) currently in the directory.
+  // Resource files (*.toml, not hidden, regular or a symlink to one)
+  // currently in the directory.
   std::vector<std::string> list() const;
-  // inotify descriptor, or -1 when the directory does not exist.
+  // inotify descriptor, or -1 when neither the directory nor its parent exists.
   int fd() const { return inotify_.get(); }
-  // After fd() is readable: the file paths that were written, moved in,
-  // deleted or moved out since the last call.
+  // After fd() is readable: the file paths that were written, created,
+  // moved in, deleted or moved out since the last call; every file there is
+  // or was since the last such rescan when the directory as a whole changed.
   std::set<std::string> take_changed_paths();
   const std::string& dir() const { return dir_; }
 
  private:
+  // (Re)adds the watch of the directory itself; false when it is missing.
+  bool watch_directory();
+  std::set<std::string> rescan();
+
   std::string dir_;
+  std::string parent_;  // where the directory is made, replaced or swapped
+  std::string name_;    // its name in parent_
   UniqueFd inotify_;
+  int directory_watch_ = -1;
+  int parent_watch_ = -1;
+  std::set<std::string> seen_;  // every file listed or reported since the last rescan
+};
+
+// Changes to the state directory, held back until it has been quiet for
+// `quiet`: a file rewritten in place in several writes (truncate and write
+// the first part, then append the rest) is applied once, whole, instead of
+// piece by piece. Waiting for close-after-write cannot do this, as each
+// piece may be a write of its own closed in between. A directory that never
+// goes quiet is still applied `longest` after its first waiting change.
+class SettlingChanges {
+ public:
+  using Clock = std::chrono::steady_clock;
+  SettlingChanges(Clock::duration quiet, Clock::duration longest)
+      : quiet_(quiet), longest_(longest) {}
+
+  void add(const std::set<std::string>& paths, Clock::time_point now);
+  // Milliseconds until the waiting changes are due (0: due now), or -1 when
+  // nothing waits: a poll timeout.
+  int wait_ms(Clock::time_point now) const;
+  // The waiting paths when they are due (and then no longer waiting); empty
+  // before.
+  std::set<std::string> take_due(Clock::time_point now);
+
+ private:
+  Clock::time_point due() const;
+  Clock::duration quiet_;
+  Clock::duration longest_;
+  std::set<std::string> waiting_;
+  Clock::time_point first_{};
+  Clock::time_point last_{};
 };
 
 // Hands each plugin the state files holding the kinds it consumes, as
