@@ -8,6 +8,7 @@
 #include <bpf/libbpf.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
@@ -232,7 +233,8 @@ void Dataplane::set_log_level(sl_log_level level) {
 }
 
 void Dataplane::stage_chains(const std::array<Chain, SL_CHAINS>& chains,
-                             const std::function<int(const DeclaredStage&)>& fd_of) {
+                             const std::function<int(const DeclaredStage&)>& fd_of,
+                             const InstanceOf& instance_of) {
   // Stage into the bank no attached entry program uses. Normally that is the
   // one sl_meta does not mark active; after a start that died half-way (or
   // an attach that failed) interfaces may still use either, and overwriting
@@ -259,36 +261,77 @@ void Dataplane::stage_chains(const std::array<Chain, SL_CHAINS>& chains,
                  bank);
   int jump_fd = bpf_map__fd(core_->maps.sl_jump);
   int end_fd = bpf_program__fd(core_->progs.sl_chain_end);
-  // One lane: its stages (holes where fd_of has none), the chain end, and
-  // empty slots up to the lane's end.
-  auto write_lane = [&](__u32 base, const std::vector<const DeclaredStage*>& lane) {
-    __u32 pos = 0;
-    for (const DeclaredStage* stage : lane) {
-      __u32 slot = base + pos++;
-      int fd = fd_of(*stage);
-      if (fd >= 0)
-        update_or_throw(jump_fd, &slot, &fd, SL_MAP_JUMP);
-      else
-        bpf_map_delete_elem(jump_fd, &slot);
-    }
-    __u32 end_slot = base + pos++;
-    update_or_throw(jump_fd, &end_slot, &end_fd, SL_MAP_JUMP);
-    for (; pos < SL_MAX_STAGES; ++pos) {
-      __u32 slot = base + pos;
+  shared_positions_.clear();
+  auto put = [&](__u32 slot, int fd) {
+    if (fd >= 0)
+      update_or_throw(jump_fd, &slot, &fd, SL_MAP_JUMP);
+    else
       bpf_map_delete_elem(jump_fd, &slot);
-    }
   };
   for (const Chain& chain : chains) {
-    std::vector<const DeclaredStage*> all, established;
-    for (const DeclaredStage& stage : chain.stages) all.push_back(&stage);
-    for (std::size_t index : chain.established) established.push_back(&chain.stages[index]);
-    write_lane(sl_jump_lane_base(bank, chain.role, chain.hook, SL_LANE_ALL), all);
-    write_lane(sl_jump_lane_base(bank, chain.role, chain.hook, SL_LANE_ESTABLISHED),
-               established);
+    const __u32 base[SL_LANES] = {
+        sl_jump_lane_base(bank, chain.role, chain.hook, SL_LANE_ALL),
+        sl_jump_lane_base(bank, chain.role, chain.hook, SL_LANE_ESTABLISHED)};
+    const auto lane1_positions = chain.established_positions();
+    // Each stage at its lane-0 position and, if it sees every packet, its
+    // lane-1 position: one program for both, which knows where each lane
+    // goes on (a hole where fd_of has none).
+    for (std::size_t pos = 0; pos < chain.stages.size(); ++pos) {
+      const DeclaredStage& stage = chain.stages[pos];
+      const std::uint8_t lane1 = lane1_positions[pos];
+      NextSlots next = {base[SL_LANE_ALL] + static_cast<__u32>(pos) + 1,
+                        lane1 == 0xff ? SL_NEXT_SLOT_AT_RUN_TIME : base[SL_LANE_ESTABLISHED] + lane1 + 1u};
+      const std::array<std::uint32_t, SL_LANES> slots = {
+          base[SL_LANE_ALL] + static_cast<__u32>(pos),
+          lane1 == 0xff ? SL_NEXT_SLOT_AT_RUN_TIME : base[SL_LANE_ESTABLISHED] + lane1};
+      int fd = fd_of(stage);
+      UniqueFd instance;
+      if (fd >= 0 && instance_of) instance = instance_of(stage, next);
+      if (instance)
+        fd = instance.get();
+      else if (fd >= 0)
+        shared_positions_.push_back({stage, chain.role, slots, next});
+      for (std::uint32_t slot : slots)
+        if (slot != SL_NEXT_SLOT_AT_RUN_TIME) put(slot, fd);
+    }
+    // Then the chain end, and empty slots up to each lane's end.
+    const std::size_t length[SL_LANES] = {chain.stages.size(), chain.established.size()};
+    for (unsigned lane = 0; lane < SL_LANES; ++lane) {
+      put(base[lane] + static_cast<__u32>(length[lane]), end_fd);
+      for (__u32 pos = static_cast<__u32>(length[lane]) + 1; pos < SL_MAX_STAGES; ++pos)
+        put(base[lane] + pos, -1);
+    }
     layouts_[chain.role][chain.hook] =
         ChainLayout{chain.established_positions(), chain.flags, chain.last_judge};
   }
   bank_ = bank;
+}
+
+bool Dataplane::has_interface_of(sl_role role) const {
+  for (const auto& [ifindex, attachment] : attached_)
+    if (attachment.role == role) return true;
+  return false;
+}
+
+bool Dataplane::has_positions_to_instantiate() const {
+  for (const SharedPosition& position : shared_positions_)
+    if (has_interface_of(position.role)) return true;
+  return false;
+}
+
+bool Dataplane::instantiate_next(const InstanceOf& instance_of) {
+  auto it = std::find_if(shared_positions_.begin(), shared_positions_.end(),
+                         [&](const SharedPosition& p) { return has_interface_of(p.role); });
+  if (it == shared_positions_.end()) return false;
+  SharedPosition position = std::move(*it);
+  shared_positions_.erase(it);
+  UniqueFd instance = instance_of(position.stage, position.next);
+  if (!instance) return true;  // it keeps the plugin's own program
+  int jump_fd = bpf_map__fd(core_->maps.sl_jump);
+  int fd = instance.get();
+  for (std::uint32_t slot : position.slots)
+    if (slot != SL_NEXT_SLOT_AT_RUN_TIME) update_or_throw(jump_fd, &slot, &fd, SL_MAP_JUMP);
+  return true;
 }
 
 void Dataplane::commit_bank() {
@@ -327,8 +370,11 @@ void Dataplane::write_registry(const std::vector<LoadedPlugin>& plugins) {
       if (p.state == PluginState::loaded) {
         struct bpf_prog_info info {};
         __u32 len = sizeof(info);
-        if (bpf_obj_get_info_by_fd(p.plugin.stage_fd(stage.name), &info, &len) == 0)
+        if (bpf_obj_get_info_by_fd(p.plugin.stage_fd(stage.name), &info, &len) == 0) {
           s.prog_id = info.id;
+          static_assert(sizeof(s.prog_tag) == sizeof(info.tag));
+          std::memcpy(s.prog_tag, info.tag, sizeof(s.prog_tag));
+        }
       }
       entries.push_back(s);
     }

@@ -85,13 +85,25 @@ class Daemon {
                        {routing.fd(), POLLIN, 0},
                        {host_.events().fd(), POLLIN, 0}};
       const int state_wait = state_changes.wait_ms(SettlingChanges::Clock::now());
-      int ready = poll(fds, 6, state_wait < 0 ? kResyncIntervalMs
-                                              : std::min(state_wait, kResyncIntervalMs));
+      const bool instances_due = dataplane_->has_positions_to_instantiate();
+      int ready = poll(fds, 6, instances_due  ? 0
+                               : state_wait < 0 ? kResyncIntervalMs
+                                                : std::min(state_wait, kResyncIntervalMs));
       if (ready < 0) {
         if (errno == EINTR) continue;
         throw Error("poll: " + errno_text(errno));
       }
-      if (ready == 0 && state_wait < 0) {
+      // Between events, one position at a time: the loop stays responsive.
+      if (ready == 0 && instances_due) {
+        try {
+          dataplane_->instantiate_next(
+              [this](const DeclaredStage& stage, const NextSlots& next) {
+                return stage_instance(stage, next);
+              });
+        } catch (const std::exception& error) {
+          spdlog::error("direct tail calls: {}; the position keeps its program", error.what());
+        }
+      } else if (ready == 0 && state_wait < 0) {
         // Safety net: events can be lost without the kernel saying so.
         reconcile_links(watcher.resync());
         dataplane_->invalidate_routes();  // the same safety net for routes
@@ -156,13 +168,37 @@ class Daemon {
       for (const auto& stage : p.stages) stages.push_back({p.name, stage});
     }
     auto chains = compute_chains(stages);
+    // The plugins' own programs first, so the chains go live at once; each
+    // position gets its instance with direct tail calls afterwards, from
+    // the loop (stage_instance()).
     dataplane_->stage_chains(chains, [this](const DeclaredStage& stage) {
-      for (const auto& p : plugins_.plugins())
-        if (p.name == stage.plugin && p.state == PluginState::loaded)
-          return p.plugin.stage_fd(stage.spec.name);
-      return -1;
+      const LoadedPlugin* p = loaded_plugin(stage);
+      return p ? p->plugin.stage_fd(stage.spec.name) : -1;
     });
     dataplane_->write_registry(plugins_.plugins());
+  }
+
+  const LoadedPlugin* loaded_plugin(const DeclaredStage& stage) const {
+    for (const auto& p : plugins_.plugins())
+      if (p.name == stage.plugin && p.state == PluginState::loaded) return &p;
+    return nullptr;
+  }
+
+  // One chain position's program with direct tail calls (Dataplane::
+  // instantiate_next), or none: the plugin predates ABI 2.1 or the load
+  // failed, and its own program stays.
+  UniqueFd stage_instance(const DeclaredStage& stage, const NextSlots& next) const {
+    const LoadedPlugin* p = loaded_plugin(stage);
+    StageObject object;
+    if (!p || !p->plugin.stage_object(stage.spec.name, object)) return UniqueFd();
+    try {
+      return load_stage_instance(object, stage.spec.program, next,
+                                 "stage '" + stage.plugin + "/" + stage.spec.name + "'");
+    } catch (const Error& e) {
+      // Slower, not wrong: indirect tail calls from this position.
+      spdlog::warn("{}; the plugin's own program stays there", e.what());
+      return UniqueFd();
+    }
   }
 
   // A failed plugin's holes, placed by place_failed_plugin_holes()

@@ -117,6 +117,10 @@ class ConntrackPlugin final : public sluice::Plugin {
     return bpf_program__fd(stage_->progs.conntrack_stage);
   }
 
+  bool stage_object(std::string_view stage, sluice::StageObject& out) const override {
+    return stage == "conntrack" && sluice::describe_skeleton(stage_.get(), out);
+  }
+
   void shutdown(bool cleanup) override {
     cleaner_timer_.stop();
     if (cleanup && stage_) {

@@ -403,6 +403,10 @@ class LogPlugin final : public sluice::Plugin {
     return bpf_program__fd(skel_->progs.log_packet);
   }
 
+  bool stage_object(std::string_view stage, sluice::StageObject& out) const override {
+    return stage == "log" && sluice::describe_skeleton(skel_.get(), out);
+  }
+
   std::vector<sluice::CliCommand> cli_commands() const override {
     sluice::CliCommand stats;
     stats.path = {"log", "stats"};

@@ -174,6 +174,10 @@ class NatPlugin final : public sluice::Plugin {
     return bpf_program__fd(stage_->progs.nat_stage);
   }
 
+  bool stage_object(std::string_view stage, sluice::StageObject& out) const override {
+    return stage == "nat" && sluice::describe_skeleton(stage_.get(), out);
+  }
+
   void shutdown(bool cleanup) override {
     if (cleanup) connect_time_lb_.remove();
     if (cleanup && stage_) {

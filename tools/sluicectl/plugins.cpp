@@ -50,22 +50,45 @@ std::string stage_text(const std::string& plugin, const std::string& stage, std:
   return (plugin == stage ? stage : plugin + "/" + stage) + "(" + std::to_string(order) + ")";
 }
 
-// Kernel names of programs by id (the chain end is recognised by its name).
+// Kernel names and tags of programs by id (the chain end is recognised by
+// its name; an instance of a stage by its tag).
 class ProgramNames {
  public:
-  std::string name_of(std::uint32_t id) {
-    auto it = names_.find(id);
-    if (it != names_.end()) return it->second;
-    std::string name;
-    UniqueFd fd(bpf_prog_get_fd_by_id(id));
-    bpf_prog_info info{};
-    __u32 len = sizeof(info);
-    if (fd && bpf_obj_get_info_by_fd(fd.get(), &info, &len) == 0) name = fixed_string(info.name);
-    return names_[id] = name;
+  std::string name_of(std::uint32_t id) { return identity_of(id).name; }
+
+  // Whether program `id` is one of the instances sluiced loads of the
+  // stage's program, one per chain position (sdk/ABI.md, "Direct tail
+  // calls"): they share its instructions, so its tag. The registry holds
+  // the tag, since the plugin's own program is gone once sluiced stops.
+  bool is_instance_of(std::uint32_t id, const sl_registry_entry& stage) {
+    const Identity& program = identity_of(id);
+    bool recorded = std::any_of(std::begin(stage.prog_tag), std::end(stage.prog_tag),
+                                [](unsigned char byte) { return byte != 0; });
+    return program.known && recorded &&
+           std::equal(program.tag.begin(), program.tag.end(), std::begin(stage.prog_tag));
   }
 
  private:
-  std::map<std::uint32_t, std::string> names_;
+  struct Identity {
+    bool known = false;
+    std::string name;
+    std::array<unsigned char, BPF_TAG_SIZE> tag{};
+  };
+  const Identity& identity_of(std::uint32_t id) {
+    auto it = identities_.find(id);
+    if (it != identities_.end()) return it->second;
+    Identity identity;
+    UniqueFd fd(bpf_prog_get_fd_by_id(id));
+    bpf_prog_info info{};
+    __u32 len = sizeof(info);
+    if (fd && bpf_obj_get_info_by_fd(fd.get(), &info, &len) == 0) {
+      identity.known = true;
+      identity.name = fixed_string(info.name);
+      std::copy(std::begin(info.tag), std::end(info.tag), identity.tag.begin());
+    }
+    return identities_[id] = identity;
+  }
+  std::map<std::uint32_t, Identity> identities_;
 };
 
 struct ChainSlot {
@@ -116,9 +139,11 @@ std::array<Chain, SL_CHAINS> expected_chains(const std::vector<sl_registry_entry
 }
 
 const sl_registry_entry* stage_by_prog(const std::vector<sl_registry_entry>& registry,
-                                       std::uint32_t prog_id) {
+                                       std::uint32_t prog_id, ProgramNames& names) {
   for (const auto& entry : registry)
     if (entry.kind == SL_REG_STAGE && entry.prog_id == prog_id) return &entry;
+  for (const auto& entry : registry)
+    if (entry.kind == SL_REG_STAGE && names.is_instance_of(prog_id, entry)) return &entry;
   return nullptr;
 }
 
@@ -149,7 +174,7 @@ ChainView read_lane(int jump_fd, std::uint32_t base, const Chain& chain,
       view.terminated = true;
       break;
     }
-    if (const auto* entry = stage_by_prog(registry, prog_id))
+    if (const auto* entry = stage_by_prog(registry, prog_id, names))
       view.slots.push_back({ChainSlot::State::ok, prog_id, fixed_string(entry->plugin),
                             fixed_string(entry->name), names.name_of(prog_id), entry->order});
     else

@@ -161,6 +161,12 @@ class RateLimitPlugin final : public sluice::Plugin {
     return bpf_program__fd(skel_->progs.ratelimit);
   }
 
+  // Lets the core load the stage once per chain position, with direct tail
+  // calls to the next stage (sdk/ABI.md, "Direct tail calls").
+  bool stage_object(std::string_view stage, sluice::StageObject& out) const override {
+    return stage == "ratelimit" && sluice::describe_skeleton(skel_.get(), out);
+  }
+
   void shutdown(bool cleanup) override {
     skel_.reset();
     if (cleanup && !map_pin_dir_.empty()) {

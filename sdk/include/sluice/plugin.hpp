@@ -1,4 +1,4 @@
-// The C++ plugin interface of Sluice (ABI 2.0). See sdk/ABI.md for the rules.
+// The C++ plugin interface of Sluice (ABI 2.1). See sdk/ABI.md for the rules.
 //
 // A plugin is a shared library that exports two symbols:
 //   sluice_plugin_abi     a PluginAbiDescriptor (plain data, checked first)
@@ -27,12 +27,14 @@
 #include <sluice/resources.hpp>
 #include <sluice/subscription.hpp>
 
+struct bpf_object;
+
 
 namespace sluice {
 
 inline constexpr std::uint32_t kPluginAbiMagic = 0x534c5047;  // "SLPG"
 inline constexpr std::uint16_t kPluginAbiMajor = 2;
-inline constexpr std::uint16_t kPluginAbiMinor = 0;
+inline constexpr std::uint16_t kPluginAbiMinor = 1;
 
 // The C++ standard library ABI the plugin was compiled against: plugins and
 // the daemon exchange std::string and std::vector, so these must agree.
@@ -98,6 +100,18 @@ struct StageSpec {
   // past this hook, because the stage saw it where it entered the node
   // (conntrack). Without it, such packets go through the workload's egress hook.
   bool fast_path_may_bypass_egress = false;
+};
+
+// What Plugin::stage_object reports (built by the host, filled by the
+// plugin: the host is never older than the plugin, so it holds every field
+// the plugin knows). The plugin keeps both alive until shutdown().
+struct StageObject {
+  // The ELF file of the BPF object, as loaded (a skeleton embeds it).
+  const void* elf = nullptr;
+  std::size_t elf_size = 0;
+  // The plugin's loaded object: every map of an instance is this object's
+  // map of the same name, but for its ".rodata.sl_next".
+  const struct bpf_object* loaded = nullptr;
 };
 
 // A configuration error with its position, thrown by Plugin::configure.
@@ -266,7 +280,32 @@ class Plugin {
   // Virtuals of a later 2.x minor go here, below everything above: vtable
   // slots follow declaration order (sdk/ABI.md, "What a minor version may
   // change").
+
+ public:
+  // ---- ABI 2.1 ----
+  // The BPF object a stage's program comes from (after load()), so the core
+  // can load one instance of the program per chain it is in, each with its
+  // next slots as constants: direct tail calls (sdk/ABI.md, "Direct tail
+  // calls"). Fill `out` (describe_skeleton() does it for a bpftool
+  // skeleton) and return true; false keeps the one program of stage_fd()
+  // in every chain, reached by an indirect tail call.
+  virtual bool stage_object(std::string_view stage, StageObject& out) const {
+    (void)stage;
+    (void)out;
+    return false;
+  }
 };
+
+// For Plugin::stage_object: the ELF a bpftool skeleton embeds, and its
+// loaded object.
+template <class Skeleton>
+bool describe_skeleton(const Skeleton* skeleton, StageObject& out) {
+  if (!skeleton || !skeleton->skeleton || !skeleton->obj) return false;
+  out.elf = skeleton->skeleton->data;
+  out.elf_size = skeleton->skeleton->data_sz;
+  out.loaded = skeleton->obj;
+  return true;
+}
 
 }  // namespace sluice
 

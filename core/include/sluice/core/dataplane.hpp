@@ -13,6 +13,7 @@
 #include "sluice/core/links.hpp"
 #include "sluice/core/pipeline.hpp"
 #include "sluice/core/plugin_host.hpp"
+#include "sluice/core/stage_instance.hpp"
 #include "sluice/core/unique_fd.hpp"
 
 struct core_bpf;
@@ -82,10 +83,23 @@ class Dataplane {
   // Writes complete chains into the bank the attached programs do not use.
   // fd_of returns a stage's program fd, or -1 to leave a hole (a stage
   // whose plugin failed: the hook then applies its missed-tail-call rule).
+  // instance_of, if given, makes the program for one chain position
+  // (stage_instance.hpp: direct tail calls); an empty fd keeps fd_of's.
+  using InstanceOf = std::function<UniqueFd(const DeclaredStage&, const NextSlots&)>;
   void stage_chains(const std::array<Chain, SL_CHAINS>& chains,
-                    const std::function<int(const DeclaredStage&)>& fd_of);
+                    const std::function<int(const DeclaredStage&)>& fd_of,
+                    const InstanceOf& instance_of = {});
   // Records plugins and stages for sluicectl.
   void write_registry(const std::vector<LoadedPlugin>& plugins);
+  // Direct tail calls, one chain position at a time once the chains run
+  // (stage_instance.hpp): gives the next position that still runs its
+  // plugin's own program, in a chain of a role some interface has, an
+  // instance of its own from instance_of. The two behave alike, so the
+  // slot is swapped under traffic. Returns whether one was tried.
+  bool instantiate_next(const InstanceOf& instance_of);
+  // Whether instantiate_next has a position to work on.
+  bool has_positions_to_instantiate() const;
+
   // Makes the staged bank the one new attachments use (after every managed
   // interface was switched to it).
   void commit_bank();
@@ -138,6 +152,15 @@ class Dataplane {
   std::unique_ptr<core_bpf, CoreSkeleton> core_;
   std::uint32_t bank_ = 0;  // bank staged for (and used by) new attachments
   std::array<ChainLayouts, SL_ROLE_COUNT> layouts_{};  // of bank_'s chains
+  // bank_'s positions still on their plugin's own program.
+  struct SharedPosition {
+    DeclaredStage stage;
+    sl_role role;
+    std::array<std::uint32_t, SL_LANES> slots;  // SL_NEXT_SLOT_AT_RUN_TIME: not in the lane
+    NextSlots next;
+  };
+  std::vector<SharedPosition> shared_positions_;
+  bool has_interface_of(sl_role role) const;
   // Over pins of the previous layout, until commit_bank().
   std::unique_ptr<LayoutMigration> migration_;
   std::map<int, Attachment> attached_;

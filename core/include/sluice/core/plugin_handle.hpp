@@ -21,6 +21,7 @@ namespace sluice {
 // virtual appended in 2.N gets an entry here and its PluginHandle method
 // calls it through call_since(kPluginMinorOf..., default, ...).
 inline constexpr std::uint16_t kPluginMinorOfBaseInterface = 0;
+inline constexpr std::uint16_t kPluginMinorOfStageObjects = 1;
 
 class PluginHandle {
  public:
@@ -60,6 +61,12 @@ class PluginHandle {
   void reconcile(const ResourceChange& change) { plugin_->reconcile(change); }
   std::unique_ptr<PreparedChange> prepare(const ResourceChange& change) {
     return plugin_->prepare(change);
+  }
+
+  // ---- ABI 2.1 (kPluginMinorOfStageObjects) ----
+  bool stage_object(std::string_view stage, StageObject& out) const {
+    return call_since(kPluginMinorOfStageObjects, false,
+                      [&](const Plugin& plugin) { return plugin.stage_object(stage, out); });
   }
 
  private:

@@ -77,6 +77,11 @@ static inline __u32 sl_jump_lane_base(__u32 bank, __u32 role, __u32 hook, __u32 
 	       SL_MAX_STAGES;
 }
 
+/* sl_next_slot (sluice.h) of a program the core did not instantiate for a
+ * chain position, and of a lane the stage is not in: the next slot is
+ * computed at run time. */
+#define SL_NEXT_SLOT_AT_RUN_TIME 0xffffffffu
+
 static inline __u32 sl_jump_base(__u32 bank, __u32 role, __u32 hook)
 {
 	return sl_jump_lane_base(bank, role, hook, SL_LANE_ALL);
@@ -202,7 +207,11 @@ struct sl_registry_entry {
 	__u32 may;                /* SL_MAY_* */
 	__u32 scratch_reads;      /* bit per enum sl_scratch_slot */
 	__u32 scratch_writes;
-	__u32 reserved[4];
+	/* The program's tag (bpf_prog_info.tag; zero before ABI 2.1): what
+	 * every instance of the program in the chains shares (sdk/ABI.md,
+	 * "Direct tail calls"), so sluicectl recognises them. */
+	__u8 prog_tag[8];
+	__u32 reserved[2];
 };
 
 /* What a stage declares it may do (StageSpec::may, sl_registry). The core
