@@ -262,6 +262,7 @@ void Dataplane::stage_chains(const std::array<Chain, SL_CHAINS>& chains,
   int jump_fd = bpf_map__fd(core_->maps.sl_jump);
   int end_fd = bpf_program__fd(core_->progs.sl_chain_end);
   shared_positions_.clear();
+  instantiated_ = 0;
   auto put = [&](__u32 slot, int fd) {
     if (fd >= 0)
       update_or_throw(jump_fd, &slot, &fd, SL_MAP_JUMP);
@@ -287,9 +288,10 @@ void Dataplane::stage_chains(const std::array<Chain, SL_CHAINS>& chains,
       int fd = fd_of(stage);
       UniqueFd instance;
       if (fd >= 0 && instance_of) instance = instance_of(stage, next);
-      if (instance)
+      if (instance) {
         fd = instance.get();
-      else if (fd >= 0)
+        ++instantiated_;
+      } else if (fd >= 0)
         shared_positions_.push_back({stage, chain.role, slots, next});
       for (std::uint32_t slot : slots)
         if (slot != SL_NEXT_SLOT_AT_RUN_TIME) put(slot, fd);
@@ -331,6 +333,7 @@ bool Dataplane::instantiate_next(const InstanceOf& instance_of) {
   int fd = instance.get();
   for (std::uint32_t slot : position.slots)
     if (slot != SL_NEXT_SLOT_AT_RUN_TIME) update_or_throw(jump_fd, &slot, &fd, SL_MAP_JUMP);
+  ++instantiated_;
   return true;
 }
 

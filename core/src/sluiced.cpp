@@ -100,6 +100,10 @@ class Daemon {
               [this](const DeclaredStage& stage, const NextSlots& next) {
                 return stage_instance(stage, next);
               });
+          if (!dataplane_->has_positions_to_instantiate())
+            spdlog::info("chains: direct tail calls in place ({} position(s) with a program of "
+                         "their own)",
+                         dataplane_->instantiated_positions());
         } catch (const std::exception& error) {
           spdlog::error("direct tail calls: {}; the position keeps its program", error.what());
         }

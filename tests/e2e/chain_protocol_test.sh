@@ -71,6 +71,24 @@ start_listener_file
 # ---- 1. "every packet": sees all of them, on both hooks, fast path on -----------
 configure '["conntrack", "nat", "probe"]' every-packet
 start_daemon
+# Each chain position gets a program of its own (direct tail calls): the
+# workloads' two chains hold an instance each of conntrack and the probe, and
+# sluicectl still names every one of them.
+wait_direct_tail_calls
+ctl -o json plugins | python3 -c '
+import json, sys
+chains = {(c["role"], c["hook"]): c for c in json.load(sys.stdin)["chains"]}
+ids = {}
+for hook in ("ingress", "egress"):
+    c = chains[("workload", hook)]
+    assert c["matches_registry"] and c["established"]["matches_registry"], c
+    want = ["conntrack", "probe"] + (["nat"] if hook == "ingress" else [])
+    assert [s["stage"] for s in c["stages"]] == want, c["stages"]
+    ids[hook] = [s["prog_id"] for s in c["stages"]]
+    assert [s["prog_id"] for s in c["established"]["stages"]] == ids[hook], c["established"]
+assert not set(ids["ingress"]) & set(ids["egress"]), ("one program in both chains", ids)
+' || { ctl plugins; fail "the chain positions do not have programs of their own"; }
+echo "ok: every workload chain position runs its own instance, named by sluicectl"
 segs0=$(segments) in0=$(probe_seen ingress) out0=$(probe_seen egress) fp0=$(redirected)
 run_exchanges 200
 segs=$(( $(segments) - segs0 ))
@@ -105,6 +123,7 @@ stop_daemon
 # ---- 3. "first packets": skipped once the flow is established ---------------------
 configure '["conntrack", "nat", "probe"]' first-packets
 start_daemon
+wait_direct_tail_calls  # the lanes' own next slots: lane 1 skips the probe
 # sluicectl shows the lane an established flow runs: without the probe.
 ctl -o json plugins | python3 -c '
 import json, sys

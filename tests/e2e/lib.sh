@@ -128,6 +128,7 @@ wait_daemon_log() {
 # (it may have to wait for the instance lock of a running one first).
 launch_daemon() {
   DAEMON_READY_BEFORE=$(daemon_log_count "sluiced ready")
+  DAEMON_DIRECT_BEFORE=$(daemon_log_count "direct tail calls in place")
   # nsenter execs sluiced, so $! is the daemon itself (a function would add a subshell).
   nsenter --net="/run/netns/$NS_NODE" "$SLUICED" --config "$CONFIG" >>"$WORK/daemon.log" 2>&1 &
   DAEMON_PID=$!
@@ -149,9 +150,17 @@ start_daemon() {
   wait_daemon_ready
 }
 
+# wait_direct_tail_calls: until the daemon started last has given every chain
+# position of the roles with interfaces its own instance of the stage
+# program (direct tail calls, sdk/ABI.md), which it does after "ready".
+wait_direct_tail_calls() {
+  wait_daemon_log "direct tail calls in place" "$DAEMON_DIRECT_BEFORE" "direct tail calls"
+}
+
 # reload_daemon: SIGHUP, then wait for the re-executed daemon (same pid).
 reload_daemon() {
   DAEMON_READY_BEFORE=$(daemon_log_count "sluiced ready")
+  DAEMON_DIRECT_BEFORE=$(daemon_log_count "direct tail calls in place")
   kill -HUP "$DAEMON_PID"
   wait_daemon_ready
 }

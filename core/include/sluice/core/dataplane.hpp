@@ -99,6 +99,8 @@ class Dataplane {
   bool instantiate_next(const InstanceOf& instance_of);
   // Whether instantiate_next has a position to work on.
   bool has_positions_to_instantiate() const;
+  // How many of bank_'s positions run an instance of their own.
+  std::size_t instantiated_positions() const { return instantiated_; }
 
   // Makes the staged bank the one new attachments use (after every managed
   // interface was switched to it).
@@ -160,6 +162,7 @@ class Dataplane {
     NextSlots next;
   };
   std::vector<SharedPosition> shared_positions_;
+  std::size_t instantiated_ = 0;
   bool has_interface_of(sl_role role) const;
   // Over pins of the previous layout, until commit_bank().
   std::unique_ptr<LayoutMigration> migration_;
