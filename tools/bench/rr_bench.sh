@@ -135,13 +135,19 @@ stop_daemon() {
 start_daemon() { # <fast_path> [plugins]
   stop_daemon
   write_config "$@"
-  local before
+  local before wanted="sluiced ready"
   before=$(grep -c "sluiced ready" "$WORK/daemon.log" 2>/dev/null || true)
+  # A daemon with direct tail calls gives each chain position its own
+  # program shortly after "ready": measure once it has.
+  if grep -q "direct tail calls in place" "$SLUICED"; then
+    wanted="direct tail calls in place"
+    before=$(grep -c "$wanted" "$WORK/daemon.log" 2>/dev/null || true)
+  fi
   nsenter --net="/run/netns/$NS_NODE" "$SLUICED" --config "$WORK/sluice.toml" >>"$WORK/daemon.log" 2>&1 &
   DAEMON_PID=$!
   PINS_BY=$BUILD_NOW
   for _ in $(seq 100); do
-    (( $(grep -c "sluiced ready" "$WORK/daemon.log" || true) > before )) && return 0
+    (( $(grep -c "$wanted" "$WORK/daemon.log" || true) > before )) && return 0
     kill -0 "$DAEMON_PID" 2>/dev/null || break
     sleep 0.1
   done
